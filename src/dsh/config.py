@@ -1,0 +1,54 @@
+"""Every tunable of the daemon in one frozen dataclass; the CLI only fills it in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .score import DEFAULT_SCORE
+
+DEFAULT_CLUSTER_FILE = "/etc/dsh/cluster"
+DEFAULT_GOSSIP_PORT = 8181  # UDP
+DEFAULT_STATUS_PORT = 8181  # TCP, full status (the original -t)
+DEFAULT_BEST_PORT = 8282  # TCP, best node (the original -r)
+DEFAULT_CONTROL = "/run/dshd.sock"
+
+
+def default_cluster_file() -> str:
+    return os.environ.get("DSH_CLUSTER") or DEFAULT_CLUSTER_FILE
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    cluster_file: str = DEFAULT_CLUSTER_FILE
+    name: str | None = None  # this node's cluster entry; None = find it by address
+    gossip_port: int = DEFAULT_GOSSIP_PORT
+    status_port: int = DEFAULT_STATUS_PORT
+    best_port: int = DEFAULT_BEST_PORT
+    listen: tuple[str, ...] = ()  # TCP listen addresses; () = all addresses
+    interval: float = 1.5  # seconds between two reports of this node
+    jitter: float = 0.1  # each interval is drawn from interval * (1 +- jitter)
+    maxloops: int = 3  # a peer unheard for maxloops intervals is down
+    extraload: float = 1.0  # load added to a node each time it is named best
+    extra_reports: int = 2  # reports from that node after which the extra load is gone
+    score: str = DEFAULT_SCORE  # a name in score.SCORES
+    control: str = DEFAULT_CONTROL  # Unix socket for --drain/--undrain
+    resolve_retry: float = 10.0  # seconds between attempts to resolve a failed name
+    resolve_refresh: float = 300.0  # seconds between re-resolving names that did resolve
+    client_timeout: float = 5.0  # seconds a TCP client gets to take its answer
+    max_clients: int = 256  # concurrent TCP clients; more are closed at once
+    background: bool = False  # -b: fork, detach, run in the background
+    print_pid: bool = False  # -p: print the background daemon's PID
+    pidfile: str | None = None
+    log_file: str | None = None  # in the background: None = syslog
+    verbose: bool = False
+    user: str | None = None  # drop to this user after binding the ports
+
+    @property
+    def dead_after(self) -> float:
+        return self.maxloops * self.interval
+
+    @property
+    def extra_ttl(self) -> float:
+        """Hard limit on extra load for a node that stops reporting."""
+        return (self.extra_reports + 1) * self.interval * (1 + self.jitter)

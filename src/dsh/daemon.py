@@ -1,0 +1,336 @@
+"""The daemon's asyncio shell: sockets, timers, signals, shutdown. No decisions.
+
+Everything decided lives in gossip.GossipNode; this module moves bytes between
+the sockets and it, and keeps every wait bounded so that no client and no
+datagram can stall the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import random
+import signal
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from . import __version__
+from .cluster import NodeSpec, load_cluster
+from .config import DaemonConfig
+from .errors import DshError
+from .gossip import GossipNode
+from .sampler import Sampler
+from .score import SCORES
+from .status import format_status
+from .whoami import resolve
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 3.0  # seconds the daemon waits for its tasks when stopping
+
+
+class _Gossip(asyncio.DatagramProtocol):
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.daemon.node.receive(data, str(addr[0]), time.monotonic())
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" from a peer whose daemon is down: expected.
+        log.debug("gossip socket: %s", exc)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        specs: list[NodeSpec],
+        self_name: str,
+        resolved: dict[str, tuple[str, ...]],
+    ) -> None:
+        self.config = config
+        self.rng = random.Random()
+        self.node = GossipNode(
+            specs,
+            self_name,
+            SCORES[config.score],
+            dead_after=config.dead_after,
+            extraload=config.extraload,
+            extra_reports=config.extra_reports,
+            extra_ttl=config.extra_ttl,
+            incarnation=time.time_ns() // 1_000_000,
+            rng=self.rng,
+        )
+        for spec in specs:
+            self.node.set_addresses(spec.name, resolved.get(spec.key, ()))
+        self.sampler = Sampler()
+        self.tcp = Counter({"served": 0, "refused": 0, "timeout": 0})
+        self._clients = 0
+        self._stopping = asyncio.Event()
+        self._servers: list[asyncio.base_events.Server] = []
+        self._transport: asyncio.DatagramTransport | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resolve_now = asyncio.Event()
+
+    # -- start -----------------------------------------------------------------
+
+    def _gossip_bind_address(self) -> tuple[str, int]:
+        own = self.node.addresses(self.node.name)
+        others = [
+            a
+            for p in self.node.table.peers.values()
+            if p is not self.node.table.me
+            for a in self.node.addresses(p.spec.name)
+        ]
+        if not own:
+            return ("0.0.0.0", socket.AF_INET)
+        address = own[0]
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        # Debian maps the host name to 127.0.1.1; binding there would make the
+        # node unreachable for its peers, so a loopback address is only used
+        # when the peers are on loopback too (a test cluster).
+        if _is_loopback(address) and others and not all(_is_loopback(a) for a in others):
+            address = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        return (address, family)
+
+    async def start(self) -> None:
+        """Bind every socket; errors are DshErrors."""
+        loop = asyncio.get_running_loop()
+        address, family = self._gossip_bind_address()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Gossip(self),
+                local_addr=(address, self.config.gossip_port),
+                family=family,
+            )
+        except OSError as exc:
+            raise DshError(
+                f"cannot bind gossip port {address}:{self.config.gossip_port}/udp: {exc.strerror}"
+            ) from None
+        self._transport = transport
+        hosts: list[str | None] = list(self.config.listen) or [None]
+        for port, answer in (
+            (self.config.status_port, self.status_text),
+            (self.config.best_port, self.best_text),
+        ):
+            for host in hosts:
+                try:
+                    server = await asyncio.start_server(
+                        self._client_handler(answer), host, port, reuse_address=True
+                    )
+                except OSError as exc:
+                    raise DshError(
+                        f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}"
+                    ) from None
+                self._servers.append(server)
+        await self._start_control()
+        log.info(
+            "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, %d nodes",
+            __version__,
+            self.node.name,
+            address,
+            self.config.gossip_port,
+            self.config.status_port,
+            self.config.best_port,
+            len(self.node.table.peers),
+        )
+
+    async def _start_control(self) -> None:
+        path = self.config.control
+        if not path:
+            return
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
+            writer.close()
+            raise DshError(f"another dshd answers on {path}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            server = await asyncio.start_unix_server(self._control_handler, path)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise DshError(f"cannot create control socket {path}: {exc.strerror}") from None
+        self._servers.append(server)
+
+    # -- run -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._tasks = [
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._resolver(), name="resolver"),
+        ]
+        await self._stopping.wait()
+        await self._shutdown()
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for server in self._servers:
+            server.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._tasks, return_exceptions=True), SHUTDOWN_TIMEOUT
+            )
+        if self._transport is not None:
+            self._transport.close()
+        if self.config.control:
+            with contextlib.suppress(OSError):
+                os.unlink(self.config.control)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the cluster file; keep the old one if the new one is bad."""
+        try:
+            specs = load_cluster(self.config.cluster_file)
+            changes = self.node.reload(specs)
+        except (DshError, ValueError) as exc:
+            log.error("reload failed, keeping the old cluster: %s", exc)
+            return
+        if changes:
+            log.info(
+                "cluster reloaded: added %s; removed %s; changed %s",
+                ", ".join(changes.added) or "none",
+                ", ".join(changes.removed) or "none",
+                ", ".join(changes.changed) or "none",
+            )
+        else:
+            log.info("cluster reloaded: no changes")
+        self._resolve_now.set()
+
+    def tick(self) -> None:
+        assert self._transport is not None
+        now = time.monotonic()
+        for datagram, address in self.node.tick(
+            self.sampler.sample(), now, time.time_ns() // 10**6
+        ):
+            try:
+                self._transport.sendto(datagram, (address, self.config.gossip_port))
+            except (OSError, ValueError) as exc:  # e.g. an IPv6 peer on an IPv4 socket
+                log.debug("cannot send to %s: %s", address, exc)
+
+    async def _ticker(self) -> None:
+        # A random start within the first interval, so that daemons started
+        # together (a boot storm) do not report in step.
+        await asyncio.sleep(self.rng.uniform(0, self.config.interval * self.config.jitter))
+        while True:
+            self.tick()
+            jitter = self.config.jitter
+            await asyncio.sleep(self.config.interval * self.rng.uniform(1 - jitter, 1 + jitter))
+
+    async def _resolve_all(self, log_failures: bool, only_missing: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        for peer in list(self.node.table.peers.values()):
+            name = peer.spec.name
+            known = self.node.addresses(name)
+            if only_missing and known:
+                continue
+            addresses = await loop.run_in_executor(None, resolve, name)
+            if addresses != known:
+                if addresses:
+                    log.info("node %s is at %s", name, " ".join(addresses))
+                elif log_failures or known:
+                    log.warning("node %s does not resolve; will try again", name)
+                if addresses or not known:
+                    self.node.set_addresses(name, addresses)
+
+    async def _resolver(self) -> None:
+        last_full = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._resolve_now.wait(), self.config.resolve_retry)
+            self._resolve_now.clear()
+            full = time.monotonic() - last_full >= self.config.resolve_refresh
+            if full:
+                last_full = time.monotonic()
+            await self._resolve_all(log_failures=False, only_missing=not full)
+
+    # -- TCP ports -------------------------------------------------------------
+
+    def status_text(self) -> str:
+        now = time.monotonic()
+        c = self.config
+        return format_status(
+            self.node.status_rows(now),
+            [
+                f"self {self.node.name}",
+                f"dshd {__version__} score={c.score} interval={c.interval:g}"
+                f" maxloops={c.maxloops} extraload={c.extraload:g}",
+            ],
+            {"datagrams": dict(self.node.counters), "tcp": dict(self.tcp)},
+        )
+
+    def best_text(self) -> str:
+        return (self.node.best(time.monotonic()) or "NONE") + "\n"
+
+    def _client_handler(
+        self, answer: Callable[[], str]
+    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self._clients >= self.config.max_clients:
+                self.tcp["refused"] += 1
+                writer.transport.abort()
+                return
+            self._clients += 1
+            try:
+                # The answer is computed at connect time and written at once;
+                # the client never has to send anything. It usually fits the
+                # socket buffer, so a client that never reads costs nothing.
+                writer.write(answer().encode())
+                writer.write_eof()
+                await asyncio.wait_for(writer.drain(), self.config.client_timeout)
+                self.tcp["served"] += 1
+            except (OSError, TimeoutError):
+                self.tcp["timeout"] += 1
+                writer.transport.abort()
+            finally:
+                self._clients -= 1
+                writer.close()
+
+        return handle
+
+    # -- control socket (dshd --drain) -------------------------------------------
+
+    async def _control_handler(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            sock = writer.get_extra_info("socket")
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            if uid not in (0, os.geteuid()):
+                writer.write(b"error: permission denied\n")
+                return
+            line = await asyncio.wait_for(reader.readline(), self.config.client_timeout)
+            command = line.decode("ascii", "replace").strip()
+            if command in ("drain", "undrain"):
+                self.node.drained = command == "drain"
+                log.info("node %sed by uid %d", command, uid)
+                self.tick()  # tell the peers now, not at the next interval
+                writer.write(f"ok {command}ed\n".encode())
+            else:
+                writer.write(b"error: unknown command\n")
+        except (OSError, TimeoutError) as exc:
+            log.debug("control client: %s", exc)
+        finally:
+            writer.close()

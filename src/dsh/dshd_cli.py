@@ -1,0 +1,262 @@
+"""``dshd``: parse the command line, fill a DaemonConfig, start the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from dataclasses import replace
+
+from . import __version__
+from .cluster import NodeSpec, load_cluster
+from .config import DEFAULT_CONTROL, DaemonConfig, default_cluster_file
+from .errors import ConfigError, DshError
+from .process import (
+    Readiness,
+    daemonize,
+    drop_privileges,
+    remove_pidfile,
+    setup_logging,
+    write_pidfile,
+)
+from .score import SCORES
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # could not start (port in use, ...) or the control request failed
+EXIT_CONFIG = 2  # bad flags or a bad cluster file
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number")
+    return value
+
+
+def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
+    def check(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text} must be positive")
+        return value
+
+    return check
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DaemonConfig()
+    p = argparse.ArgumentParser(
+        prog="dshd",
+        description="Cluster load daemon: gossips this node's load over UDP and answers "
+        "the cluster status and the least-loaded node over TCP.",
+        epilog="environment: DSH_CLUSTER sets the default cluster file. "
+        "Exit status: 0 ok, 1 start-up or control failure, 2 bad flags or cluster file.",
+    )
+    p.add_argument(
+        "-f",
+        dest="cluster_file",
+        metavar="FILE",
+        default=default_cluster_file(),
+        help="cluster file (default: $DSH_CLUSTER or %(default)s)",
+    )
+    p.add_argument(
+        "-b",
+        dest="background",
+        action="store_true",
+        help="fork into the background once the ports are bound",
+    )
+    p.add_argument(
+        "-p",
+        dest="print_pid",
+        action="store_true",
+        help="with -b: print the daemon's PID on stdout",
+    )
+    p.add_argument(
+        "-t",
+        dest="status_port",
+        metavar="PORT",
+        type=_port,
+        default=d.status_port,
+        help="TCP port of the full status (default %(default)s)",
+    )
+    p.add_argument(
+        "-r",
+        dest="best_port",
+        metavar="PORT",
+        type=_port,
+        default=d.best_port,
+        help="TCP port of the best-node answer (default %(default)s)",
+    )
+    p.add_argument(
+        "-u",
+        dest="gossip_port",
+        metavar="PORT",
+        type=_port,
+        default=d.gossip_port,
+        help="UDP port of the gossip, the same on every node (default %(default)s)",
+    )
+    p.add_argument(
+        "--name",
+        help="this node's entry in the cluster file (default: found "
+        "by matching interface addresses and host names)",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR",
+        action="append",
+        default=[],
+        help="address for the TCP ports (repeatable; default all addresses)",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive(float),
+        default=d.interval,
+        metavar="SECONDS",
+        help="seconds between reports, jittered by +-10%% (default %(default)s)",
+    )
+    p.add_argument(
+        "--maxloops",
+        type=_positive(int),
+        default=d.maxloops,
+        metavar="N",
+        help="a peer unheard for N intervals is down (default %(default)s)",
+    )
+    p.add_argument(
+        "--extraload",
+        type=float,
+        default=d.extraload,
+        metavar="X",
+        help="load added to a node each time it is named best (default %(default)s)",
+    )
+    p.add_argument(
+        "--score",
+        choices=sorted(SCORES),
+        default=d.score,
+        help="scoring function (default %(default)s)",
+    )
+    p.add_argument(
+        "--control",
+        metavar="PATH",
+        default=DEFAULT_CONTROL,
+        help="Unix socket for --drain/--undrain (default %(default)s)",
+    )
+    p.add_argument("--pidfile", metavar="FILE", help="write the daemon's PID here")
+    p.add_argument(
+        "--log",
+        dest="log_file",
+        metavar="FILE",
+        help="log to FILE (default: stderr, or syslog with -b)",
+    )
+    p.add_argument("--user", metavar="NAME", help="drop root privileges to NAME after binding")
+    p.add_argument("-v", dest="verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "--drain",
+        action="store_const",
+        const="drain",
+        dest="command",
+        help="tell the running local daemon never to be the best node",
+    )
+    p.add_argument(
+        "--undrain", action="store_const", const="undrain", dest="command", help="undo --drain"
+    )
+    p.add_argument("--version", action="version", version=f"dshd {__version__}")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> DaemonConfig:
+    fields = {k: v for k, v in vars(args).items() if k in DaemonConfig.__dataclass_fields__}
+    fields["listen"] = tuple(args.listen)
+    return replace(DaemonConfig(), **fields)
+
+
+def control(path: str, command: str) -> int:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5.0)
+            sock.connect(path)
+            sock.sendall(command.encode() + b"\n")
+            reply = sock.makefile("rb").readline().decode(errors="replace").strip()
+    except OSError as exc:
+        print(
+            f"dshd: cannot reach the local daemon at {path}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    if not reply.startswith("ok"):
+        print(f"dshd: {command}: {reply or 'no answer'}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(reply)
+    return EXIT_OK
+
+
+def identify(config: DaemonConfig, specs: list[NodeSpec]) -> tuple[str, dict[str, tuple[str, ...]]]:
+    from .whoami import find_self, local_addresses, local_hostnames, resolve
+
+    resolved = {s.key: resolve(s.name) for s in specs}
+    for spec in specs:
+        if not resolved[spec.key]:
+            log.warning("node %s does not resolve; will try again", spec.name)
+    if config.name is not None:
+        key = config.name.lower().rstrip(".")
+        match = [s for s in specs if s.key == key]
+        if not match:
+            raise ConfigError(f"--name {config.name}: not in {config.cluster_file}")
+        return match[0].name, resolved
+    return find_self(specs, resolved, local_addresses(), local_hostnames()).name, resolved
+
+
+async def _serve(
+    config: DaemonConfig,
+    specs: list[NodeSpec],
+    self_name: str,
+    resolved: dict[str, tuple[str, ...]],
+    readiness: Readiness,
+) -> None:
+    from .daemon import Daemon
+
+    daemon = Daemon(config, specs, self_name, resolved)
+    await daemon.start()
+    if config.pidfile:
+        write_pidfile(config.pidfile, config.user)
+    if config.user:
+        drop_privileges(config.user)
+    readiness.ready()
+    try:
+        await daemon.run()
+    finally:
+        if config.pidfile:
+            remove_pidfile(config.pidfile)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command:
+        return control(args.control, args.command)
+    config = config_from_args(args)
+    setup_logging(config.verbose, background=False, log_file=None)
+    try:
+        specs = load_cluster(config.cluster_file)
+        self_name, resolved = identify(config, specs)
+    except ConfigError as exc:
+        print(f"dshd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    readiness = Readiness(None)
+    if config.background:
+        readiness = daemonize(config.print_pid)
+    setup_logging(config.verbose, config.background, config.log_file)
+    try:
+        asyncio.run(_serve(config, specs, self_name, resolved, readiness))
+    except DshError as exc:
+        log.error("%s", exc)
+        readiness.failed(f"dshd: {exc}")
+        with contextlib.suppress(OSError):
+            if config.pidfile:
+                remove_pidfile(config.pidfile)
+        return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
