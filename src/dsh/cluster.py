@@ -21,6 +21,9 @@ _HOSTNAME = re.compile(
 )
 
 DRAIN_KEYWORD = "drain"
+# Scales beyond this are typos (a node a million times slower is not in a
+# cluster); the bound also keeps every score finite.
+MAX_SCALE = 1e6
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,10 @@ def _scale(token: str, what: str, filename: str, lineno: int) -> float:
         value = float(token)
     except ValueError:
         raise ClusterFileError(filename, lineno, f"{what} {token!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise ClusterFileError(filename, lineno, f"{what} {token!r} must be a positive number")
+    if not 0 < value <= MAX_SCALE:
+        raise ClusterFileError(
+            filename, lineno, f"{what} {token!r} must be a positive number up to {MAX_SCALE:g}"
+        )
     return value
 
 

@@ -138,6 +138,7 @@ class Daemon:
                     ) from None
                 self._servers.append(server)
         await self._start_control()
+        self.tick()  # the first report at once: see _ticker
         log.info(
             "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, %d nodes",
             __version__,
@@ -230,13 +231,17 @@ class Daemon:
                 log.debug("cannot send to %s: %s", address, exc)
 
     async def _ticker(self) -> None:
-        # A random start within the first interval, so that daemons started
-        # together (a boot storm) do not report in step.
-        await asyncio.sleep(self.rng.uniform(0, self.config.interval * self.config.jitter))
+        # The first report goes out at once (peers learn of a restart quickly,
+        # and the best-node port has this node's own state before it answers);
+        # the random second tick keeps daemons started together out of step.
+        interval, jitter = self.config.interval, self.config.jitter
+        await asyncio.sleep(self.rng.uniform(0, interval))
         while True:
-            self.tick()
-            jitter = self.config.jitter
-            await asyncio.sleep(self.config.interval * self.rng.uniform(1 - jitter, 1 + jitter))
+            try:
+                self.tick()
+            except Exception:  # a failed sample must not stop the gossip for good
+                log.exception("tick failed")
+            await asyncio.sleep(interval * self.rng.uniform(1 - jitter, 1 + jitter))
 
     async def _resolve_all(self, log_failures: bool, only_missing: bool = False) -> None:
         loop = asyncio.get_running_loop()

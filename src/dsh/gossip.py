@@ -197,10 +197,11 @@ class GossipNode:
         if not candidates:
             return None
         scored = [(self._score(p), p) for p in candidates]
+        scored = [(s, p) for s, p in scored if s == s] or [(0.0, p) for _, p in scored]  # NaN
         low = min(s for s, _ in scored)
         # Equal nodes are chosen at random, so that daemons on different nodes
         # asked at the same moment do not all send their first job to one node.
-        tied = [p for s, p in scored if s - low <= 1e-9]
+        tied = [p for s, p in scored if s <= low + 1e-9]
         chosen = tied[0] if len(tied) == 1 else self.rng.choice(tied)
         self.table.add_extra(chosen, self.extraload, now)
         return chosen.spec.name

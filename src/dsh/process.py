@@ -26,8 +26,9 @@ class Readiness:
         self.fd = fd
 
     def ready(self) -> None:
+        background = self.fd is not None
         self._send(f"ready {os.getpid()}\n")
-        if self.fd is not None:
+        if background:
             # Detach from the starter's terminal only now: start-up errors went there.
             devnull = os.open(os.devnull, os.O_RDWR)
             for target in (0, 1, 2):

@@ -22,8 +22,10 @@ from .gossip import Sample
 def _running_tasks() -> int:
     """Tasks running or runnable now, not counting the reader itself."""
     try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            running = int(f.read().split()[3].split("/")[0])
+        # Binary: a text codec may be imported lazily, and after dropping
+        # privileges the interpreter's own files may no longer be readable.
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return 0
     return max(0, running - 1)

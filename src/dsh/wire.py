@@ -8,7 +8,7 @@ Rules of this file:
   short, long or trailing bytes, unknown versions or types, impossible values.
   Every failure is a ``WireError``; nothing else may escape, whatever the bytes.
 
-Layout (network byte order), 48 bytes plus the name::
+Layout (network byte order), 52 bytes plus the name::
 
     magic    2s  b"\\xd5h"
     version  B   1
@@ -36,7 +36,7 @@ from .errors import WireError
 
 MAGIC = b"\xd5h"
 VERSION = 1
-MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 303 bytes
+MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 307 bytes
 
 
 class MessageType(IntEnum):

@@ -14,14 +14,24 @@ then also proves host key verification works rather than switching it off.
 What was verified (OpenSSH 9.2p1 on Debian 12, Python 3.11, paramiko 5.1):
 
 * As root: ``ssh -F CONFIG ADDR cmd`` and paramiko both log in with the
-  client key and run commands; stop then start keeps the host key.
-* As an ordinary user (the server started under ``setpriv`` as ``nobody``,
-  with the client run as root and ``User nobody``): the server starts on a
-  high port and the key is accepted; the account ``nobody`` then fails only
-  because its shell is ``nologin``.  Nothing in the generated config needs
-  root: ``UsePAM no``, no ``/run/sshd`` (sshd chroots its pre-auth child there
-  only when it runs as root), and every file lives in the server's directory.
-  A non-root server can only log in its own user.
+  client key and run commands; stop then start keeps the host key; stop
+  kills running remote commands.
+* As an ordinary user: the server was run by this module under
+  ``setpriv --reuid=daemon --regid=daemon --clear-groups`` and a root client
+  logged in as ``daemon``: the key was accepted, a command session started
+  (and ran ``nologin``, that account's shell) and the ``internal-sftp``
+  subsystem listed a directory.  Nothing in the generated config needs root:
+  ``UsePAM no``, no ``/run/sshd`` (sshd chroots its pre-auth child there
+  only when it runs as root) and every file lives in the server's
+  directory.  A non-root server can only log in its own user, and, with
+  ``UsePAM no``, not an account whose password field is locked (``!...``):
+  ``nobody`` is refused for that reason on systemd hosts, whose NSS module
+  gives it a locked shadow entry, while ordinary users pass because a
+  non-root sshd cannot read ``/etc/shadow``.
+
+Each :meth:`Sshd.start` probes the server once, so its log shows one
+``kex_exchange_identification: Connection closed by remote host`` per start;
+that line is the readiness probe, not a failure.
 
 Linux only: the loopback addresses and the ``/proc`` scan in
 :meth:`Sshd.stop` assume it, as does the tool under test.
@@ -37,7 +47,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -315,7 +325,8 @@ class Sshd:
 
     def _wait_ready(self, timeout: float, log_offset: int) -> None:
         """Poll until ready (see :meth:`start`); raise RuntimeError otherwise."""
-        assert self._process is not None
+        if self._process is None:
+            raise RuntimeError("sshd was not started")
         deadline = time.monotonic() + timeout
         listening = f"Server listening on {self.address} port {self.port}."
         while True:
@@ -456,7 +467,7 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def common_free_port(addresses: Sequence[str] | Iterable[str], attempts: int = 50) -> int:
+def common_free_port(addresses: Iterable[str], attempts: int = 50) -> int:
     """A TCP port free on every one of ``addresses``, for nodes sharing one port.
 
     :func:`free_port` only checks one address; a port free there may still be

@@ -1,0 +1,635 @@
+"""The gossip logic, deterministically: GossipNodes on a seeded fake network in virtual time.
+
+As in trio's fake-network tests, nothing here sleeps or opens a socket: datagrams
+wait in a heap with their delivery times, the fake network drops, duplicates and
+delays them from its own seeded ``random.Random``, and a minute of cluster life
+runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from dsh.cluster import parse_cluster
+from dsh.gossip import (
+    ACCEPTED,
+    MALFORMED,
+    NAME_MISMATCH,
+    NOT_MEMBER,
+    OUTCOMES,
+    STALE,
+    GossipNode,
+    Sample,
+    normalize_address,
+)
+from dsh.score import GIB, score_load
+from dsh.wire import State, decode, encode_state
+
+CLUSTER = """\
+newton.foo.bar 1.0 1.0
+galileo.foo.bar 2.0 2.0
+kepler.foo.bar 2.0
+"""
+ADDRESSES = {
+    "newton.foo.bar": "127.0.0.11",
+    "galileo.foo.bar": "127.0.0.12",
+    "kepler.foo.bar": "127.0.0.13",
+}
+NAME_AT = {a: n for n, a in ADDRESSES.items()}
+NAMES = tuple(ADDRESSES)
+
+# The daemon's defaults (config.py): every 1.5 s +-10 %, down after 3 silent intervals.
+INTERVAL = 1.5
+JITTER = 0.1
+DEAD_AFTER = 3 * INTERVAL
+EXTRA_REPORTS = 2
+EXTRA_TTL = (EXTRA_REPORTS + 1) * INTERVAL * (1 + JITTER)
+EPOCH_MS = 1_700_000_000_000  # virtual time 0 on the nodes' wall clocks
+
+SAMPLE = Sample(ncpu=4, load=0.0, load1=0.0, mem_avail=8 * GIB, mem_total=16 * GIB)
+
+
+def new_node(
+    name: str,
+    text: str = CLUSTER,
+    *,
+    incarnation: int = EPOCH_MS,
+    seed: int = 0,
+    extraload: float = 1.0,
+    addresses: dict[str, str] | None = None,
+) -> GossipNode:
+    node = GossipNode(
+        parse_cluster(text),
+        name,
+        score_load,
+        dead_after=DEAD_AFTER,
+        extraload=extraload,
+        extra_reports=EXTRA_REPORTS,
+        extra_ttl=EXTRA_TTL,
+        incarnation=incarnation,
+        rng=random.Random(seed),
+    )
+    for member, address in (ADDRESSES if addresses is None else addresses).items():
+        node.set_addresses(member, (address,))
+    return node
+
+
+# -- the fake network ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Datagram:
+    data: bytes
+    src: str
+    dst: str
+    order: tuple[int, int]  # the sender's (incarnation, seq), noted when it was sent
+
+
+@dataclass(frozen=True)
+class Delivery:
+    at: float
+    dst: str  # node names
+    src: str
+    order: tuple[int, int]
+    outcome: str
+    before: tuple[int, int] | None  # what the receiver held for src, before and after
+    after: tuple[int, int] | None
+
+
+@dataclass
+class FakeNetwork:
+    """Datagrams in flight in virtual time; seeded loss, duplication and delay."""
+
+    rng: random.Random
+    loss: float = 0.0
+    duplicate: float = 0.0
+    delay: tuple[float, float] = (0.001, 0.005)  # seconds; a wide range reorders
+    in_flight: list[tuple[float, int, Datagram]] = field(default_factory=list)
+    sent: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    _n: Iterator[int] = field(default_factory=itertools.count)
+
+    def send(self, datagram: Datagram, now: float) -> None:
+        self.sent += 1
+        if self.rng.random() < self.loss:
+            self.lost += 1
+            return
+        copies = 1
+        if self.rng.random() < self.duplicate:
+            self.duplicated += 1
+            copies = 2
+        for _ in range(copies):
+            at = now + self.rng.uniform(*self.delay)
+            heapq.heappush(self.in_flight, (at, next(self._n), datagram))
+
+    def next_time(self) -> float:
+        return self.in_flight[0][0] if self.in_flight else float("inf")
+
+    def pop(self) -> Datagram:
+        return heapq.heappop(self.in_flight)[2]
+
+
+class VirtualCluster:
+    """The three nodes of CLUSTER, each ticking on its own jittered timer."""
+
+    def __init__(self, net: FakeNetwork, seed: int) -> None:
+        self.net = net
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.nodes: dict[str, GossipNode] = {}
+        self.next_tick: dict[str, float] = {}
+        self.last_sent: dict[str, float] = {}
+        self.deliveries: list[Delivery] = []
+
+    def start(self, name: str, incarnation: int | None = None) -> GossipNode:
+        if incarnation is None:
+            incarnation = EPOCH_MS + int(self.now * 1000)
+        node = new_node(name, incarnation=incarnation, seed=self.rng.randrange(2**32))
+        self.nodes[name] = node
+        # the first report comes after a random stagger, as the daemon's timers do
+        self.next_tick[name] = self.now + self.rng.uniform(0, INTERVAL)
+        return node
+
+    def stop(self, name: str) -> None:
+        del self.nodes[name]
+        del self.next_tick[name]
+
+    def _tick(self, name: str) -> None:
+        node = self.nodes[name]
+        wall_ms = EPOCH_MS + int(self.now * 1000)
+        for data, address in node.tick(SAMPLE, self.now, wall_ms):
+            order = (node.incarnation, node.seq)
+            self.net.send(Datagram(data, ADDRESSES[name], address, order), self.now)
+        self.last_sent[name] = self.now
+        self.next_tick[name] = self.now + INTERVAL * self.rng.uniform(1 - JITTER, 1 + JITTER)
+
+    def _deliver(self, datagram: Datagram) -> None:
+        dst, src = NAME_AT[datagram.dst], NAME_AT[datagram.src]
+        node = self.nodes.get(dst)
+        if node is None:
+            return  # nobody listening: lost, as on a real network
+        peer = node.table.get(src)
+        assert peer is not None
+        before = peer.state.order if peer.state else None
+        outcome = node.receive(datagram.data, datagram.src, self.now)
+        after = peer.state.order if peer.state else None
+        self.deliveries.append(Delivery(self.now, dst, src, datagram.order, outcome, before, after))
+
+    def run_until(self, end: float) -> None:
+        while True:
+            tick_at, name = min(
+                ((t, n) for n, t in self.next_tick.items()), default=(float("inf"), "")
+            )
+            net_at = self.net.next_time()
+            if min(tick_at, net_at) > end:
+                break
+            if net_at <= tick_at:
+                self.now = net_at
+                self._deliver(self.net.pop())
+            else:
+                self.now = tick_at
+                self._tick(name)
+        self.now = end
+
+    def watch(self, start: float, end: float, step: float) -> Iterator[float]:
+        """Run to each point of a grid; the caller looks at the nodes at each."""
+        for i in range(round((end - start) / step) + 1):
+            t = start + i * step
+            self.run_until(t)
+            yield t
+
+    def states(self, observer: str) -> dict[str, str]:
+        return {r.name: r.state for r in self.nodes[observer].status_rows(self.now)}
+
+
+def all_up() -> dict[str, str]:
+    return dict.fromkeys(NAMES, "up")
+
+
+# -- a cluster in virtual time -----------------------------------------------------
+
+
+def test_three_nodes_see_each_other_up() -> None:
+    cluster = VirtualCluster(FakeNetwork(random.Random(1)), seed=2)
+    for name in NAMES:
+        cluster.start(name)
+    cluster.run_until(60.0)
+    for name in NAMES:
+        assert cluster.states(name) == all_up(), name
+    for name, node in cluster.nodes.items():
+        received = [d for d in cluster.deliveries if d.dst == name]
+        assert node.counters == Counter({ACCEPTED: len(received)} | dict.fromkeys(OUTCOMES[1:], 0))
+        # each peer reports every 1.35..1.65 s: 36 to 45 reports in 60 s
+        per_peer = Counter(d.src for d in received)
+        assert set(per_peer) == set(NAMES) - {name}
+        assert all(36 <= n <= 45 for n in per_peer.values()), per_peer
+        # ... and what it knows is each peer's latest report
+        for peer_name, peer_node in cluster.nodes.items():
+            state = node.table.get(peer_name).state  # type: ignore[union-attr]
+            assert state is not None
+            assert state.incarnation == peer_node.incarnation
+            assert peer_node.seq - 1 <= state.seq <= peer_node.seq
+
+
+def test_stopped_node_goes_down_after_dead_after_and_comes_back_on_restart() -> None:
+    cluster = VirtualCluster(FakeNetwork(random.Random(3)), seed=4)
+    for name in NAMES:
+        cluster.start(name)
+    cluster.run_until(20.0)
+    assert all(cluster.states(n) == all_up() for n in NAMES)
+
+    gone = "kepler.foo.bar"
+    observers = [n for n in NAMES if n != gone]
+    cluster.stop(gone)
+    last_report = cluster.last_sent[gone]
+    first_down: dict[str, float] = {}
+    for t in cluster.watch(20.0, 20.0 + DEAD_AFTER + 2 * INTERVAL, 0.01):
+        for observer in observers:
+            states = cluster.states(observer)
+            assert states[observer] == "up"
+            assert states[next(o for o in observers if o != observer)] == "up"
+            if states[gone] == "down":
+                first_down.setdefault(observer, t)
+            else:  # once down, it stays down
+                assert observer not in first_down, (observer, t)
+    for observer in observers:
+        # down after dead_after without a report, and before one more interval passed
+        assert DEAD_AFTER < first_down[observer] - last_report <= DEAD_AFTER + INTERVAL
+        assert first_down[observer] - 20.0 <= DEAD_AFTER + INTERVAL
+
+    restarted = cluster.start(gone, incarnation=EPOCH_MS + 40_000)
+    assert restarted.incarnation > cluster.nodes[observers[0]].table.get(gone).state.incarnation  # type: ignore[union-attr]
+    # its first report comes within one interval (the stagger) and is accepted at once,
+    # despite a seq that starts again at 1
+    cluster.run_until(cluster.now + INTERVAL + 0.01)
+    for observer in observers:
+        assert cluster.states(observer)[gone] == "up"
+        state = cluster.nodes[observer].table.get(gone).state  # type: ignore[union-attr]
+        assert state is not None and state.incarnation == restarted.incarnation
+    # and it hears everybody within one more interval
+    cluster.run_until(cluster.now + INTERVAL * (1 + JITTER) + 0.01)
+    assert all(cluster.states(n) == all_up() for n in NAMES)
+
+
+def test_restart_with_clock_stepped_back_rejoins_once_the_old_reports_are_dead() -> None:
+    cluster = VirtualCluster(FakeNetwork(random.Random(5)), seed=6)
+    for name in NAMES:
+        cluster.start(name)
+    cluster.run_until(20.0)
+    gone = "kepler.foo.bar"
+    cluster.stop(gone)
+    last_report = cluster.last_sent[gone]
+    # restarted at once, its clock an hour behind: a lower incarnation
+    restarted = cluster.start(gone, incarnation=EPOCH_MS - 3_600_000)
+    cluster.run_until(last_report + DEAD_AFTER)
+    observers = [n for n in NAMES if n != gone]
+    for observer in observers:
+        # while the old incarnation is live its reports win: the new ones are stale
+        assert cluster.nodes[observer].counters[STALE] >= 1
+        state = cluster.nodes[observer].table.get(gone).state  # type: ignore[union-attr]
+        assert state is not None and state.incarnation == EPOCH_MS
+    # the first report after the old one died is accepted
+    cluster.run_until(last_report + DEAD_AFTER + INTERVAL * (1 + JITTER) + 0.01)
+    for observer in observers:
+        assert cluster.states(observer)[gone] == "up"
+        state = cluster.nodes[observer].table.get(gone).state  # type: ignore[union-attr]
+        assert state is not None and state.incarnation == restarted.incarnation
+
+
+def test_thirty_percent_loss_keeps_nodes_mostly_up() -> None:
+    net = FakeNetwork(random.Random(7), loss=0.3)
+    cluster = VirtualCluster(net, seed=8)
+    for name in NAMES:
+        cluster.start(name)
+    cluster.run_until(10.0)
+    ups = total = 0
+    seen = 0
+    last_heard: dict[tuple[str, str], float] = {}
+    for t in cluster.watch(10.0, 130.0, 0.05):
+        for d in cluster.deliveries[seen:]:
+            last_heard[d.dst, d.src] = d.at
+        seen = len(cluster.deliveries)
+        for observer in NAMES:
+            states = cluster.states(observer)
+            for peer in NAMES:
+                if peer == observer:
+                    continue
+                # Exactly: a peer is down iff none of its datagrams arrived for dead_after.
+                heard = last_heard.get((observer, peer))
+                live = heard is not None and t - heard <= DEAD_AFTER
+                assert states[peer] == ("up" if live else "down"), (observer, peer, t)
+                ups += live
+                total += 1
+    # Reports come every 1.35..1.65 s; a peer goes down only when 3 in a row are
+    # lost (p = 0.3**3 = 2.7 % per report, then for about one interval) or, briefly,
+    # when 2 are and the jitter stretched the gap past 4.5 s: about 3 % down time
+    # (60 seeds of this very test: mean 97 % up, worst 94.7 %).
+    assert 0.2 < net.lost / net.sent < 0.4  # it did lose about 30 % (n ~ 500, sd ~ 0.02)
+    assert ups / total >= 0.9
+    for node in cluster.nodes.values():
+        assert node.counters[STALE] == node.counters[MALFORMED] == 0
+
+
+def test_duplicated_and_reordered_datagrams_are_stale_and_never_move_state_back() -> None:
+    # Delays up to two intervals: a report often overtakes the one before it.
+    net = FakeNetwork(random.Random(9), duplicate=0.3, delay=(0.001, 2 * INTERVAL))
+    cluster = VirtualCluster(net, seed=10)
+    for name in NAMES:
+        cluster.start(name)
+    cluster.run_until(60.0)
+
+    newest: dict[tuple[str, str], tuple[int, int]] = {}
+    older = equal = 0
+    for d in cluster.deliveries:
+        if d.before is not None:
+            assert d.after is not None and d.after >= d.before  # never backwards
+        known = newest.get((d.dst, d.src))
+        expected = ACCEPTED if known is None or d.order > known else STALE
+        assert d.outcome == expected, d
+        if expected == ACCEPTED:
+            newest[d.dst, d.src] = d.order
+            assert d.after == d.order
+        else:
+            assert d.after == d.before
+            older += d.order < known  # type: ignore[operator]
+            equal += d.order == known
+    # both kinds happened, so the test tested something
+    assert equal >= 10 and older >= 10, (equal, older)
+    for name, node in cluster.nodes.items():
+        mine = Counter(d.outcome for d in cluster.deliveries if d.dst == name)
+        assert node.counters[STALE] == mine[STALE] > 0
+        assert node.counters[ACCEPTED] == mine[ACCEPTED]
+        assert cluster.states(name) == all_up()
+
+
+# -- receive() -----------------------------------------------------------------------
+
+
+def report(name: str, seq: int = 1, incarnation: int = EPOCH_MS, **kw: object) -> bytes:
+    fields: dict[str, object] = dict(
+        name=name,
+        incarnation=incarnation,
+        seq=seq,
+        sent_ms=EPOCH_MS,
+        ncpu=4,
+        load=0.0,
+        load1=0.0,
+        mem_avail=8 * GIB,
+        mem_total=16 * GIB,
+    )
+    fields.update(kw)
+    return encode_state(State(**fields))  # type: ignore[arg-type]
+
+
+def test_receive_outcomes_and_counters() -> None:
+    node = new_node("newton.foo.bar")
+    galileo = ADDRESSES["galileo.foo.bar"]
+    outcomes = [
+        node.receive(report("galileo.foo.bar"), "10.9.9.9", 1.0),  # stranger
+        node.receive(report("galileo.foo.bar"), "::1", 1.0),  # stranger
+        node.receive(b"GET / HTTP/1.0\r\n\r\n", galileo, 1.0),  # garbage
+        node.receive(report("galileo.foo.bar")[:-1], galileo, 1.0),  # truncated
+        node.receive(report("kepler.foo.bar"), galileo, 1.0),  # names another member
+        node.receive(report("tycho.foo.bar"), galileo, 1.0),  # names a non-member
+        node.receive(report("newton.foo.bar"), galileo, 1.0),  # claims to be me
+        node.receive(report("newton.foo.bar"), ADDRESSES["newton.foo.bar"], 1.0),  # me, looped
+        node.receive(report("galileo.foo.bar", seq=1), galileo, 1.0),
+        node.receive(report("GALILEO.foo.bar.", seq=2), galileo, 2.0),  # any spelling
+        node.receive(report("galileo.foo.bar", seq=2), galileo, 2.0),  # duplicate
+        node.receive(report("galileo.foo.bar", seq=1), galileo, 2.0),  # reordered
+    ]
+    assert outcomes == [
+        NOT_MEMBER,
+        NOT_MEMBER,
+        MALFORMED,
+        MALFORMED,
+        NAME_MISMATCH,
+        NAME_MISMATCH,
+        NAME_MISMATCH,
+        NAME_MISMATCH,
+        ACCEPTED,
+        ACCEPTED,
+        STALE,
+        STALE,
+    ]
+    assert node.counters == Counter(
+        {ACCEPTED: 2, NOT_MEMBER: 2, MALFORMED: 2, NAME_MISMATCH: 4, STALE: 2}
+    )
+    # nothing but the two accepted reports changed the table
+    assert node.table.me.state is None
+    kepler = node.table.get("kepler.foo.bar")
+    assert kepler is not None and kepler.state is None
+    peer = node.table.get("galileo.foo.bar")
+    assert peer is not None and peer.state is not None and peer.state.seq == 2
+
+
+def test_member_without_address_is_not_a_member_yet() -> None:
+    node = new_node("newton.foo.bar", addresses={"galileo.foo.bar": "127.0.0.12"})
+    assert node.receive(report("kepler.foo.bar"), "127.0.0.13", 1.0) == NOT_MEMBER
+    node.set_addresses("kepler.foo.bar", ("10.1.1.1", "127.0.0.13"))
+    assert node.receive(report("kepler.foo.bar"), "127.0.0.13", 1.0) == ACCEPTED
+    node.set_addresses("KEPLER.foo.bar.", ())  # no longer resolves
+    assert node.receive(report("kepler.foo.bar", seq=2), "127.0.0.13", 2.0) == NOT_MEMBER
+
+
+def test_ipv4_mapped_source_counts_as_ipv4() -> None:
+    node = new_node("newton.foo.bar")
+    assert node.member_at("::ffff:127.0.0.11") == "newton.foo.bar"
+    assert node.receive(report("galileo.foo.bar"), "::ffff:127.0.0.12", 1.0) == ACCEPTED
+    # and the other way round: a mapped spelling from the resolver
+    node.set_addresses("kepler.foo.bar", ("::ffff:127.0.0.13",))
+    assert node.addresses("kepler.foo.bar") == ("127.0.0.13",)
+    assert node.receive(report("kepler.foo.bar"), "127.0.0.13", 1.0) == ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("::FFFF:10.0.0.1", "10.0.0.1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("FE80:0:0::1", "fe80::1"),
+        ("10.0.0.1", "10.0.0.1"),
+        ("::1", "::1"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_normalize_address(given: str, normal: str) -> None:
+    assert normalize_address(given) == normal
+
+
+def test_reload_forgets_removed_members_addresses() -> None:
+    node = new_node("newton.foo.bar")
+    changes = node.reload(parse_cluster("newton.foo.bar\ngalileo.foo.bar 2.0 2.0\ntycho\n"))
+    assert (changes.added, changes.removed) == (("tycho",), ("kepler.foo.bar",))
+    assert node.receive(report("kepler.foo.bar"), ADDRESSES["kepler.foo.bar"], 1.0) == NOT_MEMBER
+    assert node.receive(report("galileo.foo.bar"), ADDRESSES["galileo.foo.bar"], 1.0) == ACCEPTED
+
+
+def test_tick_sends_one_report_to_each_peer_with_an_address() -> None:
+    node = new_node("newton.foo.bar", incarnation=EPOCH_MS + 5)
+    node.set_addresses("kepler.foo.bar", ())
+    out = node.tick(SAMPLE, now=1.0, wall_ms=EPOCH_MS + 1000)
+    assert [address for _, address in out] == [ADDRESSES["galileo.foo.bar"]]
+    node.set_addresses("kepler.foo.bar", ("127.0.0.13", "10.0.0.13"))
+    node.drained = True
+    out = node.tick(SAMPLE, now=2.0, wall_ms=EPOCH_MS + 2000)
+    assert sorted(a for _, a in out) == ["127.0.0.12", "127.0.0.13"]  # first address only
+    state = decode(out[0][0])
+    assert (state.name, state.incarnation, state.seq, state.sent_ms) == (
+        "newton.foo.bar",
+        EPOCH_MS + 5,
+        2,
+        EPOCH_MS + 2000,
+    )
+    assert state.drained
+    assert (state.ncpu, state.mem_avail, state.mem_total) == (4, 8 * GIB, 16 * GIB)
+    assert node.table.me.state == state  # it knows its own state too
+
+
+# -- best() ----------------------------------------------------------------------------
+
+EQUAL = "a.foo.bar\nb.foo.bar\nc.foo.bar\n"
+EQUAL_ADDRESSES = {"a.foo.bar": "10.0.0.1", "b.foo.bar": "10.0.0.2", "c.foo.bar": "10.0.0.3"}
+
+
+def best_node(text: str = EQUAL, *, extraload: float = 1.0, seed: int = 0) -> GossipNode:
+    """Node a, with a report from every other member and one sample of its own."""
+    specs = parse_cluster(text)
+    addresses = {s.name: f"10.0.0.{i}" for i, s in enumerate(specs, start=1)}
+    node = new_node("a.foo.bar", text, extraload=extraload, seed=seed, addresses=addresses)
+    node.tick(SAMPLE, now=0.0, wall_ms=EPOCH_MS)
+    for spec in specs[1:]:
+        assert node.receive(report(spec.name), addresses[spec.name], 0.0) == ACCEPTED
+    return node
+
+
+def test_best_is_none_before_anything_is_known() -> None:
+    node = new_node("a.foo.bar", EQUAL, addresses=EQUAL_ADDRESSES)
+    assert node.best(0.0) is None
+
+
+def test_best_is_none_when_every_node_is_drained() -> None:
+    text = "a.foo.bar\nb.foo.bar drain\nc.foo.bar\n"
+    node = new_node("a.foo.bar", text, addresses=EQUAL_ADDRESSES)
+    node.drained = True  # dshd --drain on this node
+    node.tick(SAMPLE, now=0.0, wall_ms=EPOCH_MS)
+    node.receive(report("b.foo.bar"), "10.0.0.2", 0.0)  # drained in the cluster file
+    node.receive(report("c.foo.bar", drained=True), "10.0.0.3", 0.0)  # drained itself
+    assert [r.state for r in node.status_rows(0.0)] == ["drained"] * 3
+    assert node.best(0.0) is None
+
+
+def test_best_never_returns_a_drained_node() -> None:
+    node = best_node("a.foo.bar\nb.foo.bar drain\nc.foo.bar\nd.foo.bar\n")
+    node.receive(report("c.foo.bar", seq=2, drained=True), "10.0.0.3", 0.0)
+    picks = Counter(node.best(0.0) for _ in range(30))
+    assert set(picks) == {"a.foo.bar", "d.foo.bar"}
+
+
+def test_best_skips_down_nodes() -> None:
+    node = best_node()
+    node.tick(SAMPLE, now=DEAD_AFTER + 1, wall_ms=EPOCH_MS)  # a keeps reporting, b, c do not
+    assert {node.best(DEAD_AFTER + 1) for _ in range(10)} == {"a.foo.bar"}
+
+
+def test_burst_spreads_over_equal_nodes_because_of_extraload() -> None:
+    node = best_node(extraload=1.0)
+    picks = Counter(node.best(1.0) for _ in range(20))
+    assert set(picks) == {"a.foo.bar", "b.foo.bar", "c.foo.bar"}
+    assert min(picks.values()) >= 5
+    # always the least loaded, each pick adding 1: never more than 1 apart
+    assert max(picks.values()) - min(picks.values()) <= 1
+    extras = {r.name: r.extra for r in node.status_rows(1.0)}
+    assert extras == {name: float(n) for name, n in picks.items()}
+
+
+def test_without_extraload_the_rng_picks_among_ties() -> None:
+    node = best_node(extraload=0.0)
+    picks = Counter(node.best(1.0) for _ in range(30))
+    # always the same node would be the bug; each misses 30 draws with p = (2/3)**30
+    assert set(picks) == {"a.foo.bar", "b.foo.bar", "c.foo.bar"}
+    assert all(r.extra == 0.0 for r in node.status_rows(1.0))
+
+
+def test_slower_node_is_chosen_less() -> None:
+    text = "a.foo.bar\nb.foo.bar\nc.foo.bar 2.0\n"
+    node = best_node(text, extraload=1.0)
+    picks = Counter(node.best(1.0) for _ in range(30))
+    assert picks["c.foo.bar"] < picks["a.foo.bar"]
+    assert picks["c.foo.bar"] < picks["b.foo.bar"]
+    # idle and without extra load, a node twice as slow always scores higher
+    idle = best_node(text, extraload=0.0)
+    assert "c.foo.bar" not in {idle.best(1.0) for _ in range(30)}
+
+
+def test_busier_node_is_chosen_less() -> None:
+    node = best_node(extraload=0.0)
+    node.receive(report("b.foo.bar", seq=2, load=3.0), "10.0.0.2", 1.0)
+    assert "b.foo.bar" not in {node.best(1.0) for _ in range(30)}
+
+
+def test_best_answers_even_when_scores_are_not_finite() -> None:
+    # A score function someone adds may return inf or nan; best() must still
+    # name a candidate rather than fail in the path that answers the port.
+    for value in (math.inf, math.nan):
+        node = new_node("a.foo.bar", "a.foo.bar\nb.foo.bar\n")
+        node.score_fn = lambda _view, value=value: value
+        node.tick(Sample(ncpu=4, load=8.0, load1=8.0, mem_avail=GIB, mem_total=GIB), 0.0, EPOCH_MS)
+        assert node.best(0.0) == "a.foo.bar"
+
+
+# -- status_rows() ----------------------------------------------------------------------
+
+
+def test_status_rows_states() -> None:
+    text = "a.foo.bar\nb.foo.bar drain\nc.foo.bar\nd.foo.bar\ne.foo.bar 2.0 3.0\n"
+    node = best_node(text)  # heard from everyone at 0.0
+    node.receive(report("c.foo.bar", seq=2, drained=True), "10.0.0.3", 0.0)
+    node.tick(SAMPLE, now=4.0, wall_ms=EPOCH_MS)
+    node.receive(report("b.foo.bar", seq=2), "10.0.0.2", 4.0)
+    node.receive(report("c.foo.bar", seq=3, drained=True), "10.0.0.3", 4.0)
+    node.receive(report("e.foo.bar", seq=2, load=1.5), "10.0.0.5", 4.0)
+    node.best(DEAD_AFTER + 1)  # the one extra goes to a: b, c drained, d down, e slower, busier
+    rows = {r.name: r for r in node.status_rows(DEAD_AFTER + 1)}
+    assert {n: r.state for n, r in rows.items()} == {
+        "a.foo.bar": "up",
+        "b.foo.bar": "drained",
+        "c.foo.bar": "drained",
+        "d.foo.bar": "down",
+        "e.foo.bar": "up",
+    }
+    assert [n for n, r in rows.items() if r.is_self] == ["a.foo.bar"]
+    d, e = rows["d.foo.bar"], rows["e.foo.bar"]
+    assert d.score is None  # down: no score
+    assert d.age == pytest.approx(DEAD_AFTER + 1)
+    assert d.load == 0.0 and d.ncpu == 4  # but its last report is still shown
+    assert (e.load, e.loadscale, e.memscale) == (1.5, 2.0, 3.0)
+    assert e.age == pytest.approx(1.5)
+    assert e.score is not None and rows["a.foo.bar"].score is not None
+    assert e.score > rows["a.foo.bar"].score
+    assert rows["a.foo.bar"].extra == 1.0
+
+
+def test_status_rows_of_a_never_heard_node() -> None:
+    node = new_node("a.foo.bar", EQUAL, addresses=EQUAL_ADDRESSES)
+    node.tick(SAMPLE, now=0.0, wall_ms=EPOCH_MS)
+    row = {r.name: r for r in node.status_rows(0.0)}["b.foo.bar"]
+    assert (row.state, row.load, row.ncpu, row.mem_avail, row.score, row.age, row.load1) == (
+        "down",
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )

@@ -1,0 +1,258 @@
+"""The gossip datagram: a lossless round trip, and one exception for every bad input."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsh.errors import WireError
+from dsh.wire import MAX_DATAGRAM, State, decode, encode_state
+
+# The layout as wire.py's docstring documents it, spelled out here on purpose
+# rather than imported, so that a change to the code's layout fails these tests.
+DOC_LAYOUT = struct.Struct("!2sBBQIQBHIIQQB")
+MAGIC = b"\xd5h"
+
+U32 = 0xFFFFFFFF
+U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def packed(
+    name: bytes = b"newton",
+    *,
+    magic: bytes = MAGIC,
+    version: int = 1,
+    mtype: int = 1,
+    incarnation: int = 1_700_000_000_000,
+    seq: int = 7,
+    sent_ms: int = 1_700_000_123_456,
+    flags: int = 0,
+    ncpu: int = 8,
+    load: int = 2500,
+    load1: int = 1250,
+    avail: int = 3 * 2**30,
+    total: int = 16 * 2**30,
+    namelen: int | None = None,
+) -> bytes:
+    """A datagram built by hand from the documented layout."""
+    return (
+        DOC_LAYOUT.pack(
+            magic,
+            version,
+            mtype,
+            incarnation,
+            seq,
+            sent_ms,
+            flags,
+            ncpu,
+            load,
+            load1,
+            avail,
+            total,
+            len(name) if namelen is None else namelen,
+        )
+        + name
+    )
+
+
+def a_state(**changes: object) -> State:
+    fields: dict[str, object] = dict(
+        name="newton",
+        incarnation=1_700_000_000_000,
+        seq=7,
+        sent_ms=1_700_000_123_456,
+        ncpu=8,
+        load=2.5,
+        load1=1.25,
+        mem_avail=3 * 2**30,
+        mem_total=16 * 2**30,
+        drained=False,
+    )
+    fields.update(changes)
+    return State(**fields)  # type: ignore[arg-type]
+
+
+def test_hand_packed_datagram_decodes_to_its_fields() -> None:
+    state = decode(packed(flags=1))
+    assert state == a_state(drained=True)
+
+
+def test_encode_matches_documented_layout() -> None:
+    assert encode_state(a_state()) == packed()
+    assert encode_state(a_state(drained=True)) == packed(flags=1)
+
+
+def test_header_size_and_largest_datagram() -> None:
+    # 2+1+1 header, 8+4+8+1+2+4+4+8+8+1 state fields: 52 bytes before the name.
+    assert len(encode_state(a_state(name="n"))) == 53
+    biggest = encode_state(a_state(name="é" * 127 + "x"))  # 255 UTF-8 bytes
+    assert len(biggest) == 52 + 255
+    assert len(biggest) < MAX_DATAGRAM
+    assert len(biggest) < 1400 // 2  # well under: fits any sane MTU with room to grow
+
+
+@pytest.mark.parametrize("name", ["é" * 127 + "x", "😀" * 63 + "abc", "x" * 255])
+def test_longest_names_round_trip(name: str) -> None:
+    assert len(name.encode("utf-8")) == 255
+    assert decode(encode_state(a_state(name=name))).name == name
+
+
+@pytest.mark.parametrize("name", ["", "x" * 256, "é" * 128])
+def test_encode_refuses_names_out_of_range(name: str) -> None:
+    with pytest.raises(ValueError):
+        encode_state(a_state(name=name))
+
+
+def test_encode_clamps_values_the_wire_cannot_carry() -> None:
+    # A sampler bug must not make a datagram the receivers reject.
+    state = decode(encode_state(a_state(ncpu=0, load=-1.0, load1=1e12)))
+    assert (state.ncpu, state.load, state.load1) == (1, 0.0, U32 / 1000)
+    assert decode(encode_state(a_state(ncpu=70000))).ncpu == 0xFFFF
+
+
+names = (
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=255)
+    .map(lambda s: s.encode("utf-8")[:255].decode("utf-8", "ignore"))
+    .filter(lambda s: len(s) > 0)
+)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> State:
+    total = draw(st.integers(0, U64))
+    return State(
+        name=draw(names),
+        incarnation=draw(st.integers(0, U64)),
+        seq=draw(st.integers(0, U32)),
+        sent_ms=draw(st.integers(0, U64)),
+        ncpu=draw(st.integers(1, 0xFFFF)),
+        # loads travel in thousandths, so only those survive exactly
+        load=draw(st.integers(0, U32)) / 1000,
+        load1=draw(st.integers(0, U32)) / 1000,
+        mem_avail=draw(st.integers(0, total)),
+        mem_total=total,
+        drained=draw(st.booleans()),
+    )
+
+
+@settings(max_examples=150)
+@given(states())
+def test_round_trip(state: State) -> None:
+    data = encode_state(state)
+    assert len(data) == 52 + len(state.name.encode("utf-8"))
+    assert decode(data) == state
+
+
+@settings(max_examples=100)
+@given(st.floats(0, U32 / 1000, allow_nan=False))
+def test_load_travels_to_a_thousandth(load: float) -> None:
+    assert abs(decode(encode_state(a_state(load=load))).load - load) <= 0.0005 + 1e-9
+
+
+BAD = [
+    ("empty", b""),
+    ("short header", MAGIC + b"\x01"),
+    ("header only", MAGIC + b"\x01\x01"),
+    ("one byte short of the fields", packed()[:52]),
+    ("truncated name", packed()[:-1]),
+    ("trailing byte", packed() + b"\x00"),
+    ("namelen says more", packed(namelen=7)),
+    ("namelen says less", packed(namelen=5)),
+    ("empty name", packed(b"")),
+    ("wrong magic", packed(magic=b"\xd5i")),
+    ("magic reversed", packed(magic=b"h\xd5")),
+    ("version 0", packed(version=0)),
+    ("version 2", packed(version=2)),
+    ("unknown type 0", packed(mtype=0)),
+    ("unknown type 2", packed(mtype=2)),
+    ("unknown flag bit 1", packed(flags=0x02)),
+    ("unknown flag bit 7", packed(flags=0x81)),
+    ("zero CPUs", packed(ncpu=0)),
+    ("avail > total", packed(avail=2, total=1)),
+    ("name not UTF-8", packed(b"new\xfften")),
+    ("name is a lone surrogate", packed(b"\xed\xa0\x80")),
+    ("name is overlong UTF-8", packed(b"\xc0\xaf")),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in BAD], ids=[i for i, _ in BAD])
+def test_strict_decode_rejects(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+def test_limits_are_accepted() -> None:
+    # The checks are exact: the values right at each limit decode.
+    state = decode(packed(b"x" * 255, ncpu=1, avail=5, total=5, load=U32, incarnation=U64))
+    assert (state.ncpu, state.mem_avail, state.load, state.incarnation) == (1, 5, U32 / 1000, U64)
+    assert decode(packed(avail=0, total=0)).mem_total == 0
+
+
+def _decodes_or_wire_error(data: bytes) -> None:
+    try:
+        state = decode(data)
+    except WireError:
+        return
+    # Whatever is accepted is canonical: it encodes back to the very same bytes,
+    # so no two datagrams mean the same report and nothing is silently ignored.
+    assert encode_state(state) == data
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=400))
+def test_any_bytes_decode_or_raise_wire_error(data: bytes) -> None:
+    _decodes_or_wire_error(data)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=320))
+def test_any_bytes_after_a_good_header_decode_or_raise_wire_error(tail: bytes) -> None:
+    # Random bytes rarely pass the magic; these reach the field checks.
+    _decodes_or_wire_error(MAGIC + b"\x01\x01" + tail)
+
+
+@settings(max_examples=150)
+@given(
+    states(),
+    st.lists(
+        st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "append"]), st.integers(0, 400)),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(0, 255),
+)
+def test_mutated_datagrams_decode_or_raise_wire_error(
+    state: State, edits: list[tuple[str, int]], byte: int
+) -> None:
+    data = bytearray(encode_state(state))
+    for op, where in edits:
+        i = where % (len(data) + 1)
+        if op == "flip" and i < len(data):
+            data[i] ^= 1 << (byte % 8)
+        elif op == "set" and i < len(data):
+            data[i] = byte
+        elif op == "cut":
+            del data[i:]
+        elif op == "insert":
+            data.insert(i, byte)
+        else:
+            data.append(byte)
+    _decodes_or_wire_error(bytes(data))
+
+
+def test_a_flipped_flag_bit_never_slips_through() -> None:
+    good = packed()
+    flags_at = 4 + 8 + 4 + 8
+    for bit in range(1, 8):
+        data = bytearray(good)
+        data[flags_at] |= 1 << bit
+        with pytest.raises(WireError):
+            decode(bytes(data))
+
+
+def test_order_compares_incarnation_before_seq() -> None:
+    assert a_state(incarnation=2, seq=0).order > a_state(incarnation=1, seq=U32).order
+    assert a_state(incarnation=1, seq=3).order > a_state(incarnation=1, seq=2).order
