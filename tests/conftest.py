@@ -30,3 +30,59 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     yield make
     for cluster in made:
         cluster.stop()
+
+
+# -- a cluster with real sshd for dsh --------------------------------------------
+
+LOCAL, R1, R2 = "127.0.0.20", "127.0.0.21", "127.0.0.22"
+
+
+class SshCluster:
+    """dshd on LOCAL (drained: never chosen, so every run goes remote unless a
+    test says otherwise) and on R1, R2, each of which also runs a real sshd."""
+
+    def __init__(self, directory: Path) -> None:
+        from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config
+
+        self.directory = directory
+        self.keys = make_client_keys(directory / "keys")
+        self.ssh_port = common_free_port([R1, R2])
+        self.sshd = {}
+        for address in (R1, R2):
+            node_dir = directory / f"sshd-{address}"
+            node_dir.mkdir()
+            self.sshd[address] = Sshd(address, self.ssh_port, node_dir, self.keys)
+        self.ssh_config = write_ssh_config(
+            directory / "ssh_config", list(self.sshd.values()), self.keys
+        )
+        dshd_dir = directory / "dshd"
+        dshd_dir.mkdir()
+        self.dshd = Cluster(dshd_dir, [f"{LOCAL} 1.0 1.0 drain", R1, R2], interval=0.2)
+
+    def start(self) -> None:
+        for server in self.sshd.values():
+            server.start()
+        self.dshd.start()
+        from support.waiting import wait_for
+
+        wait_for(self.dshd.all_up, 10, "dsh test cluster up")
+
+    def stop(self) -> None:
+        self.dshd.stop()
+        for server in self.sshd.values():
+            server.stop()
+
+    def dsh_args(self) -> list[str]:
+        port = self.dshd.port
+        return ["-H", f"{LOCAL}:{port + 1}", "--status-port", str(port),
+                "--ssh-config", str(self.ssh_config)]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster]:
+    cluster = SshCluster(tmp_path_factory.mktemp("sshcluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -175,7 +175,7 @@ class Cluster:
         for name in names:
             status = self.nodes[name].status()
             states = {n.name: n.state for n in status.nodes}
-            if any(states.get(other) != "up" for other in names):
+            if any(states.get(other) not in ("up", "drained") for other in names):
                 return False
         return True
 

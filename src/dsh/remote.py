@@ -1,0 +1,271 @@
+"""Running one command on a node over an SSH channel: the local end of rexec.py.
+
+The remote command line is fixed (the helper's source and one base64
+argument), so quoting is never the remote shell's business: every argument
+arrives byte for byte. The channel then carries:
+
+* stdout and stderr of the command, copied to ours as they come;
+* on stderr, before anything of the command's, one ``rexec.MARK`` line that
+  says whether the command started; until it has, the run may be retried
+  on another node, and stdin has not been touched;
+* stdin in frames (rexec.FRAME), plus end-of-input and signal frames;
+* the exit status.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shlex
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
+
+from . import rexec
+from .errors import DshError, NodeFailure
+
+CHUNK = 32768
+MAX_PREAMBLE = 65536  # stderr bytes read while looking for the start mark
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Request:
+    argv: list[bytes]
+    cwd: bytes
+    umask: int
+    env: dict[str, bytes] = field(default_factory=dict)
+    sync: str | None = None
+    sync_timeout: float = 10.0
+    waitfile: str = "waitfile"
+    pty: bool = False
+
+    def encode(self) -> str:
+        body = {
+            "argv": [_b64(a) for a in self.argv],
+            "cwd": _b64(self.cwd),
+            "umask": self.umask,
+            "env": {k: _b64(v) for k, v in self.env.items()},
+            "sync": self.sync,
+            "sync_timeout": self.sync_timeout,
+            "waitfile": self.waitfile,
+            "pty": self.pty,
+        }
+        return _b64(json.dumps(body, separators=(",", ":")).encode())
+
+
+def command_line(request: Request, python: str) -> str:
+    source = Path(rexec.__file__).read_text(encoding="utf-8")
+    return f"exec {shlex.quote(python)} -c {shlex.quote(source)} {request.encode()}"
+
+
+class ConnectionLost(DshError):
+    """The channel closed after the command started: its fate is unknown."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BrokenPipeError:
+            return  # our reader went away; the command will get EPIPE-like EOF in turn
+        view = view[written:]
+
+
+def _send_signal_request(channel: paramiko.Channel, signum: int) -> None:
+    """RFC 4254 "signal" request; paramiko has no public call for it.
+
+    OpenSSH's sshd delivers it to the session's process (our helper, which
+    relays it to the command's group). The in-band signal frame covers
+    servers that ignore it.
+    """
+    name = signal.Signals(signum).name.removeprefix("SIG")
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    try:
+        channel.transport._send_user_message(message)  # type: ignore[union-attr]
+    except Exception:  # best effort: the frame below is the guaranteed path
+        pass
+
+
+class Session:
+    """One command on one node. ``start`` may fail with NodeFailure; ``finish`` may not."""
+
+    def __init__(
+        self,
+        client: paramiko.SSHClient,
+        node: str,
+        wakeup_fd: int,
+        forward_stdin: bool,
+        tty: bool,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.wakeup_fd = wakeup_fd  # readable when dsh caught a signal (see dsh_cli)
+        self.forward_stdin = forward_stdin
+        self.tty = tty
+        self.channel: paramiko.Channel | None = None
+        self._send_lock = threading.Lock()
+        self._preamble = b""
+        self.signals_sent = 0
+
+    # -- start -----------------------------------------------------------------
+
+    def start(self, request: Request, python: str) -> None:
+        transport = self.client.get_transport()
+        if transport is None:
+            raise NodeFailure(self.node, "connection closed")
+        try:
+            channel = transport.open_session(timeout=10.0)
+            if self.tty:
+                size = os.get_terminal_size(0) if os.isatty(0) else os.terminal_size((80, 24))
+                channel.get_pty(
+                    term=os.environ.get("TERM", "vt100"), width=size.columns, height=size.lines
+                )
+            channel.exec_command(command_line(request, python))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise NodeFailure(self.node, f"cannot start a session: {exc}") from None
+        self.channel = channel
+        self._await_mark(channel)
+
+    def _await_mark(self, channel: paramiko.Channel) -> None:
+        """Read until the helper says whether the command started."""
+        buffer = b""
+        while True:
+            select.select([channel], [], [], 1.0)
+            while channel.recv_ready():
+                _write_all(1, channel.recv(CHUNK))
+            if channel.recv_stderr_ready():
+                buffer += channel.recv_stderr(CHUNK)
+                index = buffer.find(rexec.MARK)
+                if index >= 0 and b"\n" in buffer[index:]:
+                    end = buffer.index(b"\n", index)
+                    before, line, rest = (
+                        buffer[:index],
+                        buffer[index + len(rexec.MARK) : end],
+                        buffer[end + 1 :],
+                    )
+                    _write_all(2, before)  # e.g. what the remote shell's start-up files printed
+                    text = line.decode("utf-8", "replace")
+                    if text == "run":
+                        self._preamble = rest
+                        return
+                    kind, _, message = text.partition(" ")[2].partition(" ")
+                    channel.close()
+                    raise NodeFailure(self.node, message or kind, transport=False)
+                if len(buffer) > MAX_PREAMBLE:
+                    raise NodeFailure(
+                        self.node, "the remote helper did not answer", transport=False
+                    )
+            elif channel.closed and not channel.exit_status_ready():
+                raise NodeFailure(self.node, "connection lost before the command started")
+            elif channel.exit_status_ready() and not channel.recv_ready():
+                status = channel.recv_exit_status()
+                while channel.recv_stderr_ready():
+                    buffer += channel.recv_stderr(CHUNK)
+                detail = buffer.decode("utf-8", "replace").strip().splitlines()
+                raise NodeFailure(
+                    self.node,
+                    f"cannot start the remote helper (exit {status})"
+                    + (f": {detail[-1]}" if detail else ""),
+                    transport=False,
+                )
+
+    # -- run -------------------------------------------------------------------
+
+    def _send_frame(self, kind: bytes, data: bytes = b"", block: bool = True) -> bool:
+        assert self.channel is not None
+        if not self._send_lock.acquire(timeout=-1 if block else 0.2):
+            return False
+        try:
+            self.channel.sendall(rexec.FRAME.pack(kind, len(data)) + data)
+            return True
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+        finally:
+            self._send_lock.release()
+
+    def _pump_stdin(self) -> None:
+        while True:
+            try:
+                data = os.read(0, CHUNK)
+            except OSError:
+                data = b""
+            if not data:
+                self._send_frame(b"E")
+                return
+            if not self._send_frame(b"D", data):
+                return
+
+    def _pump_tty(self) -> None:
+        assert self.channel is not None
+        while True:
+            try:
+                data = os.read(0, CHUNK)
+            except OSError:
+                return
+            if not data:
+                self.channel.shutdown_write()
+                return
+            try:
+                self.channel.sendall(data)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
+
+    def relay_signal(self, signum: int) -> None:
+        assert self.channel is not None
+        self.signals_sent += 1
+        _send_signal_request(self.channel, signum)
+        if not self.tty:
+            self._send_frame(b"S", bytes([signum]), block=False)
+
+    def finish(self, on_signal: Callable[[Session], None]) -> int:
+        """Copy I/O until the command ends; its exit status (128+N if signalled)."""
+        channel = self.channel
+        assert channel is not None
+        _write_all(2, self._preamble)
+        if self.tty:
+            threading.Thread(target=self._pump_tty, daemon=True).start()
+        elif self.forward_stdin:
+            threading.Thread(target=self._pump_stdin, daemon=True).start()
+        else:
+            self._send_frame(b"E")
+        while True:
+            readable, _, _ = select.select([channel.fileno(), self.wakeup_fd], [], [], 5.0)
+            if self.wakeup_fd in readable:
+                on_signal(self)
+            got = False
+            while channel.recv_ready():
+                _write_all(1, channel.recv(CHUNK))
+                got = True
+            while channel.recv_stderr_ready():
+                _write_all(2, channel.recv_stderr(CHUNK))
+                got = True
+            if not got:
+                if channel.exit_status_ready() or channel.closed:
+                    break
+                if channel.eof_received:
+                    # Both streams are at EOF (the poll pipe stays readable):
+                    # only the exit status is still to come.
+                    channel.status_event.wait(0.05)
+        if not channel.exit_status_ready():
+            raise ConnectionLost(f"node {self.node}: connection lost while the command ran")
+        status = channel.recv_exit_status()
+        if status < 0:
+            raise ConnectionLost(f"node {self.node}: the remote helper ended without a status")
+        return status

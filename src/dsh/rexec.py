@@ -1,0 +1,183 @@
+"""The remote end of dsh: run one command the way the local caller would have.
+
+dsh sends this file's source to the node and runs it as ``python3 -c SOURCE
+REQUEST``, where REQUEST is base64 JSON carrying argv, directory, umask,
+forwarded variables and the sync file. No argument ever passes through the
+remote shell's parser, so spaces, quotes, ``$``, ``*``, newlines and non-UTF-8
+bytes arrive as they were. It must stay self-contained (standard library
+only): it runs on the node from its source text, not from an installed copy.
+
+What it does, in order:
+
+1. chdir and umask as the caller had them;
+2. wait for the sync file (``waitfile SYNC TIMEOUT``) so that everything the
+   caller wrote before is visible here too;
+3. tell dsh on stderr that the command starts (``MARK`` + ``run``), or why not
+   (``MARK`` + ``err KIND MESSAGE``): until then dsh may still try elsewhere;
+4. run the command in a process group of its own, relaying signals to the
+   whole group; when the SSH channel closes under it (dsh killed, connection
+   lost) it kills the group: nothing keeps running that nobody waits for;
+5. remove the sync file and exit with the command's status (128+N if it was
+   killed by signal N, as a shell reports it).
+
+stdin, unless in a pseudo-terminal, arrives in frames (``FRAME``: a type
+byte, a 4-byte length, data) so that signals and end of input can travel in
+band with the data: D data, E end of input, S signal (one byte, its number).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+MARK = b"\x00dsh-rexec:"
+FRAME = struct.Struct("!cI")
+RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+KILL_GRACE = 2.0  # seconds between SIGHUP and SIGKILL when the channel is gone
+
+
+def _say(text: str) -> None:
+    os.write(2, MARK + text.encode("utf-8", "replace") + b"\n")
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+class Runner:
+    def __init__(self, request: dict) -> None:  # type: ignore[type-arg]
+        self.request = request
+        self.child: subprocess.Popen[bytes] | None = None
+        self.relayed: int | None = None
+        self.abandoned = False
+
+    def kill_group(self, sig: int) -> None:
+        child = self.child
+        if child is None:
+            return
+        try:
+            if self.request.get("pty"):
+                os.kill(child.pid, sig)
+            else:
+                os.killpg(child.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def relay(self, sig: int, _frame: object = None) -> None:
+        self.relayed = sig
+        self.kill_group(sig)
+
+    def pump_stdin(self) -> None:
+        """Frames from the channel to the command; real EOF means dsh is gone."""
+        child = self.child
+        assert child is not None
+        sink = child.stdin
+        while True:
+            header = _read_exact(0, FRAME.size)
+            if header is None:
+                break
+            kind, length = FRAME.unpack(header)
+            data = _read_exact(0, length) if length else b""
+            if data is None:
+                break
+            if kind == b"D" and sink is not None:
+                try:
+                    sink.write(data)
+                    sink.flush()
+                except (BrokenPipeError, ValueError, OSError):
+                    sink = None  # the command closed its input; discard the rest
+            elif kind == b"E" and sink is not None:
+                try:
+                    sink.close()
+                except OSError:
+                    pass
+                sink = None
+            elif kind == b"S" and data:
+                self.relay(data[0])
+        # The channel is closed: nobody reads the command's output any more.
+        self.abandoned = True
+        self.kill_group(signal.SIGHUP)
+        deadline = time.monotonic() + KILL_GRACE
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.kill_group(signal.SIGKILL)
+
+    def run(self) -> int:
+        req = self.request
+        argv = [base64.b64decode(a) for a in req["argv"]]
+        cwd = base64.b64decode(req["cwd"])
+        os.umask(req["umask"])
+        try:
+            os.chdir(cwd)
+        except OSError as exc:
+            _say(f"err cwd cannot enter {os.fsdecode(cwd)}: {exc.strerror}")
+            return 254
+        sync = req.get("sync")
+        if sync and not os.path.exists(sync):
+            waited = subprocess.run(
+                [req["waitfile"], sync, str(req["sync_timeout"])],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if waited.returncode != 0:
+                detail = waited.stderr.decode(errors="replace").strip()
+                _say(f"err sync {detail or 'waitfile failed'}")
+                return 254
+        for key, value in req.get("env", {}).items():
+            os.environ[key] = base64.b64decode(value).decode("utf-8", "surrogateescape")
+        pty = bool(req.get("pty"))
+        for sig in RELAYED:
+            signal.signal(sig, signal.SIG_IGN if pty and sig == signal.SIGINT else self.relay)
+        try:
+            self.child = subprocess.Popen(
+                argv,
+                stdin=None if pty else subprocess.PIPE,
+                start_new_session=not pty,
+                restore_signals=True,
+            )
+        except OSError as exc:
+            _say("run")
+            name = os.fsdecode(argv[0])
+            os.write(2, f"dsh: {name}: {exc.strerror}\n".encode(errors="replace"))
+            self.cleanup()
+            return 126 if isinstance(exc, PermissionError) else 127
+        _say("run")
+        if not pty:
+            threading.Thread(target=self.pump_stdin, daemon=True).start()
+        status = self.child.wait()
+        if self.relayed is not None or self.abandoned:
+            # Whatever the command left behind in its group goes with it.
+            self.kill_group(signal.SIGKILL)
+        self.cleanup()
+        return 128 - status if status < 0 else status
+
+    def cleanup(self) -> None:
+        sync = self.request.get("sync")
+        if sync:
+            try:
+                os.unlink(sync)
+            except OSError:
+                pass
+
+
+def main() -> int:
+    request = json.loads(base64.b64decode(sys.argv[1]))
+    return Runner(request).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Opening an SSH connection to a node the way OpenSSH would, with paramiko.
+
+Honours the user's ssh config (HostName, Port, User, IdentityFile,
+IdentitiesOnly, UserKnownHostsFile, StrictHostKeyChecking, ProxyCommand,
+ConnectTimeout), the ssh-agent and the default keys. Host keys are checked
+against known_hosts: an unknown key is refused unless the config says
+``StrictHostKeyChecking no`` or ``accept-new``; a changed key is always refused.
+Every failure is a NodeFailure whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+
+import paramiko
+
+from .errors import NodeFailure
+
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    hostname: str
+    port: int = 22
+    user: str = field(default_factory=getpass.getuser)
+    identities: tuple[str, ...] = ()
+    identities_only: bool = False
+    known_hosts: tuple[str, ...] = DEFAULT_KNOWN_HOSTS
+    strict: str = "yes"  # yes, no, accept-new (ask means yes: dsh never asks)
+    proxy_command: str | None = None
+    timeout: float = 10.0
+
+
+def _expand(path: str) -> str:
+    return os.path.expandvars(os.path.expanduser(path))
+
+
+def target_for(node: str, config_path: str, timeout: float) -> Target:
+    """Look the node up in the ssh config file (missing file: OpenSSH defaults)."""
+    path = _expand(config_path)
+    options: dict[str, object] = {}
+    if os.path.exists(path):
+        try:
+            options = dict(paramiko.SSHConfig.from_path(path).lookup(node))
+        except (OSError, paramiko.ssh_exception.ConfigParseError) as exc:
+            raise NodeFailure(
+                node, f"cannot read ssh config {path}: {exc}", transport=False
+            ) from exc
+    known = options.get("userknownhostsfile")
+    known_list = str(known).split() if known else list(DEFAULT_KNOWN_HOSTS)
+    identities = options.get("identityfile") or []
+    assert isinstance(identities, list)
+    strict = str(options.get("stricthostkeychecking", "yes")).lower()
+    connect_timeout = options.get("connecttimeout")
+    return Target(
+        node=node,
+        hostname=str(options.get("hostname", node)),
+        port=int(str(options.get("port", 22))),
+        user=str(options.get("user") or getpass.getuser()),
+        identities=tuple(_expand(str(i)) for i in identities),
+        identities_only=str(options.get("identitiesonly", "no")).lower() == "yes",
+        known_hosts=tuple(_expand(k) for k in known_list),
+        strict="yes" if strict == "ask" else strict,
+        proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
+        timeout=float(str(connect_timeout)) if connect_timeout else timeout,
+    )
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """StrictHostKeyChecking accept-new: remember an unknown key, as OpenSSH does."""
+
+    def __init__(self, known_hosts: str) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        try:
+            os.makedirs(os.path.dirname(self.known_hosts) or ".", mode=0o700, exist_ok=True)
+            with open(self.known_hosts, "a", encoding="ascii") as f:
+                f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        except OSError:
+            pass
+
+
+def connect(target: Target) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    for path in SYSTEM_KNOWN_HOSTS:
+        if os.path.exists(path):
+            client.load_system_host_keys(path)
+    for path in target.known_hosts:
+        if os.path.exists(path):
+            try:
+                client.load_host_keys(path)
+            except (OSError, paramiko.SSHException) as exc:
+                raise NodeFailure(target.node, f"cannot read {path}: {exc}") from None
+    if target.strict == "no":
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    elif target.strict == "accept-new":
+        client.set_missing_host_key_policy(_AcceptNew(target.known_hosts[0]))
+    else:
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    sock = paramiko.ProxyCommand(target.proxy_command) if target.proxy_command else None
+    where = f"{target.hostname}:{target.port}"
+    try:
+        client.connect(
+            target.hostname,
+            port=target.port,
+            username=target.user,
+            key_filename=list(target.identities) or None,  # type: ignore[arg-type]
+            look_for_keys=not (target.identities_only and target.identities),
+            allow_agent=not target.identities_only,
+            timeout=target.timeout,
+            banner_timeout=target.timeout,
+            auth_timeout=target.timeout,
+            sock=sock,
+        )
+    except paramiko.BadHostKeyException:
+        client.close()
+        raise NodeFailure(
+            target.node,
+            f"host key of {where} has CHANGED (not the one in known_hosts); "
+            "refusing to connect (if the change is expected, remove the old key "
+            f"with: ssh-keygen -R '[{target.hostname}]:{target.port}')",
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        client.close()
+        raise NodeFailure(
+            target.node,
+            f"authentication as {target.user} refused by {where}: {exc} "
+            "(is your public key in ~/.ssh/authorized_keys there?)",
+        ) from None
+    except paramiko.SSHException as exc:
+        client.close()
+        text = str(exc)
+        if "not found in known_hosts" in text:
+            text = (
+                f"host key of {where} is unknown (not in "
+                f"{', '.join(target.known_hosts)}); refusing to connect "
+                "(connect once with ssh, or add it with ssh-keyscan)"
+            )
+        raise NodeFailure(target.node, text) from None
+    except (OSError, EOFError) as exc:
+        client.close()
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, socket.timeout | TimeoutError):
+            reason = f"timed out after {target.timeout:g}s"
+        hint = " (is sshd running there?)" if isinstance(exc, ConnectionRefusedError) else ""
+        if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+            hint = " (is sshd running there?)"
+            reason = "connection refused"
+        raise NodeFailure(target.node, f"cannot connect to {where}: {reason}{hint}") from None
+    return client
