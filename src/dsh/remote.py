@@ -121,7 +121,7 @@ class Session:
         self.tty = tty
         self.channel: paramiko.Channel | None = None
         self._send_lock = threading.Lock()
-        self._preamble = b""
+        self._preamble: tuple[int, bytes] = (2, b"")
         self.signals_sent = 0
 
     # -- start -----------------------------------------------------------------
@@ -144,40 +144,50 @@ class Session:
         self._await_mark(channel)
 
     def _await_mark(self, channel: paramiko.Channel) -> None:
-        """Read until the helper says whether the command started."""
+        """Read until the helper says whether the command started.
+
+        The mark comes on stderr, or on stdout in a pseudo-terminal, which
+        merges the two (and ends lines with CR LF).
+        """
+        recv_mark, recv_other, mark_fd, other_fd = (
+            (channel.recv, channel.recv_stderr, 1, 2)
+            if self.tty
+            else (channel.recv_stderr, channel.recv, 2, 1)
+        )
         buffer = b""
         while True:
-            select.select([channel], [], [], 1.0)
-            while channel.recv_ready():
-                _write_all(1, channel.recv(CHUNK))
-            if channel.recv_stderr_ready():
-                buffer += channel.recv_stderr(CHUNK)
+            select.select([channel.fileno()], [], [], 1.0)
+            got = False
+            while channel.recv_stderr_ready() if other_fd == 2 else channel.recv_ready():
+                _write_all(other_fd, recv_other(CHUNK))
+                got = True
+            if channel.recv_ready() if mark_fd == 1 else channel.recv_stderr_ready():
+                got = True
+                buffer += recv_mark(CHUNK)
                 index = buffer.find(rexec.MARK)
                 if index >= 0 and b"\n" in buffer[index:]:
                     end = buffer.index(b"\n", index)
-                    before, line, rest = (
-                        buffer[:index],
-                        buffer[index + len(rexec.MARK) : end],
-                        buffer[end + 1 :],
-                    )
-                    _write_all(2, before)  # e.g. what the remote shell's start-up files printed
+                    before, rest = buffer[:index], buffer[end + 1 :]
+                    line = buffer[index + len(rexec.MARK) : end].rstrip(b"\r")
+                    _write_all(mark_fd, before)  # e.g. what the shell's start-up files printed
                     text = line.decode("utf-8", "replace")
                     if text == "run":
-                        self._preamble = rest
+                        self._preamble = (mark_fd, rest)
                         return
                     kind, _, message = text.partition(" ")[2].partition(" ")
                     channel.close()
                     raise NodeFailure(self.node, message or kind, transport=False)
                 if len(buffer) > MAX_PREAMBLE:
+                    channel.close()
                     raise NodeFailure(
                         self.node, "the remote helper did not answer", transport=False
                     )
-            elif channel.closed and not channel.exit_status_ready():
+            if got:
+                continue
+            if channel.closed and not channel.exit_status_ready():
                 raise NodeFailure(self.node, "connection lost before the command started")
-            elif channel.exit_status_ready() and not channel.recv_ready():
+            if channel.exit_status_ready():
                 status = channel.recv_exit_status()
-                while channel.recv_stderr_ready():
-                    buffer += channel.recv_stderr(CHUNK)
                 detail = buffer.decode("utf-8", "replace").strip().splitlines()
                 raise NodeFailure(
                     self.node,
@@ -238,7 +248,7 @@ class Session:
         """Copy I/O until the command ends; its exit status (128+N if signalled)."""
         channel = self.channel
         assert channel is not None
-        _write_all(2, self._preamble)
+        _write_all(*self._preamble)
         if self.tty:
             threading.Thread(target=self._pump_tty, daemon=True).start()
         elif self.forward_stdin:

@@ -137,6 +137,7 @@ class Runner:
                 detail = waited.stderr.decode(errors="replace").strip()
                 _say(f"err sync {detail or 'waitfile failed'}")
                 return 254
+        os.environ["PWD"] = os.fsdecode(cwd)  # the logical path, as the caller's shell had it
         for key, value in req.get("env", {}).items():
             os.environ[key] = base64.b64decode(value).decode("utf-8", "surrogateescape")
         pty = bool(req.get("pty"))

@@ -236,6 +236,9 @@ class Sshd:
         self.pid_file = self.directory / "sshd.pid"
         self.log = self.directory / "sshd.log"
         self._process: subprocess.Popen[bytes] | None = None
+        # Prepended to the sshd command line, e.g. to start it in a mount
+        # namespace where some directory is not there (a node lacking a mount).
+        self.prefix: list[str] = []
         if not self.host_key.exists():
             _keygen(self.host_key, f"dsh-test-host-{address}")
         self.host_key.chmod(0o600)
@@ -308,7 +311,7 @@ class Sshd:
         log_offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(self.config)],
+                [*self.prefix, SSHD, "-D", "-e", "-f", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
