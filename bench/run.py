@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,9 +44,10 @@ SRC_ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FILES = 60  # generated C files besides main.c
 JOBS = 4
 # A pyenv shim runs python3 with its version's bin/ first on PATH, so our
-# children would skip the shim that `dsh` in a user's shell goes through.
-SHELL_ENV = {**os.environ, "PATH": os.pathsep.join(
-    d for d in os.environ.get("PATH", "").split(os.pathsep) if d != str(Path(PY).parent))}  # fmt: skip
+# children would skip the shim that `dsh` typed in a user's shell goes through.
+_PATH = [d for d in os.environ["PATH"].split(os.pathsep) if d != str(Path(PY).parent)]
+SHELL_ENV = {**os.environ, "PATH": os.pathsep.join(_PATH)}
+SHIM = shutil.which("python3", path=SHELL_ENV["PATH"])
 
 
 class BenchError(Exception):
@@ -239,65 +241,63 @@ def builds(bed: Bed, directory: Path, rounds: int) -> dict[str, list[float]]:
 
 def facts() -> str:
     ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-    cpus = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return f"nproc {cpus}; Python {sys.version.split()[0]}; {ssh_v}"
+    return f"nproc {os.cpu_count()}; Python {sys.version.split()[0]}; {ssh_v}"
 
 
-def report(calls: dict[str, list[float]], build: dict[str, list[float]], rounds: int) -> str:
+CALLS = [
+    ("dsh", f"`dsh true` (remote: {R1} or {R2})"),
+    ("ssh", f"`ssh -F CONFIG {R1} true` (new connection)"),
+    ("cm", f"`ssh -S SOCKET {R1} true` (ControlMaster)"),
+    ("local", "`true` (local spawn)"),
+]
+PARTS = [
+    ("version", "`python3 dsh --version` (the interpreter dsh runs on, no shim)"),
+    ("shebang", f"`./dsh --version`: `env python3` finds {SHIM}"),
+    ("python", "`python3 -c pass`"),
+    ("python_S", "`python3 -S -c pass` (no site, no .pth files)"),
+    ("imp_cli", "`-X importtime`, `import dsh.dsh_cli`, cumulative"),
+    ("imp_paramiko", "`-X importtime`, `import paramiko`, cumulative"),
+    ("daemon", "ask dshd: best node + status (dsh.picker, in-process)"),
+    ("connect", "paramiko connect + auth (dsh.ssh.connect, in-process)"),
+    ("session_true", "`true` in a new session on an open paramiko connection"),
+    ("session_helper", "dsh's helper (rexec) running `true`, same way"),
+    ("bashrc", "local `bash -c true` with SSH_CLIENT set (reads ~/.bashrc)"),
+]
+
+
+def report(calls: dict[str, list[float]], build: dict[str, list[float]], info: str) -> str:
     med = {k: statistics.median(v) * 1000 for k, v in calls.items()}
 
-    def p90(name: str) -> float:
-        values = sorted(calls[name])
-        return values[max(0, -(-9 * len(values) // 10) - 1)] * 1000  # nearest rank
-
-    def row(label: str, name: str, ratios: bool = True) -> str:
-        cells = [label, f"{med[name]:.1f}", f"{p90(name):.1f}"]
+    def row(key: str, label: str, ratios: bool) -> str:
+        values = sorted(calls[key])
+        p90 = values[max(0, -(-9 * len(values) // 10) - 1)] * 1000  # nearest rank
+        cells = [label, f"{med[key]:.1f}", f"{p90:.1f}"]
         if ratios:
-            cells += [f"{med[name] / med[r]:.2f}x" for r in ("ssh", "cm")]
-            cells.append(f"{med[name] / med['local']:.0f}x")
+            cells += [f"{med[key] / med[r]:.2f}x" for r in ("ssh", "cm", "local")]
         return "| " + " | ".join(cells) + " |"
 
     bl, bd = (statistics.median(build[k]) for k in ("local", "dsh"))
-    nbuild, compiles = len(build["local"]), FILES + 1
-    lines = [
+    compiles, rounds = FILES + 1, len(calls["dsh"])
+    return "\n".join([
         f"### Measured {time.strftime('%Y-%m-%d %H:%M')}: {facts()}",
-        "",
-        f"Per call, {rounds} runs each, interleaved; wall time in ms.",
-        "",
+        "", info, "",
+        f"Per call: {rounds} runs each, interleaved; wall time in ms.", "",
         "| command | median | p90 | vs ssh | vs ControlMaster | vs local |",
         "|---|---:|---:|---:|---:|---:|",
-        row(f"`dsh true` (remote, {R1} or {R2})", "dsh"),
-        row(f"`ssh -F CONFIG {R1} true` (new connection)", "ssh"),
-        row(f"`ssh -S SOCKET {R1} true` (ControlMaster)", "cm"),
-        row("`true` (local spawn)", "local"),
-        "",
-        f"Startup and parts of a dsh call, {rounds} runs each, same rounds; ms.",
-        "",
-        "| what | median | p90 |",
-        "|---|---:|---:|",
-        row(f"`{Path(PY).name} dsh --version`", "version", False),
-        row("`./dsh --version` (`#!/usr/bin/env python3`, here a pyenv shim)", "shebang", False),
-        row(f"`{Path(PY).name} -c pass`", "python", False),
-        row("`-X importtime` cumulative, `import dsh.dsh_cli`", "imp_cli", False),
-        row("`-X importtime` cumulative, `import paramiko`", "imp_paramiko", False),
-        row("paramiko connect + auth (dsh.ssh.connect, in-process)", "connect", False),
-        row("session `true` on an open paramiko connection", "session_true", False),
-        row("session dsh helper (rexec) running `true`, same", "session_helper", False),
-        row("local `bash -c true` with SSH_CLIENT set (reads ~/.bashrc)", "bashrc", False),
-        "",
-        f"Build: `make -j{JOBS}` of {FILES} generated C files + main.c ({compiles} compiles, "
-        f"1 link), `make clean` between, {nbuild} build(s) each, interleaved; seconds.",
-        "",
-        "| build | median | runs |",
-        "|---|---:|---|",
-        f"| `CC=gcc` (local) | {bl:.2f} | {', '.join(f'{t:.2f}' for t in build['local'])} |",
-        f'| `CC="dsh gcc"` | {bd:.2f} | {", ".join(f"{t:.2f}" for t in build["dsh"])} |',
-        "",
+        *(row(key, label, True) for key, label in CALLS), "",
+        f"Startup and the parts of a dsh call: {rounds} runs each, in the same rounds; ms.", "",
+        "| what | median | p90 |", "|---|---:|---:|",
+        *(row(key, label, False) for key, label in PARTS), "",
+        f"Build: `make -j{JOBS}`, {FILES} generated C files + main.c ({compiles} compiles, "
+        f"1 link), `make clean` between, {len(build['dsh'])} build(s) each, alternating; s.", "",
+        "| build | median | runs |", "|---|---:|---|",
+        *(f"| {label} | {statistics.median(build[k]):.2f} | "
+          f"{', '.join(f'{t:.2f}' for t in build[k])} |"
+          for k, label in (("local", "`CC=gcc`"), ("dsh", '`CC="dsh gcc"`'))), "",
         f"dsh/local = {bd / bl:.2f}x; per-command overhead (t_dsh - t_local) * {JOBS} / "
         f"{compiles} = {(bd - bl) * JOBS / compiles * 1000:.0f} ms. "
-        "The dsh-built binary printed the same as the local one.",
-    ]
-    return "\n".join(lines) + "\n"
+        "The dsh-built program printed the same as the local one.",
+    ]) + "\n"  # fmt: skip
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="dsh-bench-") as tmp:
         bed = Bed(Path(tmp))
+        before = os.getloadavg()
         try:
             bed.start()
             measures = per_call_measures(bed)
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             build_dir = Path(tmp) / "build"
             build_dir.mkdir()
             build = builds(bed, build_dir, build_rounds)
+            load = f"Load average at start {before[0]:.2f}, at end {os.getloadavg()[0]:.2f}."
         except BenchError as exc:
             print(f"bench: aborted: {exc}", file=sys.stderr)
             return 1
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup must not be cut short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             bed.close()
-    section = report(calls, build, rounds)
+    section = report(calls, build, load)
     sys.stdout.write(section)
     if args.out:
         args.out.write_text(section)
