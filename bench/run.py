@@ -62,7 +62,7 @@ def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return proc  # type: ignore[no-any-return]
 
 
-def timed(argv: list[str], check: Callable[[str], bool] | None = None, **kw: object) -> float:
+def timed(argv: list[str], check: Callable[[str], object] | None = None, **kw: object) -> float:
     start = time.perf_counter()
     proc = run(argv, **kw)
     elapsed = time.perf_counter() - start
@@ -71,8 +71,8 @@ def timed(argv: list[str], check: Callable[[str], bool] | None = None, **kw: obj
     return elapsed
 
 
-def import_ms(module: str) -> float:
-    """Cumulative -X importtime time (reported in us) of ``module`` and its parents, in ms."""
+def import_s(module: str) -> float:
+    """Cumulative -X importtime of ``module`` and its parent packages, in seconds."""
     text = run([PY, "-X", "importtime", "-c", f"import {module}"], env=SRC_ENV).stderr
     total = 0
     for m in re.finditer(r"^import time:\s+\d+ \|\s+(\d+) \| (\S+)$", text, re.M):
@@ -80,11 +80,11 @@ def import_ms(module: str) -> float:
             total += int(m.group(1))
     if not total:
         raise BenchError(f"no importtime line for {module}:\n{text}")
-    return total / 1000
+    return total / 1e6  # importtime reports microseconds
 
 
 class Bed:
-    """The cluster, the ControlMaster and a paramiko connection; close() stops all."""
+    """The cluster, the ControlMaster and a paramiko connection; stack.close() stops all."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -119,17 +119,10 @@ class Bed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.master_pid, signal.SIGTERM)  # only if -O exit did not work
 
-    def close(self) -> None:
-        self.stack.close()
-
     def dsh_args(self) -> list[str]:
         port = self.dshd.port
         return ["-H", f"{LOCAL}:{port + 1}", "--status-port", str(port),
                 "--ssh-config", self.config]  # fmt: skip
-
-
-def went_remote(stderr: str) -> bool:
-    return re.search(r"running on 127\.0\.0\.3[12]\b", stderr) is not None
 
 
 def in_process(function: Callable[[], object]) -> float:
@@ -144,7 +137,6 @@ def part_measures(bed: Bed) -> dict[str, Callable[[], float]]:
     client = ssh.connect(target)
     bed.stack.callback(client.close)
     helper = command_line(Request(argv=[b"true"], cwd=os.fsencode(bed.dir), umask=0o22), PY)
-
     port = bed.dshd.port
 
     def ask_daemon() -> None:
@@ -171,12 +163,13 @@ def part_measures(bed: Bed) -> dict[str, Callable[[], float]]:
 
 def per_call_measures(bed: Bed) -> dict[str, Callable[[], float]]:
     dsh = [PY, DSH, "-v", *bed.dsh_args(), "true"]
+    went_remote = re.compile(r"running on 127\.0\.0\.3[12]\b")
     where = {"cwd": bed.dir}  # dsh puts its sync file in the working directory
     ssh_cmd = ["ssh", "-F", bed.config]
     bashrc_env = {k: v for k, v in os.environ.items() if k != "SHLVL"}
     bashrc_env["SSH_CLIENT"] = f"{LOCAL} 50000 22"  # how bash knows sshd started it
     measures: dict[str, Callable[[], float]] = {
-        "dsh": lambda: timed(dsh, went_remote, **where),
+        "dsh": lambda: timed(dsh, went_remote.search, **where),
         "ssh": lambda: timed([*ssh_cmd, R1, "true"]),
         "cm": lambda: timed([*ssh_cmd, "-S", bed.sock, R1, "true"]),
         "local": lambda: timed(["true"]),
@@ -185,8 +178,8 @@ def per_call_measures(bed: Bed) -> dict[str, Callable[[], float]]:
         "python": lambda: timed([PY, "-c", "pass"]),
         "python_S": lambda: timed([PY, "-S", "-c", "pass"]),
         "bashrc": lambda: timed(["bash", "-c", "true"], env=bashrc_env),
-        "imp_cli": lambda: import_ms("dsh.dsh_cli") / 1000,  # in s, as timed()
-        "imp_paramiko": lambda: import_ms("paramiko") / 1000,
+        "imp_cli": lambda: import_s("dsh.dsh_cli"),
+        "imp_paramiko": lambda: import_s("paramiko"),
     }
     measures.update(part_measures(bed))
     return measures
@@ -202,6 +195,7 @@ def interleave(measures: dict[str, Callable[[], float]], rounds: int) -> dict[st
 
 
 def write_project(directory: Path) -> None:
+    directory.mkdir()
     names = [f"f{i:02d}" for i in range(FILES)]
     (directory / "funcs.h").write_text("".join(f"unsigned {n}(unsigned);\n" for n in names))
     for i, name in enumerate(names):
@@ -230,9 +224,8 @@ def builds(bed: Bed, directory: Path, rounds: int) -> dict[str, list[float]]:
     for i in range(rounds):
         for name in list(compilers)[:: 1 if i % 2 == 0 else -1]:
             run(["make", "clean"], cwd=directory)
-            samples[name].append(
-                timed(["make", f"-j{JOBS}", f"CC={compilers[name]}"], cwd=directory)
-            )
+            make = ["make", f"-j{JOBS}", f"CC={compilers[name]}"]
+            samples[name].append(timed(make, cwd=directory))
             outputs[name].add(run([str(directory / "prog")]).stdout)
     if len(outputs["local"] | outputs["dsh"]) != 1:
         raise BenchError(f"dsh-built and local binaries differ: {outputs}")
@@ -300,17 +293,13 @@ def report(calls: dict[str, list[float]], build: dict[str, list[float]], info: s
     ]) + "\n"  # fmt: skip
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 runs per call, 1 build each")
     parser.add_argument("--out", type=Path, help="also write the Markdown section here")
     args = parser.parse_args(argv)
     rounds, build_rounds = (5, 1) if args.quick else (20, 3)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="dsh-bench-") as tmp:
         bed = Bed(Path(tmp))
         before = os.getloadavg()
@@ -320,9 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             for measure in measures.values():
                 measure()  # warm-up: page cache, first connection
             calls = interleave(measures, rounds)
-            build_dir = Path(tmp) / "build"
-            build_dir.mkdir()
-            build = builds(bed, build_dir, build_rounds)
+            build = builds(bed, Path(tmp) / "build", build_rounds)
             load = f"Load average at start {before[0]:.2f}, at end {os.getloadavg()[0]:.2f}."
         except BenchError as exc:
             print(f"bench: aborted: {exc}", file=sys.stderr)
@@ -333,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup must not be cut short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            bed.close()
+            bed.stack.close()
     section = report(calls, build, load)
     sys.stdout.write(section)
     if args.out:
