@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
 
@@ -69,6 +71,14 @@ def timed(argv: list[str], check: Callable[[str], object] | None = None, **kw: o
     if check is not None and not check(proc.stderr):
         raise BenchError(f"{' '.join(argv)}: unexpected stderr {proc.stderr!r}")
     return elapsed
+
+
+def cpu_s(argv: list[str], cwd: Path | None = None) -> float:
+    """CPU time all processes on the machine used while ``argv`` ran (both ends here)."""
+    before = psutil.cpu_times()
+    timed(argv, cwd=cwd)
+    after = psutil.cpu_times()
+    return float(sum(getattr(after, f) - getattr(before, f) for f in ("user", "nice", "system")))
 
 
 def import_s(module: str) -> float:
@@ -164,15 +174,17 @@ def part_measures(bed: Bed) -> dict[str, Callable[[], float]]:
 def per_call_measures(bed: Bed) -> dict[str, Callable[[], float]]:
     dsh = [PY, DSH, "-v", *bed.dsh_args(), "true"]
     went_remote = re.compile(r"running on 127\.0\.0\.3[12]\b")
-    where = {"cwd": bed.dir}  # dsh puts its sync file in the working directory
     ssh_cmd = ["ssh", "-F", bed.config]
     bashrc_env = {k: v for k, v in os.environ.items() if k != "SHLVL"}
     bashrc_env["SSH_CLIENT"] = f"{LOCAL} 50000 22"  # how bash knows sshd started it
     measures: dict[str, Callable[[], float]] = {
-        "dsh": lambda: timed(dsh, went_remote.search, **where),
+        # dsh puts its sync file in the working directory: not in the checkout
+        "dsh": lambda: timed(dsh, went_remote.search, cwd=bed.dir),
         "ssh": lambda: timed([*ssh_cmd, R1, "true"]),
         "cm": lambda: timed([*ssh_cmd, "-S", bed.sock, R1, "true"]),
         "local": lambda: timed(["true"]),
+        "cpu_dsh": lambda: cpu_s(dsh, cwd=bed.dir),
+        "cpu_cm": lambda: cpu_s([*ssh_cmd, "-S", bed.sock, R1, "true"]),
         "version": lambda: timed([PY, DSH, "--version"]),
         "shebang": lambda: timed([DSH, "--version"], env=SHELL_ENV),
         "python": lambda: timed([PY, "-c", "pass"]),
@@ -255,6 +267,8 @@ PARTS = [
     ("session_true", "`true` in a new session on an open paramiko connection"),
     ("session_helper", "dsh's helper (rexec) running `true`, same way"),
     ("bashrc", "local `bash -c true` with SSH_CLIENT set (reads ~/.bashrc)"),
+    ("cpu_dsh", "CPU time (user+sys, all processes) during one `dsh true`"),
+    ("cpu_cm", "CPU time (same) during one `ssh -S SOCKET ... true`"),
 ]
 
 
