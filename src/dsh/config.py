@@ -12,10 +12,16 @@ DEFAULT_GOSSIP_PORT = 8181  # UDP
 DEFAULT_STATUS_PORT = 8181  # TCP, full status (the original -t)
 DEFAULT_BEST_PORT = 8282  # TCP, best node (the original -r)
 DEFAULT_CONTROL = "/run/dshd.sock"
+DEFAULT_KEY_FILE = "/etc/dsh/key"  # used when it exists and no --key-file is given
 
 
 def default_cluster_file() -> str:
     return os.environ.get("DSH_CLUSTER") or DEFAULT_CLUSTER_FILE
+
+
+def default_key_file() -> str | None:
+    path = os.environ.get("DSH_KEY_FILE") or DEFAULT_KEY_FILE
+    return path if os.path.exists(path) else None
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,12 @@ class DaemonConfig:
     resolve_refresh: float = 300.0  # seconds between re-resolving names that did resolve
     client_timeout: float = 5.0  # seconds a TCP client gets to take its answer
     max_clients: int = 256  # concurrent TCP clients; more are closed at once
+    # Who the TCP ports answer: CIDRs, or "loopback" and "members" (the
+    # cluster's resolved addresses). Others are closed at once and counted.
+    allow: tuple[str, ...] = ("loopback", "members")
+    key_file: str | None = None  # cluster key(s); None = unauthenticated gossip
+    replay_window: float = 10.0  # seconds: sealed reports sent further from our clock are dropped
+    receive_buffer: int = 1 << 20  # bytes of kernel buffer for the gossip socket
     background: bool = False  # -b: fork, detach, run in the background
     print_pid: bool = False  # -p: print the background daemon's PID
     pidfile: str | None = None

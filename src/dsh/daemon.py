@@ -21,10 +21,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from . import __version__
+from .access import allowed, parse_allow
+from .auth import NONCE_BYTES, Sealer
 from .cluster import NodeSpec, load_cluster
 from .config import DaemonConfig
 from .errors import DshError
 from .gossip import GossipNode
+from .keys import load_keys
 from .sampler import Sampler
 from .score import SCORES
 from .status import format_status
@@ -33,6 +36,7 @@ from .whoami import resolve
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT = 3.0  # seconds the daemon waits for its tasks when stopping
+LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 
 class _Gossip(asyncio.DatagramProtocol):
@@ -40,7 +44,7 @@ class _Gossip(asyncio.DatagramProtocol):
         self.daemon = daemon
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.daemon.node.receive(data, str(addr[0]), time.monotonic())
+        self.daemon.node.receive(data, str(addr[0]), time.monotonic(), time.time_ns() // 10**6)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP "port unreachable" from a peer whose daemon is down: expected.
@@ -61,6 +65,7 @@ class Daemon:
         specs: list[NodeSpec],
         self_name: str,
         resolved: dict[str, tuple[str, ...]],
+        keys: list[bytes] | None = None,
     ) -> None:
         self.config = config
         self.rng = random.Random()
@@ -74,11 +79,15 @@ class Daemon:
             extra_ttl=config.extra_ttl,
             incarnation=time.time_ns() // 1_000_000,
             rng=self.rng,
+            sealer=Sealer(keys) if keys else None,
+            nonce=lambda: os.urandom(NONCE_BYTES),
+            replay_window_ms=round(config.replay_window * 1000),
         )
+        self._allow = parse_allow(config.allow)
         for spec in specs:
             self.node.set_addresses(spec.name, resolved.get(spec.key, ()))
         self.sampler = Sampler()
-        self.tcp = Counter({"served": 0, "refused": 0, "timeout": 0})
+        self.tcp = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0})
         self._clients = 0
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.base_events.Server] = []
@@ -122,6 +131,13 @@ class Daemon:
                 f"cannot bind gossip port {address}:{self.config.gossip_port}/udp: {exc.strerror}"
             ) from None
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        with contextlib.suppress(OSError):
+            # A larger buffer absorbs bursts (a flood) without losing peers' reports.
+            force = getattr(socket, "SO_RCVBUFFORCE", None) if os.geteuid() == 0 else None
+            sock.setsockopt(
+                socket.SOL_SOCKET, force or socket.SO_RCVBUF, self.config.receive_buffer
+            )
         hosts: list[str | None] = list(self.config.listen) or [None]
         for port, answer in (
             (self.config.status_port, self.status_text),
@@ -130,7 +146,13 @@ class Daemon:
             for host in hosts:
                 try:
                     server = await asyncio.start_server(
-                        self._client_handler(answer), host, port, reuse_address=True
+                        self._client_handler(answer),
+                        host,
+                        port,
+                        reuse_address=True,
+                        # A deep queue: under a connection flood a well-behaved
+                        # client's SYN waits its turn instead of being dropped.
+                        backlog=LISTEN_BACKLOG,
                     )
                 except OSError as exc:
                     raise DshError(
@@ -204,10 +226,14 @@ class Daemon:
         """SIGHUP: re-read the cluster file; keep the old one if the new one is bad."""
         try:
             specs = load_cluster(self.config.cluster_file)
+            keys = load_keys(self.config.key_file) if self.config.key_file else None
             changes = self.node.reload(specs)
         except (DshError, ValueError) as exc:
-            log.error("reload failed, keeping the old cluster: %s", exc)
+            log.error("reload failed, keeping the old cluster and keys: %s", exc)
             return
+        if keys:
+            self.node.sealer = Sealer(keys)
+            log.info("keys reloaded: %d key(s)", len(keys))
         if changes:
             log.info(
                 "cluster reloaded: added %s; removed %s; changed %s",
@@ -292,8 +318,13 @@ class Daemon:
         self, answer: Callable[[], str]
     ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername")
+            if not peer or not self.allowed(str(peer[0])):
+                self.tcp["denied"] += 1
+                writer.transport.abort()
+                return
             if self._clients >= self.config.max_clients:
-                self.tcp["refused"] += 1
+                self.tcp["busy"] += 1
                 writer.transport.abort()
                 return
             self._clients += 1
@@ -303,7 +334,10 @@ class Daemon:
                 # socket buffer, so a client that never reads costs nothing.
                 writer.write(answer().encode())
                 writer.write_eof()
-                await asyncio.wait_for(writer.drain(), self.config.client_timeout)
+                if writer.transport.get_write_buffer_size():
+                    # Only a client whose socket buffer is full waits here (and
+                    # holds a slot); wait_for would make every client yield.
+                    await asyncio.wait_for(writer.drain(), self.config.client_timeout)
                 self.tcp["served"] += 1
             except (OSError, TimeoutError):
                 self.tcp["timeout"] += 1
@@ -313,6 +347,9 @@ class Daemon:
                 writer.close()
 
         return handle
+
+    def allowed(self, address: str) -> bool:
+        return allowed(address, self._allow, lambda a: self.node.member_at(a) is not None)
 
     # -- control socket (dshd --drain) -------------------------------------------
 

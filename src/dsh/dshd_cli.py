@@ -11,18 +11,29 @@ import sys
 from dataclasses import replace
 
 from . import __version__
+from .access import parse_allow
 from .cluster import NodeSpec, load_cluster
-from .config import DEFAULT_CONTROL, DaemonConfig, default_cluster_file
+from .config import (
+    DEFAULT_CONTROL,
+    DEFAULT_KEY_FILE,
+    DaemonConfig,
+    default_cluster_file,
+    default_key_file,
+)
 from .errors import ConfigError, DshError
+from .keys import generate_key_file, load_keys
 from .process import (
     Readiness,
     daemonize,
     drop_privileges,
+    raise_fd_limit,
     remove_pidfile,
     setup_logging,
     write_pidfile,
 )
 from .score import SCORES
+
+DEFAULT_KEY_FILE_HINT = "/etc/dsh/key"
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +164,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="log to FILE (default: stderr, or syslog with -b)",
     )
     p.add_argument("--user", metavar="NAME", help="drop root privileges to NAME after binding")
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        default=default_key_file(),
+        help="cluster key file: seal and authenticate every datagram "
+        "(default $DSH_KEY_FILE or /etc/dsh/key if it exists)",
+    )
+    p.add_argument(
+        "--no-key",
+        action="store_true",
+        help="unauthenticated gossip even if a default key file exists",
+    )
+    p.add_argument(
+        "--replay-window",
+        type=_positive(float),
+        default=d.replay_window,
+        metavar="SECONDS",
+        help="with a key: drop reports sent more than this far "
+        "from our clock (default %(default)s)",
+    )
+    p.add_argument(
+        "--allow",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="who the TCP ports answer: a CIDR, 'loopback' or 'members' "
+        "(repeatable; default loopback and members)",
+    )
+    p.add_argument(
+        "--gen-key", metavar="FILE", help="write a new random key file (mode 0600) and exit"
+    )
     p.add_argument("-v", dest="verbose", action="store_true", help="debug logging")
     p.add_argument(
         "--drain",
@@ -171,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     fields = {k: v for k, v in vars(args).items() if k in DaemonConfig.__dataclass_fields__}
     fields["listen"] = tuple(args.listen)
+    fields["allow"] = tuple(args.allow) or DaemonConfig.allow
+    if args.no_key:
+        fields["key_file"] = None
     return replace(DaemonConfig(), **fields)
 
 
@@ -214,11 +259,12 @@ async def _serve(
     specs: list[NodeSpec],
     self_name: str,
     resolved: dict[str, tuple[str, ...]],
+    keys: list[bytes] | None,
     readiness: Readiness,
 ) -> None:
     from .daemon import Daemon
 
-    daemon = Daemon(config, specs, self_name, resolved)
+    daemon = Daemon(config, specs, self_name, resolved, keys)
     await daemon.start()
     if config.pidfile:
         write_pidfile(config.pidfile, config.user)
@@ -236,20 +282,37 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command:
         return control(args.control, args.command)
+    if args.gen_key:
+        try:
+            generate_key_file(args.gen_key)
+        except ConfigError as exc:
+            print(f"dshd: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"dshd: new key in {args.gen_key}; copy it to every node (mode 0600)")
+        return EXIT_OK
     config = config_from_args(args)
     setup_logging(config.verbose, background=False, log_file=None)
     try:
+        parse_allow(config.allow)
+        keys = load_keys(config.key_file) if config.key_file else None
         specs = load_cluster(config.cluster_file)
         self_name, resolved = identify(config, specs)
     except ConfigError as exc:
         print(f"dshd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    raise_fd_limit()
     readiness = Readiness(None)
     if config.background:
         readiness = daemonize(config.print_pid)
     setup_logging(config.verbose, config.background, config.log_file)
     try:
-        asyncio.run(_serve(config, specs, self_name, resolved, readiness))
+        if keys is None:
+            log.warning(
+                "gossip is not authenticated: anyone who can send UDP from a member's "
+                "address can report its load (create a key with dshd --gen-key %s)",
+                DEFAULT_KEY_FILE,
+            )
+        asyncio.run(_serve(config, specs, self_name, resolved, keys, readiness))
     except DshError as exc:
         log.error("%s", exc)
         readiness.failed(f"dshd: {exc}")

@@ -13,8 +13,10 @@ import ipaddress
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from .auth import AuthError, Sealer, is_sealed
 from .cluster import NodeSpec
 from .errors import WireError
 from .score import NodeView, ScoreFunction
@@ -28,8 +30,10 @@ ACCEPTED = "accepted"
 NOT_MEMBER = "not_member"  # source address is no cluster member's
 MALFORMED = "malformed"  # does not decode
 NAME_MISMATCH = "name_mismatch"  # decodes, but names another node than its source
+BAD_AUTH = "bad_auth"  # not sealed with one of our keys (or sealed when we have none)
+REPLAYED = "replayed"  # sealed, but sent too long ago (or too far ahead) by our clock
 STALE = "stale"  # not newer than what we have: duplicate or reordered
-OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, STALE)
+OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, BAD_AUTH, REPLAYED, STALE)
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,20 @@ class GossipNode:
         extra_ttl: float,
         incarnation: int,
         rng: random.Random,
+        sealer: Sealer | None = None,
+        nonce: Callable[[], bytes] | None = None,
+        replay_window_ms: int = 10_000,
     ) -> None:
         self.table = PeerTable(specs, self_name, dead_after, extra_reports, extra_ttl)
         self.score_fn = score
         self.extraload = extraload
         self.incarnation = incarnation
         self.rng = rng
+        # With a sealer every datagram sent is sealed and every one received
+        # must be; ``nonce`` gives 12 fresh random bytes per datagram.
+        self.sealer = sealer
+        self.nonce = nonce or (lambda: rng.randbytes(12))
+        self.replay_window_ms = replay_window_ms
         self.seq = 0
         self.drained = False  # set at run time by dshd --drain
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
@@ -125,24 +137,41 @@ class GossipNode:
 
     # -- datagrams -------------------------------------------------------------
 
-    def receive(self, data: bytes, address: str, now: float) -> str:
-        """Take one datagram from ``address``; return the outcome and count it."""
-        outcome = self._receive(data, address, now)
+    def receive(self, data: bytes, address: str, now: float, wall_ms: int | None = None) -> str:
+        """Take one datagram from ``address``; return the outcome and count it.
+
+        ``wall_ms`` is this machine's clock, for the replay window of sealed
+        datagrams; without it (tests of unsealed gossip) no window applies.
+        """
+        outcome = self._receive(data, address, now, wall_ms)
         self.counters[outcome] += 1
         if outcome != ACCEPTED:
             log.debug("dropped datagram from %s: %s", address, outcome)
         return outcome
 
-    def _receive(self, data: bytes, address: str, now: float) -> str:
+    def _receive(self, data: bytes, address: str, now: float, wall_ms: int | None) -> str:
         key = self.member_at(address)
         if key is None:
             return NOT_MEMBER
+        if self.sealer is not None:
+            try:
+                data = self.sealer.open(data)
+            except AuthError:
+                return BAD_AUTH
+        elif is_sealed(data):
+            return BAD_AUTH
         try:
             state = decode(data)
         except WireError:
             return MALFORMED
         if state.name.lower().rstrip(".") != key or key == self.table.self_key:
             return NAME_MISMATCH
+        if (
+            self.sealer is not None
+            and wall_ms is not None
+            and abs(wall_ms - state.sent_ms) > self.replay_window_ms
+        ):
+            return REPLAYED
         return ACCEPTED if self.table.merge(state, now) else STALE
 
     def tick(self, sample: Sample, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
@@ -163,6 +192,8 @@ class GossipNode:
         self.table.merge(state, now)
         self.table.expire(now)
         datagram = encode_state(state)
+        if self.sealer is not None:
+            datagram = self.sealer.seal(datagram, self.nonce())
         out = []
         for key in self.table.peers:
             addresses = self._addresses.get(key)

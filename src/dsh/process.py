@@ -7,6 +7,7 @@ import logging
 import logging.handlers
 import os
 import pwd
+import resource
 import sys
 
 from .errors import ConfigError
@@ -77,6 +78,16 @@ def daemonize(print_pid: bool) -> Readiness:
     os.chdir("/")
     os.umask(0o022)
     return Readiness(write_fd)
+
+
+def raise_fd_limit() -> None:
+    """Use the hard limit on open files: a flood of clients must not hit 1024."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError):
+        pass
 
 
 def drop_privileges(user: str) -> None:

@@ -43,6 +43,7 @@ class MessageType(IntEnum):
     """Append-only: these numbers are on the wire."""
 
     STATE = 1
+    SEALED = 2  # a STATE datagram sealed with the cluster key (auth.py)
 
 
 FLAG_DRAINED = 0x01
@@ -109,6 +110,8 @@ def decode(data: bytes) -> State:
         raise WireError("bad magic")
     if version != VERSION:
         raise WireError(f"unsupported version {version}")
+    if mtype == MessageType.SEALED:
+        raise WireError("sealed datagram, but no key configured")
     if mtype != MessageType.STATE:
         raise WireError(f"unknown message type {mtype}")
     if len(data) < _STATE_MIN:

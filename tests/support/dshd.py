@@ -58,6 +58,7 @@ class Node:
     cluster: Cluster
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+    key_file: Path | None = None  # None: unauthenticated (--no-key, whatever /etc/dsh has)
 
     @property
     def control(self) -> str:
@@ -78,6 +79,7 @@ class Node:
             "--interval", str(c.interval),
             "--maxloops", str(c.maxloops),
             "--control", self.control,
+            *(["--key-file", str(self.key_file)] if self.key_file else ["--no-key"]),
             "-v",
             *self.extra_args,
         ]  # fmt: skip
@@ -114,6 +116,20 @@ class Node:
             if node.name == name:
                 return node.state
         return None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The '# group k=v ...' lines at the end of the status table."""
+        found = {}
+        for line in self.status_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[0] == "#" and "=" in fields[2]:
+                found[fields[1]] = {k: int(v) for k, v in (f.split("=") for f in fields[2:])}
+        return found
 
     def best(self) -> str:
         return ask(self.name, self.cluster.port + 1).strip()
