@@ -33,6 +33,7 @@ NAME_MISMATCH = "name_mismatch"  # decodes, but names another node than its sour
 BAD_AUTH = "bad_auth"  # not sealed with one of our keys (or sealed when we have none)
 REPLAYED = "replayed"  # sealed, but sent too long ago (or too far ahead) by our clock
 STALE = "stale"  # not newer than what we have: duplicate or reordered
+DROP_LOG_INTERVAL = 10.0  # seconds between two log lines for drops of one reason
 OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, BAD_AUTH, REPLAYED, STALE)
 
 
@@ -106,6 +107,7 @@ class GossipNode:
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
         self._addresses: dict[str, tuple[str, ...]] = {}  # node key -> addresses
         self._by_address: dict[str, str] = {}  # address -> node key
+        self._quiet_until: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -124,7 +126,10 @@ class GossipNode:
         return self._addresses.get(name.lower().rstrip("."), ())
 
     def member_at(self, address: str) -> str | None:
-        return self._by_address.get(normalize_address(address))
+        # The exact spelling first: it is what recvfrom gives for IPv4, and
+        # this runs for every datagram of a flood.
+        key = self._by_address.get(address)
+        return key if key is not None else self._by_address.get(normalize_address(address))
 
     def reload(self, specs: list[NodeSpec]) -> Changes:
         changes = self.table.replace_specs(specs)
@@ -145,8 +150,12 @@ class GossipNode:
         """
         outcome = self._receive(data, address, now, wall_ms)
         self.counters[outcome] += 1
-        if outcome != ACCEPTED:
-            log.debug("dropped datagram from %s: %s", address, outcome)
+        if outcome != ACCEPTED and now >= self._quiet_until.get(outcome, 0.0):
+            # One line per reason per DROP_LOG_INTERVAL: a flood must not
+            # turn into a flood of log lines (the counters have the totals).
+            self._quiet_until[outcome] = now + DROP_LOG_INTERVAL
+            log.debug("dropped datagram from %s: %s (total %d)", address, outcome,
+                      self.counters[outcome])  # fmt: skip
         return outcome
 
     def _receive(self, data: bytes, address: str, now: float, wall_ms: int | None) -> str:

@@ -59,6 +59,7 @@ class Node:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     key_file: Path | None = None  # None: unauthenticated (--no-key, whatever /etc/dsh has)
+    verbose: bool = True  # -v: the log shows every decision (benchmarks turn it off)
 
     @property
     def control(self) -> str:
@@ -80,7 +81,7 @@ class Node:
             "--maxloops", str(c.maxloops),
             "--control", self.control,
             *(["--key-file", str(self.key_file)] if self.key_file else ["--no-key"]),
-            "-v",
+            *(["-v"] if self.verbose else []),
             *self.extra_args,
         ]  # fmt: skip
 
