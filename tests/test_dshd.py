@@ -101,6 +101,8 @@ def test_killed_daemon_is_shown_down_in_time_and_comes_back(make_cluster):
     cluster = make_cluster([A, B, C], interval=0.3, maxloops=3)
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
+    rows = {r.split()[0]: r.split() for r in cluster.nodes[A].status_text().splitlines()}
+    last_heard = float(rows[C][8])  # seconds since A last heard C, just before the kill
     killed = time.monotonic()
     cluster.nodes[C].stop(signal.SIGKILL)
     wait_for(lambda: cluster.nodes[A].state_of(C) == "down", 10, "C down at A", poll=0.01)
@@ -108,7 +110,8 @@ def test_killed_daemon_is_shown_down_in_time_and_comes_back(make_cluster):
     limit = cluster.maxloops * cluster.interval + cluster.interval
     print(f"dead node detected after {took:.3f}s (limit {limit:.2f}s)")
     assert took <= limit
-    assert took >= cluster.maxloops * cluster.interval - 1.1 * cluster.interval
+    # Not before maxloops intervals after C's last report (a little slack for polling).
+    assert took >= cluster.maxloops * cluster.interval - last_heard - 0.05
     assert cluster.nodes[B].state_of(C) == "down"
     assert C not in {cluster.nodes[A].best() for _ in range(10)}
     cluster.nodes[C].start()
@@ -188,9 +191,9 @@ def test_background_pidfile_and_sigterm(tmp_path):
         "--control", str(tmp_path / "ctl"), "--pidfile", str(pidfile),
         "--log", str(tmp_path / "log"),
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    pid = int(out.stdout.strip())
     try:
+        assert out.returncode == 0, out.stderr
+        pid = int(out.stdout.strip())
         assert pid_alive(pid)
         assert int(pidfile.read_text()) == pid
         assert ask(A, port + 1) == A + "\n"  # already listening when -b returns
@@ -199,7 +202,9 @@ def test_background_pidfile_and_sigterm(tmp_path):
         assert tty_nr == "0"  # and no controlling terminal
         assert os.readlink(f"/proc/{pid}/cwd") == "/"
     finally:
-        os.kill(pid, signal.SIGTERM)
+        # Also when -b misbehaved: whatever the pidfile names must not outlive the test.
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
     wait_for(lambda: not pid_alive(pid), 10, "daemon gone after SIGTERM")
     assert not pidfile.exists()
     assert not (tmp_path / "ctl").exists()
@@ -302,3 +307,4 @@ def test_user_drops_privileges_after_binding(make_cluster):
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert set(uid_line.split()[1:]) == {"65534"}
     assert node.best() == A
+    assert os.stat(node.control).st_uid == 65534  # so the daemon's user may drain it

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import pwd
 import random
 import signal
 import socket
@@ -109,6 +110,11 @@ class Daemon:
     async def start(self) -> None:
         """Bind every socket; errors are DshErrors."""
         loop = asyncio.get_running_loop()
+        # Handlers first: a SIGTERM the moment `dshd -b` has returned must
+        # still be a clean stop (pidfile removed), not the default death.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         address, family = self._gossip_bind_address()
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -174,6 +180,10 @@ class Daemon:
         try:
             server = await asyncio.start_unix_server(self._control_handler, path)
             os.chmod(path, 0o600)
+            if self.config.user and os.geteuid() == 0:
+                # The user the daemon will run as may drain it too (and root).
+                entry = pwd.getpwnam(self.config.user)
+                os.chown(path, entry.pw_uid, entry.pw_gid)
         except OSError as exc:
             raise DshError(f"cannot create control socket {path}: {exc.strerror}") from None
         self._servers.append(server)
@@ -181,10 +191,6 @@ class Daemon:
     # -- run -------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._resolver(), name="resolver"),

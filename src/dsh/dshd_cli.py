@@ -322,4 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_FAILURE
     except KeyboardInterrupt:
         pass
+    except Exception as exc:  # a bug: say so where the sysadmin looks (syslog in -b)
+        log.exception("dshd failed: %s", exc)
+        readiness.failed(f"dshd: internal error: {exc}")
+        return EXIT_FAILURE
     return EXIT_OK
