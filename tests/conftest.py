@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,3 +87,32 @@ def ssh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshCluster
         yield cluster
     finally:
         cluster.stop()
+
+
+# -- the ways dsh reaches a node ---------------------------------------------------
+
+# Every dsh test runs on each path: dsh's own connection (--direct), the mux
+# with one exec channel per command, and the mux with the node's executor.
+PATHS = ("direct", "channel", "executor")
+PATH_ENV = {"direct": {"DSH_DIRECT": "1"}, "channel": {"DSH_EXECUTOR": "0"}, "executor": {}}
+
+
+@pytest.fixture(params=PATHS)
+def dsh_path(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def dsh_env(tmp_path: Path, dsh_path: str) -> Iterator[dict[str, str]]:
+    """The environment of a dsh run on ``dsh_path``, with a runtime directory of
+    its own (backoff files, the mux); the test's mux is stopped at teardown."""
+    from support.mux import stop_mux
+
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSH_")}
+    env.update({"XDG_RUNTIME_DIR": str(run), "PWD": str(tmp_path), **PATH_ENV[dsh_path]})
+    try:
+        yield env
+    finally:
+        stop_mux(run / "dsh")

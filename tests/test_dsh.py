@@ -2,6 +2,8 @@
 
 The session cluster (conftest.SshCluster) drains the local node, so every
 run goes to 127.0.0.21 or 127.0.0.22 over SSH unless a test says otherwise.
+Every test that runs dsh runs once per path (conftest.PATHS): --direct, the
+mux with an exec channel per command, the mux with the node's executor.
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ PY = sys.executable
 
 
 @pytest.fixture
-def dsh(ssh_cluster: SshCluster, tmp_path: Path):
+def dsh(ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]):
     """Run dsh as a user would, in tmp_path, with its own backoff state."""
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path / "run"), "PWD": str(tmp_path)}
-    (tmp_path / "run").mkdir()
+    env = dsh_env
 
     def run(*args: str, input: bytes | None = b"", cwd: Path = tmp_path, extra_env=None,
             timeout: float = 60, dsh_args=None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
@@ -92,8 +93,8 @@ def test_runs_in_the_current_directory_with_umask_and_locale(dsh, tmp_path):
     assert lines[2] == "C.UTF-8|C|x y|"
 
 
-def test_umask_is_the_callers(ssh_cluster, tmp_path):
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+def test_umask_is_the_callers(ssh_cluster, tmp_path, dsh_env):
+    env = dsh_env
     out = subprocess.run(
         ["sh", "-c", 'umask 027; exec "$@"', "sh", PY, DSH, *ssh_cluster.dsh_args(),
          "sh", "-c", "umask; touch f; ls -l f"],
@@ -112,8 +113,8 @@ def test_logical_pwd_is_kept_through_a_symlink(dsh, tmp_path):
     assert out.stdout.decode().strip() == str(tmp_path / "link")
 
 
-def test_output_is_streamed_not_buffered(ssh_cluster, tmp_path):
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+def test_output_is_streamed_not_buffered(ssh_cluster, tmp_path, dsh_env):
+    env = dsh_env
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "echo first; sleep 3; echo second"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
@@ -130,7 +131,7 @@ def test_output_is_streamed_not_buffered(ssh_cluster, tmp_path):
         proc.stdout.close()  # type: ignore[union-attr]
 
 
-def test_100_mb_of_output_in_bounded_memory(ssh_cluster, tmp_path):
+def test_100_mb_of_output_in_bounded_memory(ssh_cluster, tmp_path, dsh_env):
     # A child python runs dsh and reports dsh's peak RSS (its only child).
     probe = (
         "import resource, subprocess, sys\n"
@@ -140,7 +141,7 @@ def test_100_mb_of_output_in_bounded_memory(ssh_cluster, tmp_path):
         "    n += len(chunk)\n"
         "print(p.wait(), n, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+    env = dsh_env
     out = subprocess.run(
         [PY, "-c", probe, PY, DSH, *ssh_cluster.dsh_args(), "head", "-c", "100000000",
          "/dev/zero"],
@@ -167,9 +168,9 @@ def test_n_never_reads_stdin(dsh):
     assert out.stdout.strip() == b"0"
 
 
-def test_terminal_stdin_is_not_read(ssh_cluster, tmp_path):
+def test_terminal_stdin_is_not_read(ssh_cluster, tmp_path, dsh_env):
     controller, terminal = os.openpty()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+    env = dsh_env
     try:
         os.write(controller, b"typed on the terminal\n")
         out = subprocess.run(
@@ -191,7 +192,7 @@ def test_t_gives_a_remote_terminal(dsh):
 # -- quoting -------------------------------------------------------------------------
 
 ECHO_ARGS = (
-    "import os, sys; sys.stdout.buffer.write(repr([os.fsencode(a) for a in sys.argv[1:]]).encode())"  # noqa: E501
+    "import os, sys; sys.stdout.buffer.write(repr([os.fsencode(a) for a in sys.argv[1:]]).encode())"
 )
 
 argument = st.one_of(
@@ -237,10 +238,10 @@ def test_daemon_unreachable_runs_locally_and_says_so(dsh, ssh_cluster):
     assert "not running locally (--no-fallback)" in strict.stderr.decode()
 
 
-def test_best_node_is_self_runs_locally_without_ssh(tmp_path, make_cluster):
+def test_best_node_is_self_runs_locally_without_ssh(tmp_path, make_cluster, dsh_env):
     cluster = make_cluster(["127.0.0.40"])  # a one-node cluster: the best node is us
     cluster.start()
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+    env = dsh_env
     out = subprocess.run(
         [PY, DSH, "-v", "-H", f"127.0.0.40:{cluster.port + 1}", "--status-port",
          str(cluster.port), "--ssh-config", "/nonexistent", "sh", "-c", "echo $$; exit 7"],
@@ -332,8 +333,8 @@ def test_unknown_and_changed_host_keys_are_refused(dsh, ssh_cluster, tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_path, sig):
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_path, sig, dsh_env):
+    env = dsh_env
     # The remote shell records its PID and a background child's, then waits.
     script = "sleep 300 & echo $! > child.pid; echo $$ > shell.pid; wait"
     proc = subprocess.Popen(
@@ -354,8 +355,8 @@ def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_pat
         proc.wait()
 
 
-def test_killed_dsh_leaves_nothing_running_remotely(ssh_cluster, tmp_path):
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+def test_killed_dsh_leaves_nothing_running_remotely(ssh_cluster, tmp_path, dsh_env):
+    env = dsh_env
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "echo $$ > shell.pid; sleep 300"],
         stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
@@ -408,7 +409,7 @@ def test_waitfile_script(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace for sshd needs root")
-def test_directory_missing_on_the_node(tmp_path, make_cluster):
+def test_directory_missing_on_the_node(tmp_path, make_cluster, dsh_env):
     """A node where the project directory is not mounted: clear error, no sync file."""
     from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config
 
@@ -427,7 +428,7 @@ def test_directory_missing_on_the_node(tmp_path, make_cluster):
         server.start()
         cluster.start()
         wait_for(cluster.all_up, 10, "cluster up")
-        env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(project)}
+        env = {**dsh_env, "PWD": str(project)}
         args = [PY, DSH, "-H", f"127.0.0.42:{cluster.port + 1}", "--status-port",
                 str(cluster.port), "--ssh-config", str(config)]  # fmt: skip
         out = subprocess.run([*args, "--no-fallback", "true"], capture_output=True, cwd=project,
@@ -437,7 +438,7 @@ def test_directory_missing_on_the_node(tmp_path, make_cluster):
         assert f"node {node}: cannot enter {project}: No such file or directory" in err
         assert no_sync_files(project)
         # Not a transport failure: the node is not backed off.
-        assert not (tmp_path / "dsh" / "backoff" / node).exists()
+        assert not (tmp_path / "run" / "dsh" / "backoff" / node).exists()
         out = subprocess.run([*args, "sh", "-c", "echo here"], capture_output=True, cwd=project,
                              env=env, stdin=subprocess.DEVNULL)  # fmt: skip
         assert out.returncode == 0 and out.stdout == b"here\n"
@@ -464,7 +465,7 @@ def test_dry_run_slots_and_status(dsh):
 MAIN_C = '#include <stdio.h>\n{decls}\nint main(void) {{ long t = 0; {calls} printf("%ld\\n", t); return 0; }}\n'  # noqa: E501
 
 
-def test_make_j4_with_dsh_gcc_matches_a_local_build(ssh_cluster, tmp_path):
+def test_make_j4_with_dsh_gcc_matches_a_local_build(ssh_cluster, tmp_path, dsh_env):
     n = 8
     for i in range(n):
         (tmp_path / f"f{i}.c").write_text(f"long f{i}(void) {{ return {i} * {i} + 1; }}\n")
@@ -476,7 +477,7 @@ def test_make_j4_with_dsh_gcc_matches_a_local_build(ssh_cluster, tmp_path):
         f"prog: main.o {objs}\n\t$(CC) -o $@ $^\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\n"
         f"clean:\n\trm -f prog *.o\n"
     )
-    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path), "PWD": str(tmp_path)}
+    env = dsh_env
     dsh_cc = " ".join([PY, DSH, *ssh_cluster.dsh_args(), "gcc"])
     remote = subprocess.run(["make", "-j4", f"CC={dsh_cc}"], cwd=tmp_path, env=env,
                             capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip

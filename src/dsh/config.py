@@ -66,29 +66,12 @@ class DaemonConfig:
         return (self.extra_reports + 1) * self.interval * (1 + self.jitter)
 
 
-DEFAULT_DAEMON = "localhost"
-SSH_CONFIG = "~/.ssh/config"
-# Variables dsh passes to the remote command besides those named in $DSH_ENV:
-# the locale, so that messages and sorting match the local run.
-FORWARDED_ENV_PREFIXES = ("LC_",)
-FORWARDED_ENV = ("LANG", "LANGUAGE", "TZ")
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    daemon_host: str = DEFAULT_DAEMON  # -H / DSH_DAEMON
-    best_port: int = DEFAULT_BEST_PORT
-    status_port: int = DEFAULT_STATUS_PORT  # --status-port / DSH_STATUS_PORT
-    daemon_timeout: float = 2.0  # seconds to wait for the local daemon's answer
-    ssh_config: str = SSH_CONFIG  # --ssh-config / DSH_SSH_CONFIG
-    connect_timeout: float = 10.0  # seconds for TCP connect + SSH handshake + auth
-    attempts: int = 3  # nodes tried before the command has started, then local
-    backoff: float = 60.0  # seconds a node that failed in transport is avoided
-    fallback: bool = True  # run locally when no node can be used
-    sync: bool = True  # the NFS sync-file protocol
-    sync_timeout: float = 10.0  # seconds each side waits for the sync file
-    stdin: bool = True  # forward stdin when it is a pipe or file (-n: never)
-    tty: bool = False  # -t: remote pseudo-terminal, stdin forwarded raw
-    verbose: bool = False
-    quiet: bool = False
-    remote_python: str = ""  # interpreter for the remote helper; "" = this one's path
+# dsh's own settings live in client_config.py, without dataclasses: dsh
+# imports them on its fast path (see there).
+from .client_config import (  # noqa: E402, F401
+    DEFAULT_DAEMON,
+    FORWARDED_ENV,
+    FORWARDED_ENV_PREFIXES,
+    SSH_CONFIG,
+    ClientConfig,
+)

@@ -1,25 +1,36 @@
-"""``dsh COMMAND [ARGS...]``: run a command on the least-loaded node, as if locally."""
+"""``dsh COMMAND [ARGS...]``: run a command on the least-loaded node, as if locally.
+
+Rules of this file: it runs once per compile, so what it imports at start is
+only what a bare interpreter has cheaply (see ``python3 -X importtime
+dsh true``): no argparse (the options of a normal run are read by
+``parse_quick``; argparse only for --help and mistakes), no dataclasses, no
+paramiko or psutil (they live in the mux), and the C modules ``_signal``
+and ``_socket`` rather than ``signal`` and ``socket``, whose enums take
+longer to build than the rest of a run.
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
-import signal
 import sys
-import sysconfig
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .config import FORWARDED_ENV, FORWARDED_ENV_PREFIXES, ClientConfig
+from .client_config import FORWARDED_ENV, FORWARDED_ENV_PREFIXES, ClientConfig
 from .errors import DaemonUnreachable, DshError, NodeFailure
-from .picker import Backoff, ask, ask_best, ask_status, next_node
-from .status import ClusterStatus
+from .picker import Backoff, ClusterView, ask, ask_best, ask_status, next_node
 
+TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal.py's enums: 6 ms at import on the test machine
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, NoReturn
+
+    from .mux_client import MuxCall
     from .remote import Session
+    from .syncfile import SyncFile
 
 EXIT_USAGE = 2  # bad dsh options
 EXIT_CANNOT_EXECUTE = 126  # the command exists but cannot be run (as in a shell)
@@ -37,12 +48,18 @@ environment:
                    (LANG, LANGUAGE, TZ and LC_* always are)
   DSH_REMOTE_PYTHON  python3 on the nodes for dsh's remote helper
                    (default: this interpreter's path, as on every node)
+  DSH_DIRECT=1     as --direct
+  DSH_EXECUTOR=0   the mux runs each command on an SSH channel of its own
+                   instead of the node's resident executor
+  DSH_MUX_IDLE     seconds a mux dsh starts lives on with nothing to do
+                   (default 60)
 
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N;
   126/127 the command cannot be executed / was not found;
   255 dsh could not run the command (no node and --no-fallback) or lost the
-      connection after it started (as ssh, 255 may also be the command's own);
+      connection, the mux or the executor after it started (as ssh, 255 may
+      also be the command's own);
   2 bad dsh options.
 """
 
@@ -64,7 +81,80 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     return text.strip("[]"), default_port
 
 
+# -- options ---------------------------------------------------------------------
+
+
+class Options:
+    """The parsed command line: what argparse's Namespace holds for build_parser()."""
+
+    def __init__(self) -> None:
+        d = ClientConfig()
+        self.daemon: str | None = None
+        self.status_port: int | None = None
+        self.no_stdin = False
+        self.tty = False
+        self.verbose = False
+        self.quiet = False
+        self.no_fallback = False
+        self.no_sync = False
+        self.sync_timeout: float = d.sync_timeout
+        self.attempts: int = d.attempts
+        self.backoff: float = d.backoff
+        self.ssh_config: str | None = None
+        self.direct = False
+        self.dry_run = False
+        self.slots = False
+        self.status = False
+        self.version = False
+        self.command: list[str] = []
+
+
+_QUICK_FLAGS = {
+    "-n": "no_stdin", "-t": "tty", "-v": "verbose", "-q": "quiet",
+    "--no-fallback": "no_fallback", "--no-sync": "no_sync", "--direct": "direct",
+    "--dry-run": "dry_run", "--slots": "slots", "--status": "status", "--version": "version",
+}  # fmt: skip
+_QUICK_VALUES: dict[str, tuple[str, type[str] | type[int] | type[float]]] = {
+    "-H": ("daemon", str), "--status-port": ("status_port", int),
+    "--sync-timeout": ("sync_timeout", float), "--attempts": ("attempts", int),
+    "--backoff": ("backoff", float), "--ssh-config": ("ssh_config", str),
+}  # fmt: skip
+
+
+def parse_quick(argv: list[str]) -> Options | None:
+    """The usual command lines, read without argparse; None for anything else
+    (--help, abbreviations, joined short options, values that look like
+    options, mistakes), which build_parser() then reads and reports as ever.
+    tests/test_mux.py checks that both read the same."""
+    options = Options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            options.command = argv[i:]
+            break
+        name, eq, value = arg.partition("=")
+        if arg in _QUICK_FLAGS:
+            setattr(options, _QUICK_FLAGS[arg], True)
+            i += 1
+            continue
+        if arg in _QUICK_VALUES and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            value = argv[i + 1]
+            i += 1
+        elif not (eq and name.startswith("--") and name in _QUICK_VALUES):
+            return None
+        dest, kind = _QUICK_VALUES[name]
+        try:
+            setattr(options, dest, kind(value))
+        except ValueError:
+            return None
+        i += 1
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     d = ClientConfig()
     p = argparse.ArgumentParser(
         prog="dsh",
@@ -133,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="ssh config file (default $DSH_SSH_CONFIG or ~/.ssh/config)",
     )
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="connect to the node from this process, without the mux (as dsh 0.1 did)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the chosen node and exit")
     p.add_argument(
         "--slots",
@@ -145,14 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> ClientConfig:
+def config_from_args(args: Options | argparse.Namespace) -> ClientConfig:
     d = ClientConfig()
     host, port = _host_port(
         args.daemon or os.environ.get("DSH_DAEMON") or d.daemon_host, d.best_port
     )
     status_port = args.status_port or int(os.environ.get("DSH_STATUS_PORT") or d.status_port)
-    return replace(
-        d,
+    return ClientConfig(
         daemon_host=host,
         best_port=port,
         status_port=status_port,
@@ -167,7 +261,17 @@ def config_from_args(args: argparse.Namespace) -> ClientConfig:
         verbose=args.verbose,
         quiet=args.quiet,
         remote_python=os.environ.get("DSH_REMOTE_PYTHON") or sys.executable,
+        direct=args.direct or os.environ.get("DSH_DIRECT", "") not in ("", "0"),
+        executor=os.environ.get("DSH_EXECUTOR", "1") != "0",
+        mux_idle=_env_seconds("DSH_MUX_IDLE", d.mux_idle),
     )
+
+
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ[name]))
+    except (KeyError, ValueError):
+        return default
 
 
 def working_directory() -> str:
@@ -191,13 +295,19 @@ def forwarded_env() -> dict[str, bytes]:
 
 
 def waitfile_path() -> str:
-    for candidate in (
-        Path(sys.argv[0]).resolve().parent / "waitfile",
-        Path(sysconfig.get_path("scripts")) / "waitfile",
-        Path(__file__).resolve().parents[2] / "waitfile",
-    ):
-        if candidate.is_file():
-            return str(candidate)
+    """waitfile next to dsh (a checkout, or the same bin/ when installed), else on PATH."""
+    here = os.path.dirname(os.path.realpath(sys.argv[0]))
+    candidates = [os.path.join(here, "waitfile")]
+    candidates.append(os.path.join(os.path.dirname(__file__), "..", "..", "waitfile"))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    import shutil
+    import sysconfig
+
+    scripts = os.path.join(sysconfig.get_path("scripts"), "waitfile")
+    if os.path.isfile(scripts):
+        return scripts
     return shutil.which("waitfile") or "waitfile"
 
 
@@ -232,7 +342,7 @@ class Dsh:
         except BlockingIOError:
             pass
 
-    def _relay(self, session: Session) -> None:
+    def _relay(self, session: Session | MuxCall) -> None:
         for signum in os.read(self.wakeup_r, 64):
             if session.signals_sent >= 2:
                 # Asked three times: stop waiting. Closing the channel makes
@@ -242,7 +352,7 @@ class Dsh:
 
     # -- choosing ----------------------------------------------------------------
 
-    def status(self) -> ClusterStatus:
+    def status(self) -> ClusterView:
         c = self.config
         return ask_status(c.daemon_host, c.status_port, c.daemon_timeout)
 
@@ -301,29 +411,107 @@ class Dsh:
     # -- running -----------------------------------------------------------------
 
     def run_remote(self, node: str) -> int:
-        from . import ssh
-        from .remote import Request, Session
+        """Through the mux, or on a connection of our own (--direct, or no mux)."""
+        if not self.config.direct:
+            from .mux_client import MuxUnavailable
+
+            try:
+                return self.run_remote_via_mux(node)
+            except MuxUnavailable as exc:
+                if self.config.verbose:
+                    _message(f"{exc}; connecting directly")
+                self.config = self.config.replace(direct=True)
+        return self.run_remote_direct(node)
+
+    def _sync_file(self, cwd: str) -> SyncFile | None:
         from .syncfile import SyncFile, writable
+
+        if not self.config.sync:
+            return None
+        if writable(cwd):
+            return SyncFile(cwd)
+        if self.config.verbose:
+            _message(f"{cwd} is not writable: no sync file")
+        return None
+
+    def _end_sync(self, sync: SyncFile | None) -> None:
+        c = self.config
+        if sync is not None:
+            if self.committed and not sync.wait_gone(c.sync_timeout) and c.verbose:
+                _message(f"sync file {sync.path} still visible after {c.sync_timeout:g}s")
+            sync.remove()
+
+    def run_remote_via_mux(self, node: str) -> int:
+        from . import mux_client
+        from .picker import runtime_dir
 
         c = self.config
         cwd = working_directory()
-        sync = None
-        if c.sync:
-            if writable(cwd):
-                sync = SyncFile(cwd)
-            elif c.verbose:
-                _message(f"{cwd} is not writable: no sync file")
+        umask = os.umask(0)
+        os.umask(umask)
+        try:
+            directory = runtime_dir()
+        except OSError as exc:
+            raise mux_client.MuxUnavailable(f"no private directory for the mux: {exc}") from None
+        forward = c.stdin and (c.tty or not _stdin_is_tty())
+        columns, lines = _terminal_size() if c.tty else (80, 24)
+        options = ["--idle", f"{c.mux_idle:g}", "--executor-max-age", f"{c.executor_max_age:g}",
+                   "--executor-retry", f"{c.executor_retry:g}"]  # fmt: skip
+        call = mux_client.MuxCall(node, directory)
+        sync = self._sync_file(cwd)
+        try:
+            body: dict[str, Any] = {
+                "node": node,
+                "ssh_config": _absolute(c.ssh_config),
+                "connect_timeout": c.connect_timeout,
+                "python": c.remote_python,
+                "executor": c.executor,
+                "argv": [os.fsencode(a) for a in self.command],
+                "cwd": os.fsencode(cwd),
+                "umask": umask,
+                "env": forwarded_env(),
+                "sync": sync.path if sync else None,
+                "sync_timeout": c.sync_timeout,
+                "waitfile": waitfile_path(),
+                "stdin": forward,
+                "tty": c.tty,
+                "term": os.environ.get("TERM", "vt100"),
+                "columns": columns,
+                "lines": lines,
+            }
+            call.start(body, options, c.mux_start_timeout)
+            self.committed = True
+            self.backoff.clear(node)
+            with _raw_terminal(c.tty):
+                return call.finish(self.wakeup_r, self._relay)
+        finally:
+            self._end_sync(sync)
+            call.close()
+
+    def run_remote_direct(self, node: str) -> int:
+        if sys.flags.no_site:  # python3 -S dsh: paramiko is in site-packages
+            import site
+
+            site.main()
+        from . import ssh
+        from .remote import Request, Session, Stdio
+
+        c = self.config
+        cwd = working_directory()
+        sync = self._sync_file(cwd)
         umask = os.umask(0)
         os.umask(umask)
         client = None
         try:
             client = ssh.connect(ssh.target_for(node, c.ssh_config, c.connect_timeout))
+            columns, lines = _terminal_size() if c.tty else (80, 24)
             session = Session(
                 client,
                 node,
                 self.wakeup_r,
                 forward_stdin=c.stdin and not _stdin_is_tty(),
                 tty=c.tty,
+                stdio=Stdio(term=os.environ.get("TERM", "vt100"), columns=columns, lines=lines),
             )
             request = Request(
                 argv=[os.fsencode(a) for a in self.command],
@@ -341,12 +529,24 @@ class Dsh:
             with _raw_terminal(c.tty):
                 return session.finish(self._relay)
         finally:
-            if sync is not None:
-                if self.committed and not sync.wait_gone(c.sync_timeout) and c.verbose:
-                    _message(f"sync file {sync.path} still visible after {c.sync_timeout:g}s")
-                sync.remove()
+            self._end_sync(sync)
             if client is not None:
                 client.close()
+
+
+def _absolute(path: str) -> str:
+    """The mux runs in /: a relative --ssh-config is made absolute here."""
+    if path.startswith(("~", "$")) or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
+def _terminal_size() -> tuple[int, int]:
+    try:
+        size = os.get_terminal_size(0)
+        return size.columns, size.lines
+    except OSError:
+        return 80, 24
 
 
 def _stdin_is_tty() -> bool:
@@ -379,8 +579,11 @@ class _raw_terminal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_quick(argv) or build_parser().parse_args(argv)
+    if getattr(args, "version", False):  # (argparse's --version prints it itself)
+        print(f"dsh {__version__}")
+        return 0
     config = config_from_args(args)
     try:
         if args.status:
@@ -402,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         _message(str(exc))
         return EXIT_FAILED
     if not args.command:
-        parser.print_usage(sys.stderr)
+        build_parser().print_usage(sys.stderr)
         _message("no command given")
         return EXIT_USAGE
     dsh = Dsh(config, args.command)

@@ -5,30 +5,114 @@ avoided for ``backoff`` seconds by every dsh of this user, like distcc's
 host backoff: without it, a node whose dshd is fine but whose sshd is not
 would stay the best node and cost every compile a failed connection. Only
 transport failures mark a node; a command failing on it never does.
+
+The status table is read here, not with status.parse_status: dsh runs once
+per compile, and status.py brings the daemon's core with it (gossip, its
+sealing, cryptography: some 25 ms of imports, and site-packages). The format
+is the documented, append-only one of README.md ("The status port");
+tests/test_mux.py checks that both readers agree on the daemon's own output.
 """
 
 from __future__ import annotations
 
 import os
-import socket
+import stat
 import time
-from pathlib import Path
 
 from .errors import DaemonUnreachable
-from .status import ClusterStatus, parse_status
+
+TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
+if TYPE_CHECKING:
+    import socket
+else:
+    import _socket as socket  # socket.py builds enums at import: longer than a dsh run
+
+
+class Member:
+    """One cluster member as dsh needs it."""
+
+    __slots__ = ("cpus", "name", "score", "state")
+
+    def __init__(self, name: str, state: str, cpus: int | None, score: float | None) -> None:
+        self.name = name
+        self.state = state
+        self.cpus = cpus
+        self.score = score
+
+
+class ClusterView:
+    """The status table: which node the daemon is, and the members."""
+
+    def __init__(self, self_name: str | None, nodes: list[Member]) -> None:
+        self.self_name = self_name
+        self.nodes = nodes
+
+    def candidates(self) -> list[Member]:
+        """Nodes that can take a job, best first."""
+        up = [n for n in self.nodes if n.state == "up" and n.score is not None]
+        return sorted(up, key=lambda n: n.score or 0.0)
+
+    def slots(self) -> int:
+        return sum(n.cpus or 0 for n in self.nodes if n.state == "up")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float | None:
+    try:
+        return None if text == "-" else kind(text)
+    except ValueError:
+        return None
+
+
+def parse_status(text: str) -> ClusterView:
+    """Columns: name state load cpus freemem loadscale memscale score ...; ``# self NAME``."""
+    self_name = None
+    nodes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "#":
+            if len(fields) == 3 and fields[1] == "self":
+                self_name = fields[2]
+            continue
+        if fields[0].startswith("#") or len(fields) < 8:
+            continue
+        cpus = _number(fields[3], int)
+        score = _number(fields[7], float)
+        nodes.append(Member(fields[0], fields[1], None if cpus is None else int(cpus), score))
+    return ClusterView(self_name, nodes)
 
 
 def ask(host: str, port: int, timeout: float) -> str:
     """The whole answer of one of the daemon's ports."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
+        return _read_answer(host, port, timeout).decode("utf-8", "replace")
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise DaemonUnreachable(f"cannot reach dshd at {host}:{port}: {reason}") from None
-    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _read_answer(host: str, port: int, timeout: float) -> bytes:
+    """socket.create_connection, then read to EOF: each address in turn."""
+    error: OSError = OSError(f"no address for {host}")
+    # A str host goes through the IDNA codec (re, unicodedata: 15 ms to import)
+    name: str | bytes = host.encode() if host.isascii() else host
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+        name, port, 0, socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            chunks = []
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        except OSError as exc:
+            error = exc
+        finally:
+            sock.close()
+    raise error
 
 
 def ask_best(host: str, port: int, timeout: float) -> str | None:
@@ -38,40 +122,61 @@ def ask_best(host: str, port: int, timeout: float) -> str | None:
     return None if answer == "NONE" else answer
 
 
-def ask_status(host: str, port: int, timeout: float) -> ClusterStatus:
+def ask_status(host: str, port: int, timeout: float) -> ClusterView:
     return parse_status(ask(host, port, timeout))
 
 
-def runtime_dir() -> Path:
-    """Per-user state: $XDG_RUNTIME_DIR/dsh, else ~/.cache/dsh."""
+def runtime_dir() -> str:
+    """Per-user state: $XDG_RUNTIME_DIR/dsh, else ~/.cache/dsh; only the user may enter it.
+
+    The mux's socket lives here, so a directory that is not the user's own
+    is refused (OSError), and one that others may enter is made private.
+    """
     base = os.environ.get("XDG_RUNTIME_DIR")
-    root = Path(base) / "dsh" if base else Path.home() / ".cache" / "dsh"
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if base:
+        root = os.path.join(base, "dsh")
+    else:
+        root = os.path.join(os.path.expanduser("~"), ".cache", "dsh")
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(root, 0o700, exist_ok=True)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{root} is not a directory of this user's")
+    if st.st_mode & 0o077:
+        os.chmod(root, 0o700)
     return root
 
 
 class Backoff:
     """Nodes to avoid, as files whose mtime is the time of the last failure."""
 
-    def __init__(self, seconds: float, directory: Path | None = None) -> None:
+    def __init__(self, seconds: float, directory: str | None = None) -> None:
         self.seconds = seconds
         self._dir = directory
 
     @property
-    def directory(self) -> Path:
+    def directory(self) -> str:
         if self._dir is None:
-            self._dir = runtime_dir() / "backoff"
-            self._dir.mkdir(mode=0o700, exist_ok=True)
+            directory = os.path.join(runtime_dir(), "backoff")
+            try:
+                os.mkdir(directory, 0o700)
+            except FileExistsError:
+                pass
+            self._dir = directory
         return self._dir
 
-    def _file(self, node: str) -> Path:
-        return self.directory / node.replace("/", "_")
+    def _file(self, node: str) -> str:
+        return os.path.join(self.directory, node.replace("/", "_"))
 
     def active(self, node: str, now: float | None = None) -> bool:
         if self.seconds <= 0:
             return False
         try:
-            failed_at = self._file(node).stat().st_mtime
+            failed_at = os.stat(self._file(node)).st_mtime
         except OSError:
             return False
         return (now if now is not None else time.time()) - failed_at < self.seconds
@@ -79,19 +184,20 @@ class Backoff:
     def mark(self, node: str) -> None:
         if self.seconds > 0:
             try:
-                self._file(node).touch()
-                os.utime(self._file(node))
+                path = self._file(node)
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+                os.utime(path)
             except OSError:
                 pass
 
     def clear(self, node: str) -> None:
         try:
-            self._file(node).unlink()
+            os.unlink(self._file(node))
         except OSError:
             pass
 
 
-def next_node(status: ClusterStatus, exclude: set[str], backoff: Backoff) -> str | None:
+def next_node(status: ClusterView, exclude: set[str], backoff: Backoff) -> str | None:
     """The best node not yet tried and not backed off (the local one is never backed off)."""
     for node in status.candidates():
         if node.name in exclude:

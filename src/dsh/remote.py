@@ -50,7 +50,8 @@ class Request:
     waitfile: str = "waitfile"
     pty: bool = False
 
-    def encode(self) -> str:
+    def body(self) -> bytes:
+        """JSON, as rexec.py and the executor read it."""
         body = {
             "argv": [_b64(a) for a in self.argv],
             "cwd": _b64(self.cwd),
@@ -61,7 +62,10 @@ class Request:
             "waitfile": self.waitfile,
             "pty": self.pty,
         }
-        return _b64(json.dumps(body, separators=(",", ":")).encode())
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def encode(self) -> str:
+        return _b64(self.body())
 
 
 def command_line(request: Request, python: str) -> str:
@@ -73,14 +77,50 @@ class ConnectionLost(DshError):
     """The channel closed after the command started: its fate is unknown."""
 
 
-def _write_all(fd: int, data: bytes) -> None:
+class ChannelRefused(NodeFailure):
+    """The connection is fine but the server refused another channel on it
+    (sshd's MaxSessions, 10 by default): another connection will do."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(node, message, transport=False)
+
+
+def write_all(fd: int, data: bytes) -> bool:
+    """Write it all (blocking); False when the reader has gone away."""
     view = memoryview(data)
     while view:
         try:
             written = os.write(fd, view)
         except BrokenPipeError:
-            return  # our reader went away; the command will get EPIPE-like EOF in turn
+            return False  # discard: the command goes on, as it would under ssh
+        except OSError:
+            return False
         view = view[written:]
+    return True
+
+
+def read_input(fd: int, stop_fd: int, size: int = CHUNK) -> bytes | None:
+    """Read what ``fd`` has (b"" at EOF), or None once ``stop_fd`` is readable.
+
+    Waiting in poll, not in read, lets the reader be stopped: an fd passed by
+    dsh to the mux may stay open and silent for ever (a terminal, a pipe from
+    a process that never writes), and a thread blocked in read on it would
+    keep it open after the command ended.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    poller.register(stop_fd, select.POLLIN)
+    while True:
+        events = dict(poller.poll())
+        if stop_fd in events:
+            return None
+        if fd in events:
+            try:
+                return os.read(fd, size)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return b""
 
 
 def _send_signal_request(channel: paramiko.Channel, signum: int) -> None:
@@ -103,6 +143,18 @@ def _send_signal_request(channel: paramiko.Channel, signum: int) -> None:
         pass
 
 
+@dataclass(frozen=True)
+class Stdio:
+    """The three descriptors a command's I/O goes to: dsh's own, or those it passed the mux."""
+
+    stdin: int = 0
+    stdout: int = 1
+    stderr: int = 2
+    term: str = "vt100"  # for -t: $TERM and the window size of dsh's terminal
+    columns: int = 80
+    lines: int = 24
+
+
 class Session:
     """One command on one node. ``start`` may fail with NodeFailure; ``finish`` may not."""
 
@@ -113,31 +165,35 @@ class Session:
         wakeup_fd: int,
         forward_stdin: bool,
         tty: bool,
+        stdio: Stdio | None = None,
     ) -> None:
         self.client = client
         self.node = node
-        self.wakeup_fd = wakeup_fd  # readable when dsh caught a signal (see dsh_cli)
+        self.wakeup_fd = wakeup_fd  # readable when a signal is to be relayed (see finish)
         self.forward_stdin = forward_stdin
         self.tty = tty
+        self.stdio = stdio or Stdio()
         self.channel: paramiko.Channel | None = None
         self._send_lock = threading.Lock()
-        self._preamble: tuple[int, bytes] = (2, b"")
+        self._preamble: tuple[int, bytes] = (self.stdio.stderr, b"")
+        self._stop_r = self._stop_w = -1  # a pipe that stops the stdin pump (see finish)
+        self._pump: threading.Thread | None = None
         self.signals_sent = 0
 
     # -- start -----------------------------------------------------------------
 
     def start(self, request: Request, python: str) -> None:
         transport = self.client.get_transport()
-        if transport is None:
+        if transport is None or not transport.is_active():
             raise NodeFailure(self.node, "connection closed")
         try:
             channel = transport.open_session(timeout=10.0)
             if self.tty:
-                size = os.get_terminal_size(0) if os.isatty(0) else os.terminal_size((80, 24))
-                channel.get_pty(
-                    term=os.environ.get("TERM", "vt100"), width=size.columns, height=size.lines
-                )
+                io = self.stdio
+                channel.get_pty(term=io.term, width=io.columns, height=io.lines)
             channel.exec_command(command_line(request, python))
+        except paramiko.ChannelException as exc:
+            raise ChannelRefused(self.node, f"cannot start a session: {exc}") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise NodeFailure(self.node, f"cannot start a session: {exc}") from None
         self.channel = channel
@@ -149,19 +205,20 @@ class Session:
         The mark comes on stderr, or on stdout in a pseudo-terminal, which
         merges the two (and ends lines with CR LF).
         """
+        out, err = self.stdio.stdout, self.stdio.stderr
         recv_mark, recv_other, mark_fd, other_fd = (
-            (channel.recv, channel.recv_stderr, 1, 2)
+            (channel.recv, channel.recv_stderr, out, err)
             if self.tty
-            else (channel.recv_stderr, channel.recv, 2, 1)
+            else (channel.recv_stderr, channel.recv, err, out)
         )
         buffer = b""
         while True:
             select.select([channel.fileno()], [], [], 1.0)
             got = False
-            while channel.recv_stderr_ready() if other_fd == 2 else channel.recv_ready():
-                _write_all(other_fd, recv_other(CHUNK))
+            while channel.recv_stderr_ready() if other_fd == err else channel.recv_ready():
+                write_all(other_fd, recv_other(CHUNK))
                 got = True
-            if channel.recv_ready() if mark_fd == 1 else channel.recv_stderr_ready():
+            if channel.recv_ready() if mark_fd == out else channel.recv_stderr_ready():
                 got = True
                 buffer += recv_mark(CHUNK)
                 index = buffer.find(rexec.MARK)
@@ -169,7 +226,7 @@ class Session:
                     end = buffer.index(b"\n", index)
                     before, rest = buffer[:index], buffer[end + 1 :]
                     line = buffer[index + len(rexec.MARK) : end].rstrip(b"\r")
-                    _write_all(mark_fd, before)  # e.g. what the shell's start-up files printed
+                    write_all(mark_fd, before)  # e.g. what the shell's start-up files printed
                     text = line.decode("utf-8", "replace")
                     if text == "run":
                         self._preamble = (mark_fd, rest)
@@ -211,31 +268,35 @@ class Session:
             self._send_lock.release()
 
     def _pump_stdin(self) -> None:
-        while True:
-            try:
-                data = os.read(0, CHUNK)
-            except OSError:
-                data = b""
-            if not data:
-                self._send_frame(b"E")
-                return
-            if not self._send_frame(b"D", data):
-                return
+        try:
+            while True:
+                data = read_input(self.stdio.stdin, self._stop_r)
+                if data is None:
+                    return
+                if not data:
+                    self._send_frame(b"E")
+                    return
+                if not self._send_frame(b"D", data):
+                    return
+        finally:
+            os.close(self._stop_r)
 
     def _pump_tty(self) -> None:
         assert self.channel is not None
-        while True:
-            try:
-                data = os.read(0, CHUNK)
-            except OSError:
-                return
-            if not data:
-                self.channel.shutdown_write()
-                return
-            try:
-                self.channel.sendall(data)
-            except (OSError, EOFError, paramiko.SSHException):
-                return
+        try:
+            while True:
+                data = read_input(self.stdio.stdin, self._stop_r)
+                if data is None:
+                    return
+                if not data:
+                    self.channel.shutdown_write()
+                    return
+                try:
+                    self.channel.sendall(data)
+                except (OSError, EOFError, paramiko.SSHException):
+                    return
+        finally:
+            os.close(self._stop_r)
 
     def relay_signal(self, signum: int) -> None:
         assert self.channel is not None
@@ -244,35 +305,61 @@ class Session:
         if not self.tty:
             self._send_frame(b"S", bytes([signum]), block=False)
 
+    def pump_alive(self) -> bool:
+        """Whether the stdin pump is still (stuck) in a send: then stdin is still in use."""
+        return self._pump is not None and self._pump.is_alive()
+
+    def abort(self) -> None:
+        """Nobody waits for the command any more: closing the channel makes the
+        helper kill its whole process group (see rexec.py)."""
+        if self.channel is not None:
+            self.channel.close()
+
     def finish(self, on_signal: Callable[[Session], None]) -> int:
         """Copy I/O until the command ends; its exit status (128+N if signalled)."""
         channel = self.channel
         assert channel is not None
-        _write_all(*self._preamble)
+        out, err = self.stdio.stdout, self.stdio.stderr
+        write_all(*self._preamble)
+        self._stop_r, self._stop_w = os.pipe()
+        pump = None
         if self.tty:
-            threading.Thread(target=self._pump_tty, daemon=True).start()
+            pump = threading.Thread(target=self._pump_tty, daemon=True)
         elif self.forward_stdin:
-            threading.Thread(target=self._pump_stdin, daemon=True).start()
+            pump = threading.Thread(target=self._pump_stdin, daemon=True)
         else:
+            os.close(self._stop_r)
             self._send_frame(b"E")
-        while True:
-            readable, _, _ = select.select([channel.fileno(), self.wakeup_fd], [], [], 5.0)
-            if self.wakeup_fd in readable:
-                on_signal(self)
-            got = False
-            while channel.recv_ready():
-                _write_all(1, channel.recv(CHUNK))
-                got = True
-            while channel.recv_stderr_ready():
-                _write_all(2, channel.recv_stderr(CHUNK))
-                got = True
-            if not got:
-                if channel.exit_status_ready() or channel.closed:
-                    break
-                if channel.eof_received:
-                    # Both streams are at EOF (the poll pipe stays readable):
-                    # only the exit status is still to come.
-                    channel.status_event.wait(0.05)
+        if pump is not None:
+            pump.start()
+        self._pump = pump
+        try:
+            while True:
+                readable, _, _ = select.select([channel.fileno(), self.wakeup_fd], [], [], 5.0)
+                if self.wakeup_fd in readable:
+                    on_signal(self)
+                got = False
+                while channel.recv_ready():
+                    write_all(out, channel.recv(CHUNK))
+                    got = True
+                while channel.recv_stderr_ready():
+                    write_all(err, channel.recv_stderr(CHUNK))
+                    got = True
+                if not got:
+                    if channel.exit_status_ready() or channel.closed:
+                        break
+                    if channel.eof_received:
+                        # Both streams are at EOF (the poll pipe stays readable):
+                        # only the exit status is still to come.
+                        channel.status_event.wait(0.05)
+        finally:
+            try:
+                os.write(self._stop_w, b"x")  # the stdin pump ends and closes its end
+            except BrokenPipeError:
+                pass  # it has ended already
+            if pump is not None:
+                pump.join(5.0)
+            os.close(self._stop_w)
         if not channel.exit_status_ready():
             raise ConnectionLost(f"node {self.node}: connection lost while the command ran")
         status = channel.recv_exit_status()

@@ -9,14 +9,12 @@ gone from its own view (so it sees everything written there). See README.md.
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import time
 
 
 class SyncFile:
     def __init__(self, directory: str) -> None:
-        name = f".dsh-sync.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+        name = f".dsh-sync.{os.uname().nodename}.{os.getpid()}.{os.urandom(4).hex()}"
         self.path = os.path.join(directory, name)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)  # close() is what makes NFS send the file to the server

@@ -1,0 +1,105 @@
+"""Every tunable of dsh and of the mux it starts, in one frozen object; the CLI fills it in.
+
+Not a dataclass, unlike config.DaemonConfig, and on purpose: dsh starts once
+per compile, and ``import dataclasses`` (inspect, re, ...) alone costs more
+than the rest of a dsh run through the mux. The fields are spelled twice (the
+signature and ``_FIELDS``); ``tests/test_mux.py`` checks that they agree.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_DAEMON = "localhost"
+DEFAULT_BEST_PORT = 8282  # as config.DEFAULT_BEST_PORT, the daemon's -r
+DEFAULT_STATUS_PORT = 8181  # as config.DEFAULT_STATUS_PORT, the daemon's -t
+SSH_CONFIG = "~/.ssh/config"
+# Variables dsh passes to the remote command besides those named in $DSH_ENV:
+# the locale, so that messages and sorting match the local run.
+FORWARDED_ENV_PREFIXES = ("LC_",)
+FORWARDED_ENV = ("LANG", "LANGUAGE", "TZ")
+
+_FIELDS = (
+    "daemon_host", "best_port", "status_port", "daemon_timeout", "ssh_config",
+    "connect_timeout", "attempts", "backoff", "fallback", "sync", "sync_timeout", "stdin",
+    "tty", "verbose", "quiet", "remote_python", "direct", "executor", "mux_idle",
+    "mux_start_timeout", "executor_max_age", "executor_retry",
+)  # fmt: skip
+
+
+class ClientConfig:
+    __slots__ = _FIELDS
+
+    daemon_host: str
+    best_port: int
+    status_port: int
+    daemon_timeout: float
+    ssh_config: str
+    connect_timeout: float
+    attempts: int
+    backoff: float
+    fallback: bool
+    sync: bool
+    sync_timeout: float
+    stdin: bool
+    tty: bool
+    verbose: bool
+    quiet: bool
+    remote_python: str
+    direct: bool
+    executor: bool
+    mux_idle: float
+    mux_start_timeout: float
+    executor_max_age: float
+    executor_retry: float
+
+    def __init__(
+        self,
+        *,
+        daemon_host: str = DEFAULT_DAEMON,  # -H / DSH_DAEMON
+        best_port: int = DEFAULT_BEST_PORT,
+        status_port: int = DEFAULT_STATUS_PORT,  # --status-port / DSH_STATUS_PORT
+        daemon_timeout: float = 2.0,  # seconds to wait for the local daemon's answer
+        ssh_config: str = SSH_CONFIG,  # --ssh-config / DSH_SSH_CONFIG
+        connect_timeout: float = 10.0,  # seconds for TCP connect + SSH handshake + auth
+        attempts: int = 3,  # nodes tried before the command has started, then local
+        backoff: float = 60.0,  # seconds a node that failed in transport is avoided
+        fallback: bool = True,  # run locally when no node can be used
+        sync: bool = True,  # the NFS sync-file protocol
+        sync_timeout: float = 10.0,  # seconds each side waits for the sync file
+        stdin: bool = True,  # forward stdin when it is a pipe or file (-n: never)
+        tty: bool = False,  # -t: remote pseudo-terminal, stdin forwarded raw
+        verbose: bool = False,
+        quiet: bool = False,
+        remote_python: str = "",  # interpreter for the remote helper; "" = this one's path
+        # The mux and the executor (README.md, "The mux and the executor"):
+        direct: bool = False,  # --direct / DSH_DIRECT=1: no mux, a connection of dsh's own
+        executor: bool = True,  # DSH_EXECUTOR=0: the mux gives each command an exec channel
+        mux_idle: float = 60.0,  # DSH_MUX_IDLE: seconds a mux with nothing to do lives on
+        mux_start_timeout: float = 10.0,  # seconds dsh waits for a mux it started to listen
+        executor_max_age: float = 300.0,  # seconds an executor takes new commands
+        executor_retry: float = 60.0,  # seconds a node whose executor failed uses channels
+    ) -> None:
+        values = locals()
+        for name in _FIELDS:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ClientConfig is frozen: use replace({name}=...)")
+
+    def replace(self, **changes: Any) -> ClientConfig:
+        return ClientConfig(**{**self.as_dict(), **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ClientConfig) and self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().values()))
+
+    def __repr__(self) -> str:
+        return "ClientConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"

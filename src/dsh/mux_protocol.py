@@ -1,0 +1,260 @@
+"""The messages between dsh and its local mux: bytes in, messages out, no I/O.
+
+Rules of this file: ``struct`` only (dsh imports it on its fast path, where
+every millisecond of import counts), no I/O, every decode failure is one
+``MuxProtocolError``. Message types are part of the protocol: append only;
+a change that old peers would misread bumps ``VERSION``, which is in the
+socket's name, so an old mux and a new dsh never meet.
+
+A message is a 4-byte length, a 1-byte type and a value in a small tagged
+encoding (None, bool, int, float, bytes, str, list, dict with str keys):
+strict, so that short, trailing or unknown bytes are errors, never guesses.
+The REQUEST travels with dsh's stdin, stdout and stderr as SCM_RIGHTS.
+
+    dsh                                   mux
+    REQUEST {node, argv, cwd, ...} + fds ->
+                                       <- ACCEPTED      (the mux owns it now)
+                                       <- STARTED {via}  or  FAILED {message, transport}
+    SIGNAL {signum}                    ->
+                                       <- EXIT {status}  or  LOST {message}
+
+Before ACCEPTED nothing can have run: dsh may start a new mux and ask again.
+After FAILED nothing ran either (dsh tries another node). After STARTED the
+command is never run again anywhere. REFUSED {message} answers a peer of
+another user, or a request this mux cannot take.
+"""
+
+from __future__ import annotations
+
+import struct
+
+VERSION = 1
+
+# dsh -> mux
+REQUEST = 1
+SIGNAL = 2
+# mux -> dsh
+ACCEPTED = 64
+STARTED = 65
+FAILED = 66
+EXIT = 67
+LOST = 68
+REFUSED = 69
+
+TO_MUX = frozenset({REQUEST, SIGNAL})
+TO_DSH = frozenset({ACCEPTED, STARTED, FAILED, EXIT, LOST, REFUSED})
+
+HEADER = struct.Struct("!IB")
+MAX_MESSAGE = 16 << 20  # argv and environment are bounded by the kernel far below
+MAX_DEPTH = 8
+_U32 = struct.Struct("!I")
+_I64 = struct.Struct("!q")
+_F64 = struct.Struct("!d")
+
+Value = None | bool | int | float | bytes | str | list["Value"] | dict[str, "Value"]
+
+
+class MuxProtocolError(Exception):
+    """Bytes that are not a well-formed message of this protocol version."""
+
+
+# -- values ----------------------------------------------------------------------
+
+
+def _encode(value: Value, out: list[bytes], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise MuxProtocolError("value nested too deeply")
+    if value is None:
+        out.append(b"N")
+    elif value is True:
+        out.append(b"T")
+    elif value is False:
+        out.append(b"F")
+    elif isinstance(value, int):
+        out.append(b"i" + _I64.pack(value))
+    elif isinstance(value, float):
+        out.append(b"f" + _F64.pack(value))
+    elif isinstance(value, bytes):
+        out.append(b"b" + _U32.pack(len(value)) + value)
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogateescape")
+        out.append(b"s" + _U32.pack(len(data)) + data)
+    elif isinstance(value, list):
+        out.append(b"l" + _U32.pack(len(value)))
+        for item in value:
+            _encode(item, out, depth + 1)
+    elif isinstance(value, dict):
+        out.append(b"d" + _U32.pack(len(value)))
+        for key, item in value.items():
+            _encode(key, out, depth + 1)
+            _encode(item, out, depth + 1)
+    else:
+        raise MuxProtocolError(f"cannot encode {type(value).__name__}")
+
+
+class _Decoder:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, size: int) -> bytes:
+        end = self.pos + size
+        if end > len(self.data):
+            raise MuxProtocolError("message ends inside a value")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def length(self) -> int:
+        (n,) = _U32.unpack(self.take(4))
+        if n > len(self.data) - self.pos:
+            raise MuxProtocolError("length beyond the end of the message")
+        return int(n)
+
+    def value(self, depth: int) -> Value:
+        if depth > MAX_DEPTH:
+            raise MuxProtocolError("value nested too deeply")
+        tag = self.take(1)
+        if tag == b"N":
+            return None
+        if tag == b"T":
+            return True
+        if tag == b"F":
+            return False
+        if tag == b"i":
+            return int(_I64.unpack(self.take(8))[0])
+        if tag == b"f":
+            return float(_F64.unpack(self.take(8))[0])
+        if tag == b"b":
+            return self.take(self.length())
+        if tag == b"s":
+            try:
+                return self.take(self.length()).decode("utf-8", "surrogateescape")
+            except UnicodeDecodeError as exc:  # pragma: no cover - surrogateescape
+                raise MuxProtocolError(f"bad text: {exc}") from None
+        if tag == b"l":
+            return [self.value(depth + 1) for _ in range(self.length())]
+        if tag == b"d":
+            result: dict[str, Value] = {}
+            for _ in range(self.length()):
+                key = self.value(depth + 1)
+                if not isinstance(key, str) or key in result:
+                    raise MuxProtocolError("dict key not a string, or repeated")
+                result[key] = self.value(depth + 1)
+            return result
+        raise MuxProtocolError(f"unknown value tag {tag!r}")
+
+
+def encode_value(value: Value) -> bytes:
+    out: list[bytes] = []
+    _encode(value, out, 0)
+    return b"".join(out)
+
+
+def decode_value(data: bytes) -> Value:
+    decoder = _Decoder(data)
+    value = decoder.value(0)
+    if decoder.pos != len(data):
+        raise MuxProtocolError(f"{len(data) - decoder.pos} bytes after the value")
+    return value
+
+
+# -- messages --------------------------------------------------------------------
+
+
+def encode(kind: int, body: dict[str, Value]) -> bytes:
+    payload = encode_value(body)
+    if len(payload) + 1 > MAX_MESSAGE:
+        raise MuxProtocolError(f"message of {len(payload)} bytes (limit {MAX_MESSAGE})")
+    return HEADER.pack(len(payload) + 1, kind) + payload
+
+
+class MessageReader:
+    """Bytes in, (type, body) out; rejects types this side does not take."""
+
+    def __init__(self, accepted: frozenset[int]) -> None:
+        self._accepted = accepted
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, dict[str, Value]]]:
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= HEADER.size:
+            length, kind = HEADER.unpack_from(self._buffer)
+            if kind not in self._accepted:
+                raise MuxProtocolError(f"unexpected message type {kind}")
+            if not 1 <= length <= MAX_MESSAGE:
+                raise MuxProtocolError(f"message length {length} out of range")
+            end = 4 + length
+            if len(self._buffer) < end:
+                break
+            body = decode_value(bytes(self._buffer[HEADER.size : end]))
+            del self._buffer[:end]
+            if not isinstance(body, dict):
+                raise MuxProtocolError("message body is not a dict")
+            messages.append((kind, body))
+        return messages
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+
+# -- typed access ----------------------------------------------------------------
+
+
+def _bad(name: str, what: str) -> MuxProtocolError:
+    return MuxProtocolError(f"field {name!r} missing or not {what}")
+
+
+def get_str(body: dict[str, Value], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise _bad(name, "text")
+    return value
+
+
+def get_opt_str(body: dict[str, Value], name: str) -> str | None:
+    return None if body.get(name) is None else get_str(body, name)
+
+
+def get_bytes(body: dict[str, Value], name: str) -> bytes:
+    value = body.get(name)
+    if not isinstance(value, bytes):
+        raise _bad(name, "bytes")
+    return value
+
+
+def get_int(body: dict[str, Value], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _bad(name, "an integer")
+    return value
+
+
+def get_float(body: dict[str, Value], name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(name, "a number")
+    return float(value)
+
+
+def get_bool(body: dict[str, Value], name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise _bad(name, "true or false")
+    return value
+
+
+def get_bytes_list(body: dict[str, Value], name: str) -> list[bytes]:
+    value = body.get(name)
+    if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
+        raise _bad(name, "a list of bytes")
+    return value  # type: ignore[return-value]
+
+
+def get_bytes_dict(body: dict[str, Value], name: str) -> dict[str, bytes]:
+    value = body.get(name)
+    if not isinstance(value, dict) or not all(isinstance(v, bytes) for v in value.values()):
+        raise _bad(name, "a dict of bytes")
+    return value  # type: ignore[return-value]

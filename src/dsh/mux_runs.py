@@ -1,0 +1,142 @@
+"""One command in the mux, whichever way it runs on the node.
+
+A run is what a client handler (mux.py) drives: ``wait_started`` (raises
+NodeFailure if the command cannot start there, returns once it is committed),
+then ``signal`` and ``abort`` from the handler while the run copies I/O in
+threads of its own, and ``result`` once ``done`` was notified. A run owns
+the descriptors dsh passed and closes them on every way out.
+
+``ExecRun`` (executor_link.py) runs it on the node's resident executor;
+``ChannelRun`` here on an exec channel of its own, with rexec.py, as the
+direct path does (and for ``-t``, which needs the pseudo-terminal sshd makes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+import paramiko
+
+from .errors import NodeFailure
+from .remote import ConnectionLost, Request, Session, Stdio
+
+
+class ClientGone(Exception):
+    """dsh went away before its command started."""
+
+
+class Wakeup:
+    """A pipe that wakes one thread blocked in poll; notify() is safe after close()."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._w, False)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def fileno(self) -> int:
+        return self._r
+
+    def notify(self) -> None:
+        with self._lock:
+            if not self._closed:
+                try:
+                    os.write(self._w, b"x")
+                except BlockingIOError:
+                    pass  # already notified
+
+    def close(self) -> None:
+        """By the thread that polls it, once it no longer does."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self._r)
+                os.close(self._w)
+
+
+class Run(Protocol):
+    via: str
+    done: Wakeup
+
+    def wait_started(self, client_gone: Callable[[], bool]) -> None: ...
+    def signal(self, signum: int) -> None: ...
+    def abort(self) -> None: ...
+    def result(self) -> tuple[int | None, str | None]: ...
+
+
+class ChannelRun:
+    """rexec.py on a session channel of the persistent connection."""
+
+    via = "channel"
+
+    def __init__(
+        self,
+        client: paramiko.SSHClient,
+        node: str,
+        request: Request,
+        python: str,
+        stdio: Stdio,
+        forward_stdin: bool,
+        on_end: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.request = request
+        self.on_end = on_end
+        self.python = python
+        self.stdio = stdio
+        self.done = Wakeup()
+        self._never = Wakeup()  # Session.finish's signal pipe: signals come via signal()
+        self.session = Session(
+            client,
+            node,
+            self._never.fileno(),
+            forward_stdin=forward_stdin,
+            tty=request.pty,
+            stdio=stdio,
+        )
+        self.status: int | None = None
+        self.lost: str | None = None
+
+    def wait_started(self, client_gone: Callable[[], bool]) -> None:
+        try:
+            self.session.start(self.request, self.python)
+        except NodeFailure:
+            self._never.close()
+            self.on_end()
+            raise
+        threading.Thread(target=self._finish, daemon=True).start()
+
+    def _finish(self) -> None:
+        try:
+            self.status = self.session.finish(lambda _session: None)
+        except ConnectionLost as exc:
+            self.lost = str(exc)
+        except Exception as exc:  # a bug must still end the run and answer dsh
+            self.lost = f"node {self.session.node}: {exc}"
+        finally:
+            self._never.close()
+            self.on_end()
+            if self.session.pump_alive():
+                self._close_fds(stdin=False)
+            else:
+                self._close_fds()
+            self.done.notify()
+
+    def signal(self, signum: int) -> None:
+        self.session.relay_signal(signum)
+
+    def abort(self) -> None:
+        self.session.abort()
+
+    def result(self) -> tuple[int | None, str | None]:
+        return self.status, self.lost
+
+    def _close_fds(self, stdin: bool = True) -> None:
+        io = self.stdio
+        for fd in [io.stdout, io.stderr] + ([io.stdin] if stdin else []):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
