@@ -17,6 +17,8 @@ What it does, in order:
 4. run the command in a process group of its own, relaying signals to the
    whole group; when the SSH channel closes under it (dsh killed, connection
    lost) it kills the group: nothing keeps running that nobody waits for;
+   what the command leaves in its group when it exits gets SIGHUP, as at a
+   logout;
 5. remove the sync file and exit with the command's status (128+N if it was
    killed by signal N, as a shell reports it).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -41,6 +44,10 @@ MARK = b"\x00dsh-rexec:"
 FRAME = struct.Struct("!cI")
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 KILL_GRACE = 2.0  # seconds between SIGHUP and SIGKILL when the channel is gone
+
+
+def _ignore(_sig: int, _frame: object) -> None:
+    pass
 
 
 def _say(text: str) -> None:
@@ -63,6 +70,10 @@ class Runner:
         self.child: subprocess.Popen[bytes] | None = None
         self.relayed: int | None = None
         self.abandoned = False
+        self.by_os: dict[int, int] = {}
+        self.by_frame: dict[int, int] = {}
+        self.done: dict[int, int] = {}
+        self.lock = threading.RLock()  # a signal handler may interrupt its holder
 
     def kill_group(self, sig: int) -> None:
         child = self.child
@@ -76,9 +87,29 @@ class Runner:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def relay(self, sig: int, _frame: object = None) -> None:
+    def relay(self, sig: int) -> None:
         self.relayed = sig
         self.kill_group(sig)
+
+    # dsh sends every signal twice, as an SSH "signal" request (arriving here
+    # as a real signal) and as an S frame, because either may not arrive
+    # (OpenSSH refuses the request for root; frames wait behind stdin data).
+    # The n-th signal of a kind is relayed once, by whichever path is first.
+
+    def os_signal(self, sig: int, _frame: object = None) -> None:
+        self.by_os[sig] = self.by_os.get(sig, 0) + 1
+        self._maybe_relay(sig)
+
+    def frame_signal(self, sig: int) -> None:
+        self.by_frame[sig] = self.by_frame.get(sig, 0) + 1
+        self._maybe_relay(sig)
+
+    def _maybe_relay(self, sig: int) -> None:
+        wanted = max(self.by_os.get(sig, 0), self.by_frame.get(sig, 0))
+        with self.lock:
+            if wanted > self.done.get(sig, 0):
+                self.done[sig] = wanted
+                self.relay(sig)
 
     def pump_stdin(self) -> None:
         """Frames from the channel to the command; real EOF means dsh is gone."""
@@ -106,8 +137,24 @@ class Runner:
                     pass
                 sink = None
             elif kind == b"S" and data:
-                self.relay(data[0])
-        # The channel is closed: nobody reads the command's output any more.
+                self.frame_signal(data[0])
+        self.hang_up()
+
+    def watch_hangup(self) -> None:
+        """Poll fd 0 for hang-up alone: it shows even when pump_stdin is stuck
+        writing to a command that does not read its input."""
+        poller = select.poll()
+        poller.register(0, 0)  # no events asked: POLLHUP and POLLERR come anyway
+        while self.child is not None and self.child.poll() is None:
+            if poller.poll(200):
+                self.hang_up()
+                return
+
+    def hang_up(self) -> None:
+        """The channel is closed: nobody reads the command's output any more."""
+        child = self.child
+        if child is None or self.abandoned:
+            return
         self.abandoned = True
         self.kill_group(signal.SIGHUP)
         deadline = time.monotonic() + KILL_GRACE
@@ -142,7 +189,15 @@ class Runner:
             os.environ[key] = base64.b64decode(value).decode("utf-8", "surrogateescape")
         pty = bool(req.get("pty"))
         for sig in RELAYED:
-            signal.signal(sig, signal.SIG_IGN if pty and sig == signal.SIGINT else self.relay)
+            if pty and sig in (signal.SIGINT, signal.SIGQUIT):
+                # The terminal sends these to the command itself. A handler,
+                # not SIG_IGN: an ignored signal would stay ignored in the child.
+                signal.signal(sig, _ignore)
+            else:
+                signal.signal(sig, self.os_signal)
+        # The mark goes out before the command can have done anything: from
+        # here on dsh must never run it anywhere else.
+        _say("run")
         try:
             self.child = subprocess.Popen(
                 argv,
@@ -151,18 +206,22 @@ class Runner:
                 restore_signals=True,
             )
         except OSError as exc:
-            _say("run")
             name = os.fsdecode(argv[0])
             os.write(2, f"dsh: {name}: {exc.strerror}\n".encode(errors="replace"))
             self.cleanup()
             return 126 if isinstance(exc, PermissionError) else 127
-        _say("run")
         if not pty:
             threading.Thread(target=self.pump_stdin, daemon=True).start()
+            threading.Thread(target=self.watch_hangup, daemon=True).start()
         status = self.child.wait()
         if self.relayed is not None or self.abandoned:
             # Whatever the command left behind in its group goes with it.
             self.kill_group(signal.SIGKILL)
+        else:
+            # Background processes it left hold the channel open and nobody
+            # waits for them: they get the hang-up a logout gives (nohup'ed
+            # ones survive, as they would a logout).
+            self.kill_group(signal.SIGHUP)
         self.cleanup()
         return 128 - status if status < 0 else status
 
