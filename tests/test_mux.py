@@ -124,7 +124,7 @@ def test_executor_frames_are_strict():
 # -- dsh's light start ----------------------------------------------------------------
 
 option_tokens = st.lists(
-    st.sampled_from(["-n", "-t", "-v", "-q", "--no-fallback", "--no-sync", "--direct",
+    st.sampled_from(["-n", "-t", "-v", "-q", "--no-fallback", "--no-sync", "--direct", "--mux-stop",
                      "--dry-run", "--slots", "--status", "-H", "h:1", "--status-port", "8",
                      "--status-port=9", "--sync-timeout", "2.5", "--attempts", "4", "--backoff",
                      "x", "--ssh-config", "f", "--ssh-config=g", "-vn", "--stat", "--", "-1",
@@ -511,6 +511,7 @@ def test_mux_killed_mid_command(ssh_cluster, tmp_path, mux_env, path):
         assert err.count("\n") == 1 and err.startswith("dsh: node 127.0.0.2")
         assert "the dsh mux ended while the command ran" in err
         wait_for(lambda: not pid_alive(shell), 15, "the remote command gone with the mux")
+        assert not list(tmp_path.glob(".dsh-sync.*"))
     finally:
         proc.kill()
         proc.wait()
@@ -534,6 +535,7 @@ def test_executor_killed_mid_command(ssh_cluster, tmp_path, mux_env):
         assert err.count("\n") == 1 and "the remote executor ended" in err, err
         # The executor could not kill its commands; the mux did, over SSH.
         wait_for(lambda: not pid_alive(shell), 15, "the remote command gone with its executor")
+        assert not list(tmp_path.glob(".dsh-sync.*"))
     finally:
         proc.kill()
         proc.wait()
@@ -542,6 +544,34 @@ def test_executor_killed_mid_command(ssh_cluster, tmp_path, mux_env):
     for _ in range(2):
         out = run_dsh(ssh_cluster, mux_env, "echo", "next", cwd=tmp_path)
         assert (out.returncode, out.stdout) == (0, b"next\n"), out.stderr
+
+
+def test_mux_stop_lets_running_commands_end(ssh_cluster, tmp_path, mux_env):
+    runtime = tmp_path / "run" / "dsh"
+    assert run_dsh(ssh_cluster, mux_env, "--mux-stop", cwd=tmp_path).stderr == (
+        b"dsh: no mux is running\n"
+    )
+    slow = subprocess.Popen([PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "sleep 2; echo done"],
+                            stdout=subprocess.PIPE, cwd=tmp_path, env=mux_env,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: mux_pid(runtime), 30, "mux up")
+        old = mux_pid(runtime)
+        assert old is not None
+        time.sleep(0.5)  # (the command has started)
+        out = run_dsh(ssh_cluster, mux_env, "--mux-stop", cwd=tmp_path)
+        assert out.stderr == f"dsh: mux {old} stops once its 1 running command(s) end\n".encode()
+        assert not mux_sockets(runtime)
+        new = run_dsh(ssh_cluster, mux_env, "echo", "meanwhile", cwd=tmp_path)
+        assert (new.returncode, new.stdout) == (0, b"meanwhile\n"), new.stderr
+        assert mux_pid(runtime) not in (None, old)
+        assert slow.communicate(timeout=30)[0] == b"done\n" and slow.returncode == 0
+        wait_for(lambda: not alive(old), 10, "the old mux gone after its command")
+    finally:
+        slow.kill()
+        slow.wait()
+        if slow.stdout is not None:
+            slow.stdout.close()
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])

@@ -102,6 +102,7 @@ class Options:
         self.backoff: float = d.backoff
         self.ssh_config: str | None = None
         self.direct = False
+        self.mux_stop = False
         self.dry_run = False
         self.slots = False
         self.status = False
@@ -112,6 +113,7 @@ class Options:
 _QUICK_FLAGS = {
     "-n": "no_stdin", "-t": "tty", "-v": "verbose", "-q": "quiet",
     "--no-fallback": "no_fallback", "--no-sync": "no_sync", "--direct": "direct",
+    "--mux-stop": "mux_stop",
     "--dry-run": "dry_run", "--slots": "slots", "--status": "status", "--version": "version",
 }  # fmt: skip
 _QUICK_VALUES: dict[str, tuple[str, type[str] | type[int] | type[float]]] = {
@@ -227,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--direct",
         action="store_true",
         help="connect to the node from this process, without the mux (as dsh 0.1 did)",
+    )
+    p.add_argument(
+        "--mux-stop",
+        action="store_true",
+        help="tell this user's mux to take no more commands and exit when those it runs end",
     )
     p.add_argument("--dry-run", action="store_true", help="print the chosen node and exit")
     p.add_argument(
@@ -585,6 +592,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsh {__version__}")
         return 0
     config = config_from_args(args)
+    if args.mux_stop:
+        from .mux_client import ask_to_stop
+        from .picker import runtime_dir
+
+        try:
+            _message(ask_to_stop(runtime_dir()))
+        except OSError as exc:
+            _message(f"cannot reach the mux: {exc}")
+            return EXIT_FAILED
+        return 0
     try:
         if args.status:
             sys.stdout.write(ask(config.daemon_host, config.status_port, config.daemon_timeout))

@@ -35,6 +35,7 @@ from .remote import Request, Stdio, read_input, write_all
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 15.0  # seconds the login shell and the executor get to say hello
+READY_GRACE = 30.0  # seconds beyond the sync-file timeout for READY or FAILED
 ACK_BATCH = 64 * 1024  # output bytes written out before they are acknowledged
 KILL_GRACE = 2.0  # as rexec.py and executor.py
 
@@ -251,12 +252,15 @@ class ExecutorLink:
     # -- commands ----------------------------------------------------------------
 
     def open(self, request: Request, stdio: Stdio, forward_stdin: bool) -> ExecRun:
+        body = request.body()
+        if len(body) > ep.MAX_PAYLOAD:
+            raise ExecutorLost(self.node, "command line too long for the executor", False)
         with self._lock:
             cid = self._next_cid
             self._next_cid += 1
-            run = ExecRun(self, cid, stdio, forward_stdin)
+            run = ExecRun(self, cid, stdio, forward_stdin, request.sync_timeout + READY_GRACE)
             self.runs[cid] = run
-        if not self.send(cid, ep.OPEN, request.body()):
+        if not self.send(cid, ep.OPEN, body):
             self._forget(cid)
             raise ExecutorLost(self.node, "the remote executor is gone", transport=False)
         return run
@@ -267,8 +271,11 @@ class ExecRun:
 
     via = "executor"
 
-    def __init__(self, link: ExecutorLink, cid: int, stdio: Stdio, forward_stdin: bool) -> None:
+    def __init__(
+        self, link: ExecutorLink, cid: int, stdio: Stdio, forward_stdin: bool, ready_timeout: float
+    ) -> None:
         self.link = link
+        self.ready_timeout = ready_timeout
         self.cid = cid
         self.stdio = stdio
         self.forward_stdin = forward_stdin
@@ -336,15 +343,26 @@ class ExecRun:
 
     def wait_started(self, client_gone: Callable[[], bool]) -> None:
         """Until READY (then GO: committed) or FAILED; NodeFailure if it cannot start."""
+        deadline = time.monotonic() + self.ready_timeout
+        late = False
         with self._cond:
-            while self.state == "opening":
-                self._cond.wait(0.2)
-                if self.state == "opening" and client_gone():
+            while self.state == "opening" and not client_gone():
+                late = time.monotonic() > deadline
+                if late:
                     break
-            if self.state == "ready":
+                self._cond.wait(0.2)
+            # The last moment not to start it: is its dsh still there?
+            if self.state == "ready" and not client_gone():
                 self.state = "started"  # under the lock: link_lost sees one or the other
             state = self.state
-        if state == "opening":  # dsh went away while the node waited for the sync file
+        if state in ("opening", "ready") and late:
+            self.abort()
+            self.link.retire()  # a stuck executor takes no more commands
+            raise ExecutorLost(
+                self.link.node, f"the remote executor did not answer in {self.ready_timeout:g}s",
+                transport=False,
+            )  # fmt: skip
+        if state in ("opening", "ready"):  # dsh went away before its command started
             self.abort()
             raise ClientGone()
         if state == "failed":

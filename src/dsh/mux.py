@@ -100,12 +100,17 @@ def job_from(body: dict[str, mp.Value]) -> tuple[Job, bool, tuple[str, int, int]
     return job, tty, terminal
 
 
+class StopAsked(Exception):
+    """The client asked the mux to stop (dsh --mux-stop)."""
+
+
 class ClientHandler:
     """One dsh, one command: from its request to its exit status."""
 
-    def __init__(self, conn: socket.socket, pool: NodePool, peer: int) -> None:
+    def __init__(self, conn: socket.socket, server: MuxServer, peer: int) -> None:
         self.conn = conn
-        self.pool = pool
+        self.server = server
+        self.pool = server.pool
         self.peer = peer
         self.reader = mp.MessageReader(mp.TO_MUX)
 
@@ -121,6 +126,8 @@ class ClientHandler:
             if messages:
                 break
         kind, body = messages[0]
+        if kind == mp.STOP and not fds:
+            raise StopAsked()
         if kind != mp.REQUEST or len(messages) > 1 or len(fds) != 3:
             _close_all(fds)
             raise mp.MuxProtocolError("expected one request with 3 descriptors")
@@ -129,6 +136,11 @@ class ClientHandler:
     def serve(self) -> None:
         try:
             body, fds = self._receive_request()
+        except StopAsked:
+            running = self.server.stop()
+            log.info("client %d asked the mux to stop (%d commands running)", self.peer, running)
+            _send(self.conn, mp.STOPPING, {"pid": os.getpid(), "running": running})
+            return
         except (mp.MuxProtocolError, OSError) as exc:
             log.warning("client %d: %s", self.peer, exc)
             _send(self.conn, mp.REFUSED, {"message": f"bad request: {exc}"})
@@ -201,6 +213,7 @@ class MuxServer:
         self.idle = idle
         self.pool = pool
         self.active = 0
+        self.draining = False  # dsh --mux-stop: no new clients, exit when the last one ends
         self.last_active = time.monotonic()
         self._lock = threading.Lock()
         self._wake_r, self._wake_w = os.pipe()
@@ -208,6 +221,14 @@ class MuxServer:
 
     def _on_signal(self, _signum: int, _frame: object) -> None:
         os.write(self._wake_w, b"x")
+
+    def stop(self) -> int:
+        """Take no more commands; exit once the running ones have ended. Returns how many run."""
+        with self._lock:
+            self.draining = True
+            running = self.active - 1  # (not the client asking)
+        os.write(self._wake_w, b"d")
+        return running
 
     def serve(self, ready_fd: int | None) -> int:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -230,15 +251,37 @@ class MuxServer:
     def _loop(self, listener: socket.socket) -> None:
         while True:
             readable, _, _ = select.select([listener.fileno(), self._wake_r], [], [], 1.0)
-            if self._wake_r in readable:
-                log.info("mux %d: stopping on a signal", os.getpid())
+            if self._wake_r in readable and self._signalled():
                 return
+            with self._lock:
+                draining = self.draining
+            if draining:
+                break
             if listener.fileno() in readable:
                 self._accept(listener)
             with self._lock:
                 if self.active == 0 and time.monotonic() - self.last_active >= self.idle:
                     log.info("mux %d: idle for %gs, exiting", os.getpid(), self.idle)
                     return
+        # dsh --mux-stop: the socket goes now (the next dsh starts a new mux);
+        # this one exits when its commands have ended.
+        self._release_socket(listener)
+        while True:
+            with self._lock:
+                if self.active == 0:
+                    break
+            readable, _, _ = select.select([self._wake_r], [], [], 0.2)
+            if readable and self._signalled():
+                return
+        log.info("mux %d: stopped (dsh --mux-stop)", os.getpid())
+
+    def _signalled(self) -> bool:
+        """Empty the wake-up pipe; True if a signal wrote to it (not only stop())."""
+        text = os.read(self._wake_r, 64)
+        if b"x" in text:
+            log.info("mux %d: stopping on a signal", os.getpid())
+            return True
+        return False
 
     def _accept(self, listener: socket.socket) -> None:
         try:
@@ -257,7 +300,7 @@ class MuxServer:
 
     def _serve_client(self, conn: socket.socket, pid: int) -> None:
         try:
-            ClientHandler(conn, self.pool, pid).serve()
+            ClientHandler(conn, self, pid).serve()
         except Exception:
             log.exception("client %d: handler failed", pid)
         finally:
@@ -266,9 +309,10 @@ class MuxServer:
                 self.active -= 1
                 self.last_active = time.monotonic()
 
-    def _shutdown(self, listener: socket.socket) -> None:
-        """Stop taking clients (the socket goes, unless a new mux has it), close
-        the connections (their commands are killed), let clients hear of it."""
+    def _release_socket(self, listener: socket.socket) -> None:
+        """Close the listener and remove the socket, unless a new mux has it by now."""
+        if listener.fileno() < 0:
+            return
         lock = os.open(os.path.join(os.path.dirname(self.path), LOCK_NAME),
                        os.O_RDWR | os.O_CREAT, 0o600)  # fmt: skip
         try:
@@ -282,6 +326,11 @@ class MuxServer:
                 pass
         finally:
             os.close(lock)
+
+    def _shutdown(self, listener: socket.socket) -> None:
+        """Stop taking clients (the socket goes, unless a new mux has it), close
+        the connections (their commands are killed), let clients hear of it."""
+        self._release_socket(listener)
         self.pool.close()
         deadline = time.monotonic() + SHUTDOWN_GRACE
         while time.monotonic() < deadline:

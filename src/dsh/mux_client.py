@@ -30,6 +30,7 @@ LOCK_NAME = "mux.lock"  # held while a mux is started, and by a mux that is exit
 LOG_NAME = "mux.log"
 FAILED_NAME = "mux.failed"  # a mux failed to start: use the direct path for a while
 FAILED_HOLD = 60.0  # seconds
+LOG_KEEP = 1 << 20  # bytes of mux.log beyond which a new mux starts a new one (old: .1)
 MAX_PATH = 100  # sun_path is 108 bytes; longer paths go through /proc/self/fd
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
@@ -76,6 +77,11 @@ def start_mux(directory: str, options: list[str], timeout: float) -> None:
     path = os.path.join(directory, SOCKET_NAME)
     log_path = os.path.join(directory, LOG_NAME)
     src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        if os.stat(log_path).st_size > LOG_KEEP:
+            os.replace(log_path, log_path + ".1")
+    except OSError:
+        pass
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -147,6 +153,31 @@ def connect(directory: str, options: list[str], start_timeout: float) -> socket.
         raise MuxUnavailable(f"cannot reach the dsh mux at {path}: {exc}") from None
     finally:
         os.close(lock)
+
+
+def ask_to_stop(directory: str) -> str:
+    """dsh --mux-stop: what the running mux (if any) answered, as a line for the user."""
+    try:
+        sock = _unix_connect(os.path.join(directory, SOCKET_NAME))
+    except (FileNotFoundError, ConnectionRefusedError):
+        return "no mux is running"
+    try:
+        sock.sendall(mp.encode(mp.STOP, {}))
+        reader = mp.MessageReader(mp.TO_DSH)
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return "the mux closed the connection"
+            for kind, body in reader.feed(data):
+                if kind == mp.STOPPING:
+                    pid, running = mp.get_int(body, "pid"), mp.get_int(body, "running")
+                    if running:
+                        return f"mux {pid} stops once its {running} running command(s) end"
+                    return f"mux {pid} stopped"
+                if kind == mp.REFUSED:
+                    return f"the mux refused: {mp.get_str(body, 'message')}"
+    finally:
+        sock.close()
 
 
 class MuxCall:

@@ -21,7 +21,9 @@ The REQUEST travels with dsh's stdin, stdout and stderr as SCM_RIGHTS.
 Before ACCEPTED nothing can have run: dsh may start a new mux and ask again.
 After FAILED nothing ran either (dsh tries another node). After STARTED the
 command is never run again anywhere. REFUSED {message} answers a peer of
-another user, or a request this mux cannot take.
+another user, or a request this mux cannot take. STOP (``dsh --mux-stop``)
+asks the mux to take no more commands and to exit once those it runs have
+ended; it answers STOPPING {pid, running}.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ VERSION = 1
 # dsh -> mux
 REQUEST = 1
 SIGNAL = 2
+STOP = 3
 # mux -> dsh
 ACCEPTED = 64
 STARTED = 65
@@ -40,9 +43,10 @@ FAILED = 66
 EXIT = 67
 LOST = 68
 REFUSED = 69
+STOPPING = 70
 
-TO_MUX = frozenset({REQUEST, SIGNAL})
-TO_DSH = frozenset({ACCEPTED, STARTED, FAILED, EXIT, LOST, REFUSED})
+TO_MUX = frozenset({REQUEST, SIGNAL, STOP})
+TO_DSH = frozenset({ACCEPTED, STARTED, FAILED, EXIT, LOST, REFUSED, STOPPING})
 
 HEADER = struct.Struct("!IB")
 MAX_MESSAGE = 16 << 20  # argv and environment are bounded by the kernel far below
