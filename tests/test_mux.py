@@ -76,15 +76,15 @@ def test_mux_messages_round_trip_in_any_pieces(body, cut):
 @pytest.mark.parametrize(
     "data, why",
     [
-        (mp.HEADER.pack(2, mp.REQUEST) + b"N", "not a dict"),
-        (mp.HEADER.pack(3, mp.REQUEST) + b"d\x00", "ends inside"),
-        (mp.HEADER.pack(7, mp.REQUEST) + b"d\x00\x00\x00\x00NN", "after the value"),
-        (mp.HEADER.pack(6, mp.REQUEST) + b"d\x00\x00\x00\x01", "beyond the end"),
-        (mp.HEADER.pack(2, mp.REQUEST) + b"X", "unknown value tag"),
-        (mp.HEADER.pack(2, mp.EXIT) + b"N", "unexpected message type"),
-        (mp.HEADER.pack(0, mp.REQUEST), "out of range"),
-        (mp.HEADER.pack(mp.MAX_MESSAGE + 1, mp.REQUEST), "out of range"),
-        (mp.HEADER.pack(10, mp.REQUEST) + b"d" + b"\x00\x00\x00\x01" + b"i" + b"\x00" * 4, "ends"),
+        (mp.header(2, mp.REQUEST) + b"N", "not a dict"),
+        (mp.header(3, mp.REQUEST) + b"d\x00", "ends inside"),
+        (mp.header(7, mp.REQUEST) + b"d\x00\x00\x00\x00NN", "after the value"),
+        (mp.header(6, mp.REQUEST) + b"d\x00\x00\x00\x01", "beyond the end"),
+        (mp.header(2, mp.REQUEST) + b"X", "unknown value tag"),
+        (mp.header(2, mp.EXIT) + b"N", "unexpected message type"),
+        (mp.header(0, mp.REQUEST), "out of range"),
+        (mp.header(mp.MAX_MESSAGE + 1, mp.REQUEST), "out of range"),
+        (mp.header(10, mp.REQUEST) + b"d" + b"\x00\x00\x00\x01" + b"i" + b"\x00" * 4, "ends"),
     ],
 )
 def test_mux_reader_rejects_what_is_not_a_message(data, why):

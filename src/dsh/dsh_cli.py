@@ -585,6 +585,19 @@ class _raw_terminal:
             termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
 
 
+def console() -> NoReturn:
+    """The ``dsh`` command: main(), then exit without the interpreter's tear-down,
+    which costs 1.5 ms of a 20 ms run and has nothing left to do once the
+    standard streams are flushed (dsh registers no atexit handler)."""
+    status = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_quick(argv) or build_parser().parse_args(argv)

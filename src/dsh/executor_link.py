@@ -142,12 +142,16 @@ class ExecutorLink:
     # -- the channel -------------------------------------------------------------
 
     def send(self, cid: int, kind: int, payload: bytes = b"") -> bool:
+        return self.send_frames(ep.frame(cid, kind, payload))
+
+    def send_frames(self, frames: bytes) -> bool:
+        """Whole frames, in one piece (one SSH packet when they fit)."""
         channel = self.channel
         if channel is None or not self.alive:
             return False
         with self._send_lock:
             try:
-                channel.sendall(ep.frame(cid, kind, payload))
+                channel.sendall(frames)
                 return True
             except (OSError, EOFError, paramiko.SSHException):
                 return False
@@ -371,14 +375,14 @@ class ExecRun:
             raise self.failure
         # Committed. If the GO is lost with the channel, the reader thread
         # reports the command lost: it is never run a second time.
-        self.link.send(self.cid, ep.GO)
         threading.Thread(target=self._write_loop, name=f"out-{self.cid}", daemon=True).start()
         if self.forward_stdin:
+            self.link.send(self.cid, ep.GO)
             self._pump = threading.Thread(target=self._pump_stdin, daemon=True)
             self._pump.start()
         else:
             self._stop.close()
-            self.link.send(self.cid, ep.STDIN_EOF)
+            self.link.send_frames(ep.frame(self.cid, ep.GO) + ep.frame(self.cid, ep.STDIN_EOF))
 
     def signal(self, signum: int) -> None:
         self.link.send(self.cid, ep.SIGNAL, bytes([signum]))
