@@ -21,6 +21,7 @@ import select
 import shlex
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from . import rexec
 from .errors import DshError, NodeFailure
 
 CHUNK = 32768
+MARK_GRACE = 30.0  # seconds, beyond the sync-file wait, for the helper to say "run"
 MAX_PREAMBLE = 65536  # stderr bytes read while looking for the start mark
 
 
@@ -179,6 +181,8 @@ class Session:
         self._stop_r = self._stop_w = -1  # a pipe that stops the stdin pump (see finish)
         self._pump: threading.Thread | None = None
         self.signals_sent = 0
+        self.aborted_by: int | None = None  # the signal for which the channel was closed
+        self.helper_pid: int | None = None  # rexec's PID on the node, from its start mark
 
     # -- start -----------------------------------------------------------------
 
@@ -197,9 +201,11 @@ class Session:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise NodeFailure(self.node, f"cannot start a session: {exc}") from None
         self.channel = channel
-        self._await_mark(channel)
+        # A node that never answers (a hung NFS mount under chdir, a node
+        # that froze) must not stall the build: it is a transport failure.
+        self._await_mark(channel, time.monotonic() + request.sync_timeout + MARK_GRACE)
 
-    def _await_mark(self, channel: paramiko.Channel) -> None:
+    def _await_mark(self, channel: paramiko.Channel, deadline: float) -> None:
         """Read until the helper says whether the command started.
 
         The mark comes on stderr, or on stdout in a pseudo-terminal, which
@@ -228,8 +234,10 @@ class Session:
                     line = buffer[index + len(rexec.MARK) : end].rstrip(b"\r")
                     write_all(mark_fd, before)  # e.g. what the shell's start-up files printed
                     text = line.decode("utf-8", "replace")
-                    if text == "run":
+                    if text.split(" ", 1)[0] == "run":
                         self._preamble = (mark_fd, rest)
+                        pid = text.partition(" ")[2]
+                        self.helper_pid = int(pid) if pid.isdigit() else None
                         return
                     kind, _, message = text.partition(" ")[2].partition(" ")
                     channel.close()
@@ -241,6 +249,11 @@ class Session:
                     )
             if got:
                 continue
+            if time.monotonic() > deadline:
+                channel.close()
+                raise NodeFailure(
+                    self.node, "no answer from the node before the command could start"
+                )
             if channel.closed and not channel.exit_status_ready():
                 raise NodeFailure(self.node, "connection lost before the command started")
             if channel.exit_status_ready():
@@ -259,8 +272,13 @@ class Session:
         assert self.channel is not None
         if not self._send_lock.acquire(timeout=-1 if block else 0.2):
             return False
+        frame = rexec.FRAME.pack(kind, len(data)) + data
         try:
-            self.channel.sendall(rexec.FRAME.pack(kind, len(data)) + data)
+            if not block and self.channel.out_window_size < len(frame):
+                # The window is full (the command does not read its stdin):
+                # sendall would block until it does, perhaps for ever.
+                return False
+            self.channel.sendall(frame)
             return True
         except (OSError, EOFError, paramiko.SSHException):
             return False
@@ -302,8 +320,26 @@ class Session:
         assert self.channel is not None
         self.signals_sent += 1
         _send_signal_request(self.channel, signum)
-        if not self.tty:
-            self._send_frame(b"S", bytes([signum]), block=False)
+        if not self.tty and not self._send_frame(b"S", bytes([signum]), block=False):
+            # The frame is stuck behind stdin the command does not read, and
+            # sshd may refuse the request (it does for root): say it with
+            # kill(1) over a second channel instead (the helper relays it).
+            threading.Thread(target=self._kill_over_channel, args=(signum,), daemon=True).start()
+
+    def _kill_over_channel(self, signum: int) -> None:
+        transport = self.client.get_transport()
+        try:
+            if self.helper_pid is None or transport is None:
+                raise OSError("no helper PID")
+            channel = transport.open_session(timeout=10.0)
+            channel.exec_command(f"kill -{int(signum)} {int(self.helper_pid)}")
+            if channel.recv_exit_status() == 0:
+                return
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        # Last resort: closing the channel makes the helper kill the group.
+        self.aborted_by = signum
+        self.abort()
 
     def pump_alive(self) -> bool:
         """Whether the stdin pump is still (stuck) in a send: then stdin is still in use."""
@@ -314,6 +350,12 @@ class Session:
         helper kill its whole process group (see rexec.py)."""
         if self.channel is not None:
             self.channel.close()
+
+    def _reader_gone(self) -> int:
+        """Our stdout or stderr reader went away (``dsh yes | head -1``): a
+        local command would die of SIGPIPE, so the remote one is stopped too."""
+        self.abort()
+        return 128 + signal.SIGPIPE
 
     def finish(self, on_signal: Callable[[Session], None]) -> int:
         """Copy I/O until the command ends; its exit status (128+N if signalled)."""
@@ -335,15 +377,18 @@ class Session:
         self._pump = pump
         try:
             while True:
-                readable, _, _ = select.select([channel.fileno(), self.wakeup_fd], [], [], 5.0)
+                # The exit status does not wake select: poll for it twice a second.
+                readable, _, _ = select.select([channel.fileno(), self.wakeup_fd], [], [], 0.5)
                 if self.wakeup_fd in readable:
                     on_signal(self)
                 got = False
                 while channel.recv_ready():
-                    write_all(out, channel.recv(CHUNK))
+                    if not write_all(out, channel.recv(CHUNK)):
+                        return self._reader_gone()
                     got = True
                 while channel.recv_stderr_ready():
-                    write_all(err, channel.recv_stderr(CHUNK))
+                    if not write_all(err, channel.recv_stderr(CHUNK)):
+                        return self._reader_gone()
                     got = True
                 if not got:
                     if channel.exit_status_ready() or channel.closed:
@@ -360,6 +405,8 @@ class Session:
             if pump is not None:
                 pump.join(5.0)
             os.close(self._stop_w)
+        if self.aborted_by is not None:
+            return 128 + self.aborted_by
         if not channel.exit_status_ready():
             raise ConnectionLost(f"node {self.node}: connection lost while the command ran")
         status = channel.recv_exit_status()

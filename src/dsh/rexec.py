@@ -12,7 +12,7 @@ What it does, in order:
 1. chdir and umask as the caller had them;
 2. wait for the sync file (``waitfile SYNC TIMEOUT``) so that everything the
    caller wrote before is visible here too;
-3. tell dsh on stderr that the command starts (``MARK`` + ``run``), or why not
+3. tell dsh on stderr that the command starts (``MARK`` + ``run PID``), or why not
    (``MARK`` + ``err KIND MESSAGE``): until then dsh may still try elsewhere;
 4. run the command in a process group of its own, relaying signals to the
    whole group; when the SSH channel closes under it (dsh killed, connection
@@ -197,7 +197,7 @@ class Runner:
                 signal.signal(sig, self.os_signal)
         # The mark goes out before the command can have done anything: from
         # here on dsh must never run it anywhere else.
-        _say("run")
+        _say(f"run {os.getpid()}")  # dsh may signal this PID over another channel
         try:
             self.child = subprocess.Popen(
                 argv,
