@@ -106,7 +106,7 @@ def dsh_path(request: pytest.FixtureRequest) -> str:
 def dsh_env(tmp_path: Path, dsh_path: str) -> Iterator[dict[str, str]]:
     """The environment of a dsh run on ``dsh_path``, with a runtime directory of
     its own (backoff files, the mux); the test's mux is stopped at teardown."""
-    from support.mux import stop_mux
+    from support.mux import log_tail, stop_mux
 
     run = tmp_path / "run"
     run.mkdir(exist_ok=True)
@@ -115,4 +115,5 @@ def dsh_env(tmp_path: Path, dsh_path: str) -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
+        print(f"mux.log:\n{log_tail(run / 'dsh')}")  # shown when the test failed
         stop_mux(run / "dsh")

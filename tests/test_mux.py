@@ -406,6 +406,7 @@ def mux_env(tmp_path: Path):
     try:
         yield env
     finally:
+        print(f"mux.log:\n{log_tail(run / 'dsh')}")  # shown when the test failed
         stop_mux(run / "dsh")
 
 
@@ -520,6 +521,29 @@ def test_mux_killed_mid_command(ssh_cluster, tmp_path, mux_env, path):
     out = run_dsh(ssh_cluster, env, "echo", "next", cwd=tmp_path)
     assert (out.returncode, out.stdout) == (0, b"next\n"), out.stderr
     assert mux_pid(runtime) not in (None, mux)
+
+
+@pytest.mark.parametrize("path", ["channel", "executor"])
+def test_a_stuck_mux_is_gone_around_and_never_runs_the_command(ssh_cluster, tmp_path, mux_env,
+                                                               path):  # fmt: skip
+    env = {**mux_env, **PATH_ENV[path]}
+    runtime = tmp_path / "run" / "dsh"
+    assert run_dsh(ssh_cluster, env, "true", cwd=tmp_path).returncode == 0
+    mux = mux_pid(runtime)
+    assert mux is not None
+    os.kill(mux, signal.SIGSTOP)  # stuck: it takes connections but answers nothing
+    try:
+        out = run_dsh(ssh_cluster, env, "-v", "sh", "-c", "echo ran >> runs", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "did not answer within 10s" in out.stderr.decode()
+        assert "connecting directly" in out.stderr.decode()
+    finally:
+        os.kill(mux, signal.SIGCONT)
+    # Woken up, the mux finds the request's dsh gone and does not run it.
+    assert run_dsh(ssh_cluster, env, "true", cwd=tmp_path).returncode == 0
+    time.sleep(1)
+    assert (tmp_path / "runs").read_text() == "ran\n"
+    assert mux_pid(runtime) == mux
 
 
 def test_executor_killed_mid_command(ssh_cluster, tmp_path, mux_env):

@@ -6,8 +6,6 @@ than the rest of a dsh run through the mux. The fields are spelled twice (the
 signature and ``_FIELDS``); ``tests/test_mux.py`` checks that they agree.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
     from typing import Any
@@ -89,10 +87,10 @@ class ClientConfig:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"ClientConfig is frozen: use replace({name}=...)")
 
-    def replace(self, **changes: Any) -> ClientConfig:
+    def replace(self, **changes: "Any") -> "ClientConfig":
         return ClientConfig(**{**self.as_dict(), **changes})
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return {name: getattr(self, name) for name in _FIELDS}
 
     def __eq__(self, other: object) -> bool:

@@ -19,6 +19,7 @@ import os
 import queue
 import select
 import shlex
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -96,9 +97,23 @@ class ExecutorLink:
             raise ExecutorUnavailable("connection closed")
         try:
             channel = transport.open_session(timeout=10.0)
-            channel.exec_command(executor_command(self.python))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ExecutorUnavailable(f"cannot start a session: {exc}") from None
+        # paramiko waits for the server's answer to exec without a time limit:
+        # closing the channel is what ends a wait that has gone on too long.
+        watchdog = threading.Timer(timeout, channel.close)
+        watchdog.start()
+        try:
+            self._hello(channel, timeout)
+        finally:
+            watchdog.cancel()
+
+    def _hello(self, channel: paramiko.Channel, timeout: float) -> None:
+        try:
+            channel.exec_command(executor_command(self.python))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise ExecutorUnavailable(f"cannot start the executor: {exc}") from None
         buffer, errors = b"", b""
         deadline = time.monotonic() + timeout
         while True:
@@ -117,10 +132,9 @@ class ExecutorLink:
             why = None
             if len(buffer) > ep.MAX_PREAMBLE:
                 why = "no hello from the executor"
-            elif channel.exit_status_ready() or channel.closed:
-                status = channel.recv_exit_status() if channel.exit_status_ready() else -1
-                why = f"the executor exited (status {status})"
-            elif time.monotonic() > deadline:
+            elif channel.exit_status_ready():
+                why = f"the executor exited (status {channel.recv_exit_status()})"
+            elif channel.closed or time.monotonic() > deadline:
                 why = f"no hello from the executor within {timeout:g}s"
             if why:
                 channel.close()
@@ -430,7 +444,6 @@ class ExecRun:
     def _write_loop(self) -> None:
         """Output to dsh's descriptors in order, then the result; acks as it goes."""
         unacked = 0
-        broken: set[int] = set()
         result: tuple[str, object] = ("lost", "no result")
         while True:
             item = self._output.get()
@@ -439,8 +452,14 @@ class ExecRun:
                 break
             fd, data = item
             assert isinstance(fd, int) and isinstance(data, bytes)
-            if fd not in broken and not self._stopping and not write_all(fd, data):
-                broken.add(fd)  # its reader is gone: drop the rest, as ssh would
+            if not self._stopping and not write_all(fd, data):
+                # Its reader went away (`dsh yes | head -1`): a local command
+                # would die of SIGPIPE, so the remote one is stopped (as on
+                # the other paths) and dsh reports what the shell would.
+                self.link.send(self.cid, ep.KILL)
+                self.link._forget(self.cid)
+                result = ("exit", 128 + signal.SIGPIPE)
+                break
             unacked += len(data)
             if unacked >= ACK_BATCH or self._output.empty():
                 self.link.send(self.cid, ep.OUT_ACK, ep.COUNT.pack(unacked))

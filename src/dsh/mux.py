@@ -100,10 +100,6 @@ def job_from(body: dict[str, mp.Value]) -> tuple[Job, bool, tuple[str, int, int]
     return job, tty, terminal
 
 
-class StopAsked(Exception):
-    """The client asked the mux to stop (dsh --mux-stop)."""
-
-
 class ClientHandler:
     """One dsh, one command: from its request to its exit status."""
 
@@ -113,49 +109,48 @@ class ClientHandler:
         self.pool = server.pool
         self.peer = peer
         self.reader = mp.MessageReader(mp.TO_MUX)
+        self.pending: list[tuple[int, dict[str, mp.Value]]] = []
 
-    def _receive_request(self) -> tuple[dict[str, mp.Value], list[int]]:
+    def _receive(self) -> tuple[int, dict[str, mp.Value], list[int]]:
+        """The next message and the descriptors that came with it."""
         fds: list[int] = []
-        while True:
+        while not self.pending:
             data, got, _flags, _addr = socket.recv_fds(self.conn, 65536, 3)
             fds += got
             if not data:
                 _close_all(fds)
                 raise mp.MuxProtocolError("closed before a request")
-            messages = self.reader.feed(data)
-            if messages:
-                break
-        kind, body = messages[0]
-        if kind == mp.STOP and not fds:
-            raise StopAsked()
-        if kind != mp.REQUEST or len(messages) > 1 or len(fds) != 3:
-            _close_all(fds)
-            raise mp.MuxProtocolError("expected one request with 3 descriptors")
-        return body, fds
+            try:
+                self.pending += self.reader.feed(data)
+            except mp.MuxProtocolError:
+                _close_all(fds)
+                raise
+        kind, body = self.pending.pop(0)
+        return kind, body, fds
 
     def serve(self) -> None:
         try:
-            body, fds = self._receive_request()
-        except StopAsked:
-            running = self.server.stop()
-            log.info("client %d asked the mux to stop (%d commands running)", self.peer, running)
-            _send(self.conn, mp.STOPPING, {"pid": os.getpid(), "running": running})
-            return
+            kind, body, fds = self._receive()
+            if fds or kind not in (mp.REQUEST, mp.STOP):
+                _close_all(fds)
+                raise mp.MuxProtocolError("expected a request")
+            if kind == mp.STOP:
+                running = self.server.stop()
+                log.info("client %d asked the mux to stop (%d running)", self.peer, running)
+                _send(self.conn, mp.STOPPING, {"pid": os.getpid(), "running": running})
+                return
+            job, _tty, (term, columns, lines) = job_from(body)
+            if not _send(self.conn, mp.ACCEPTED, {}):
+                return
+            kind, _, fds = self._receive()
+            if kind != mp.STDIO or len(fds) != 3:
+                _close_all(fds)
+                raise mp.MuxProtocolError("expected 3 descriptors")
         except (mp.MuxProtocolError, OSError) as exc:
             log.warning("client %d: %s", self.peer, exc)
             _send(self.conn, mp.REFUSED, {"message": f"bad request: {exc}"})
             return
-        try:
-            job, _tty, (term, columns, lines) = job_from(body)
-        except mp.MuxProtocolError as exc:
-            _close_all(fds)
-            log.warning("client %d: %s", self.peer, exc)
-            _send(self.conn, mp.REFUSED, {"message": f"bad request: {exc}"})
-            return
         stdio = Stdio(fds[0], fds[1], fds[2], term=term, columns=columns, lines=lines)
-        if not _send(self.conn, mp.ACCEPTED, {}):
-            _close_all(fds)
-            return
         try:
             run = self.pool.start(job, stdio, lambda: _peer_closed(self.conn))
         except NodeFailure as exc:

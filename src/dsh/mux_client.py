@@ -5,8 +5,6 @@ bare interpreter has cheaply (no paramiko, no psutil, no subprocess). The
 mux itself (mux.py) is started as a separate, detached process.
 """
 
-from __future__ import annotations
-
 import os
 import select
 import sys
@@ -30,6 +28,7 @@ FAILED_NAME = "mux.failed"  # a mux failed to start: use the direct path for a w
 FAILED_HOLD = 60.0  # seconds
 LOG_KEEP = 1 << 20  # bytes of mux.log beyond which a new mux starts a new one (old: .1)
 MAX_PATH = 100  # sun_path is 108 bytes; longer paths go through /proc/self/fd
+ACCEPT_TIMEOUT = 10.0  # seconds a mux gets to take a request (it answers at once when well)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
 
@@ -198,6 +197,8 @@ class MuxCall:
         while not self._queue:
             try:
                 data = self.sock.recv(65536)
+            except TimeoutError:
+                raise
             except OSError:
                 data = b""
             if not data:
@@ -222,15 +223,21 @@ class MuxCall:
             self.reader = mp.MessageReader(mp.TO_DSH)
             self._queue = []
             try:
-                ints = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, ints)]
-                sent = self.sock.sendmsg([message], rights)
-                if sent < len(message):
-                    self.sock.sendall(message[sent:])
+                self.sock.sendall(message)
             except OSError:
                 self.close()
                 continue  # it was exiting (idle): the next attempt starts a new one
-            answer = self._next()
+            # A mux that does not take the request in time is stuck: this dsh
+            # goes its own way, and the mux, finding it gone, never starts it.
+            self.sock.settimeout(ACCEPT_TIMEOUT)
+            try:
+                answer = self._next()
+            except TimeoutError:
+                self.close()
+                raise MuxUnavailable(
+                    f"the dsh mux did not answer within {ACCEPT_TIMEOUT:g}s (see {LOG_NAME})"
+                ) from None
+            self.sock.settimeout(None)
             if answer is None:
                 self.close()
                 continue
@@ -241,6 +248,14 @@ class MuxCall:
             break
         else:
             raise MuxUnavailable("the dsh mux closed the connection three times")
+        # Only now the descriptors: in the socket of a mux that never took
+        # them, they would keep a pipe open after this dsh has exited.
+        ints = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+        try:
+            self.sock.sendmsg([mp.encode(mp.STDIO, {})],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, ints)])  # fmt: skip
+        except OSError:
+            pass  # it is gone: the answer below says so
         answer = self._next()
         if answer is None:
             raise MuxLost(
@@ -264,7 +279,7 @@ class MuxCall:
         except OSError:
             pass  # finish() hears that it is gone
 
-    def finish(self, wakeup_fd: int, on_signal: Callable[[MuxCall], None]) -> int:
+    def finish(self, wakeup_fd: int, on_signal: "Callable[[MuxCall], None]") -> int:
         """Until the mux sends the exit status; relays signals meanwhile."""
         assert self.sock is not None
         while True:

@@ -10,11 +10,14 @@ A message is a 4-byte length, a 1-byte type and a value in a small tagged
 encoding (None, bool, int, float, bytes, str, list, dict with str keys;
 integers as 8 bytes big-endian, floats as their shortest decimal text):
 strict, so that short, trailing or unknown bytes are errors, never guesses.
-The REQUEST travels with dsh's stdin, stdout and stderr as SCM_RIGHTS.
+dsh's stdin, stdout and stderr travel as SCM_RIGHTS with STDIO, and only
+once the mux has ACCEPTED: descriptors sent to a mux that is stuck would stay
+in its socket, and a pipe's reader would wait for their end as long.
 
     dsh                                   mux
-    REQUEST {node, argv, cwd, ...} + fds ->
+    REQUEST {node, argv, cwd, ...}     ->
                                        <- ACCEPTED      (the mux owns it now)
+    STDIO {} + 3 descriptors           ->
                                        <- STARTED {via}  or  FAILED {message, transport}
     SIGNAL {signum}                    ->
                                        <- EXIT {status}  or  LOST {message}
@@ -27,14 +30,13 @@ asks the mux to take no more commands and to exit once those it runs have
 ended; it answers STOPPING {pid, running}.
 """
 
-from __future__ import annotations
-
-VERSION = 1
+VERSION = 2
 
 # dsh -> mux
 REQUEST = 1
 SIGNAL = 2
 STOP = 3
+STDIO = 4
 # mux -> dsh
 ACCEPTED = 64
 STARTED = 65
@@ -44,7 +46,7 @@ LOST = 68
 REFUSED = 69
 STOPPING = 70
 
-TO_MUX = frozenset({REQUEST, SIGNAL, STOP})
+TO_MUX = frozenset({REQUEST, SIGNAL, STOP, STDIO})
 TO_DSH = frozenset({ACCEPTED, STARTED, FAILED, EXIT, LOST, REFUSED, STOPPING})
 
 HEADER_SIZE = 5  # length (u32, big-endian, counting the type byte) and type (u8)

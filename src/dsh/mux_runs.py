@@ -100,6 +100,10 @@ class ChannelRun:
         self.lost: str | None = None
 
     def wait_started(self, client_gone: Callable[[], bool]) -> None:
+        if client_gone():  # (dsh gave up waiting for the mux: it must not run here)
+            self._never.close()
+            self.on_end()
+            raise ClientGone()
         try:
             self.session.start(self.request, self.python)
         except NodeFailure:

@@ -13,8 +13,6 @@ is the documented, append-only one of README.md ("The status port");
 tests/test_mux.py checks that both readers agree on the daemon's own output.
 """
 
-from __future__ import annotations
-
 import os
 import stat
 import time

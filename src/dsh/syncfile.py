@@ -6,8 +6,6 @@ before), runs the command and removes it; dsh then waits until the file is
 gone from its own view (so it sees everything written there). See README.md.
 """
 
-from __future__ import annotations
-
 import os
 import time
 
