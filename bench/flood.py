@@ -146,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| measure | value |",
         "|---|---|",
-        f"| hostile datagrams sent, unpaced, {args.seconds:g} s | {sent} ({sent / args.seconds:.0f}/s) |",
+        f"| hostile datagrams sent, unpaced, {args.seconds:g} s | "
+        f"{sent} ({sent / args.seconds:.0f}/s) |",
         f"| of these processed and counted by the daemon | {counted} "
         f"({counted / args.seconds:.0f}/s; the rest dropped by the kernel) |",
         f"| peers shown up throughout the UDP flood | {'yes' if peers_up else 'NO'} |",
-        f"| best-node latency idle, median / p99 | {pct(idle, 0.5):.2f} / {pct(idle, 0.99):.2f} ms |",
+        f"| best-node latency idle, median / p99 | "
+        f"{pct(idle, 0.5):.2f} / {pct(idle, 0.99):.2f} ms |",
         f"| same with {args.connections} never-reading connections held | "
         f"{pct(flooded, 0.5):.2f} / {pct(flooded, 0.99):.2f} ms |",
         f"| cluster all up after both floods | {'yes' if still_up else 'NO'} |",
