@@ -72,3 +72,23 @@ def test_background_processes_left_behind_get_a_hangup(ssh_cluster, tmp_path, ds
     assert out.returncode == 0, out.stderr
     background = int((tmp_path / "bg.pid").read_text())
     wait_for(lambda: not pid_alive(background), 15, "left-behind sleep gone")
+
+
+def test_dry_run_never_runs_the_command_even_without_a_daemon(tmp_path):
+    target = tmp_path / "created"
+    out = subprocess.run(
+        [PY, DSH, "-H", "127.0.0.1:1", "--status-port", "1", "--dry-run", "touch", str(target)],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert out.returncode == 0
+    assert out.stdout == "local\n"
+    assert "would run locally" in out.stderr
+    assert not target.exists()
+
+
+def test_double_dash_ends_dshs_options(tmp_path):
+    out = subprocess.run(
+        [PY, DSH, "-H", "127.0.0.1:1", "--status-port", "1", "-q", "--", "echo", "-v"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert (out.returncode, out.stdout, out.stderr) == (0, "-v\n", "")

@@ -379,6 +379,10 @@ class Dsh:
             best = ask_best(c.daemon_host, c.best_port, c.daemon_timeout)
             status = self.status()
         except DaemonUnreachable as exc:
+            if dry_run:  # say where it would run; never run it
+                _message(f"{exc}; would run locally")
+                print("local")
+                return 0
             return self.fallback(str(exc))
         tried: set[str] = set()
         node = best
@@ -636,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
     except DshError as exc:
         _message(str(exc))
         return EXIT_FAILED
+    if args.command and args.command[0] == "--":
+        args.command = args.command[1:]  # `dsh -- cmd`: the end of dsh's options
     if not args.command:
         build_parser().print_usage(sys.stderr)
         _message("no command given")
