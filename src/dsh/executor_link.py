@@ -392,8 +392,14 @@ class ExecRun:
         threading.Thread(target=self._write_loop, name=f"out-{self.cid}", daemon=True).start()
         if self.forward_stdin:
             self.link.send(self.cid, ep.GO)
-            self._pump = threading.Thread(target=self._pump_stdin, daemon=True)
-            self._pump.start()
+            # Started and published in one step under the lock: _finish (on
+            # the writer thread, maybe already running) must never see a
+            # thread it cannot join, nor miss one that runs.
+            with self._cond:
+                if not self._stopping:
+                    pump = threading.Thread(target=self._pump_stdin, daemon=True)
+                    pump.start()
+                    self._pump = pump
         else:
             self._stop.close()
             self.link.send_frames(ep.frame(self.cid, ep.GO) + ep.frame(self.cid, ep.STDIN_EOF))
@@ -476,8 +482,10 @@ class ExecRun:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            pump = self._pump
         self._stop.notify()
-        pump = self._pump
+        if pump is None and self.forward_stdin:
+            self._stop.close()  # the pump never started and never will: nobody else closes it
         if pump is not None:
             pump.join(5.0)
         # A pump still blocked (its channel send stuck) keeps stdin: closing
