@@ -1,21 +1,20 @@
 #!/usr/bin/env python3
 """Benchmark dsh against ssh, an ssh ControlMaster and local runs, side by side.
 
-One run builds a throw-away cluster on loopback: dshd on 127.0.0.30 (drained,
-so dsh always goes remote) and dshd + a real sshd on 127.0.0.31 and .32, built
-from tests/support as tests/conftest.py does. Every measure is repeated and the
-repetitions are interleaved (round-robin, order rotated each round) so that
-background load hits all of them alike. Prints a Markdown section; --out also
-writes it to a file. Every process started here is stopped on exit, Ctrl-C and
-SIGTERM included. Traffic goes to 127.0.0.x only.
+The cluster (testbed.py) is on loopback: dshd on 127.0.0.30 (drained, so dsh
+always goes remote), dshd + a real sshd on .31 and .32. Repetitions are
+interleaved (order rotated each round) so background load hits every measure
+alike. Prints a Markdown section (--out: also to a file). Every process
+started here is stopped on exit, Ctrl-C and SIGTERM included. Traffic goes to
+127.0.0.x only.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -26,22 +25,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
+# testbed comes first: it puts src/ and tests/ on sys.path
+from testbed import DSH, LOCAL, PY, R1, R2, REPO, Bed, BenchError, run, timed
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
+from dsh import ssh
+from dsh.picker import ask_best, ask_status
+from dsh.remote import Request, command_line
 
-from support.dshd import Cluster  # noqa: E402
-from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config  # noqa: E402
-from support.waiting import wait_for  # noqa: E402
-
-from dsh import ssh  # noqa: E402
-from dsh.picker import ask_best, ask_status  # noqa: E402
-from dsh.remote import Request, command_line  # noqa: E402
-
-LOCAL, R1, R2 = "127.0.0.30", "127.0.0.31", "127.0.0.32"
-PY = sys.executable
-DSH = str(REPO / "dsh")
 SRC_ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FILES = 60  # generated C files besides main.c
 JOBS = 4
@@ -50,35 +40,6 @@ JOBS = 4
 _PATH = [d for d in os.environ["PATH"].split(os.pathsep) if d != str(Path(PY).parent)]
 SHELL_ENV = {**os.environ, "PATH": os.pathsep.join(_PATH)}
 SHIM = shutil.which("python3", path=SHELL_ENV["PATH"])
-
-
-class BenchError(Exception):
-    """A measured command failed or gave a wrong answer: the figures would lie."""
-
-
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=600, **kwargs)  # type: ignore[call-overload]  # fmt: skip
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-    return proc  # type: ignore[no-any-return]
-
-
-def timed(argv: list[str], check: Callable[[str], object] | None = None, **kw: object) -> float:
-    start = time.perf_counter()
-    proc = run(argv, **kw)
-    elapsed = time.perf_counter() - start
-    if check is not None and not check(proc.stderr):
-        raise BenchError(f"{' '.join(argv)}: unexpected stderr {proc.stderr!r}")
-    return elapsed
-
-
-def cpu_s(argv: list[str], cwd: Path | None = None) -> float:
-    """CPU time all processes on the machine used while ``argv`` ran (both ends here)."""
-    before = psutil.cpu_times()
-    timed(argv, cwd=cwd)
-    after = psutil.cpu_times()
-    return float(sum(getattr(after, f) - getattr(before, f) for f in ("user", "nice", "system")))
 
 
 def import_s(module: str) -> float:
@@ -93,99 +54,56 @@ def import_s(module: str) -> float:
     return total / 1e6  # importtime reports microseconds
 
 
-class Bed:
-    """The cluster, the ControlMaster and a paramiko connection; stack.close() stops all."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.stack = contextlib.ExitStack()
-        keys = make_client_keys(directory / "keys")
-        port = common_free_port([R1, R2])
-        self.sshd = [Sshd(a, port, directory / f"sshd-{a}", keys) for a in (R1, R2)]
-        self.config = str(write_ssh_config(directory / "ssh_config", self.sshd, keys))
-        (directory / "dshd").mkdir()
-        self.dshd = Cluster(directory / "dshd", [f"{LOCAL} 1.0 1.0 drain", R1, R2], interval=0.2)
-        self.sock = str(directory / "cm.sock")
-        self.master_pid: int | None = None
-
-    def start(self) -> None:
-        for server in self.sshd:
-            self.stack.callback(server.stop)
-            server.start()
-        self.stack.callback(self.dshd.stop)
-        self.dshd.start()
-        wait_for(self.dshd.all_up, 10, "bench cluster up")
-        self.stack.callback(self._stop_master)
-        with open(self.dir / "master.log", "wb") as log:  # ssh -f keeps its stdio: no pipes
-            subprocess.run(["ssh", "-F", self.config, "-M", "-S", self.sock, "-fN", R1],
-                           stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True,
-                           timeout=30)  # fmt: skip
-        found = re.search(r"pid=(\d+)", run(["ssh", "-S", self.sock, "-O", "check", R1]).stderr)
-        self.master_pid = int(found.group(1)) if found else None
-
-    def _stop_master(self) -> None:
-        subprocess.run(["ssh", "-S", self.sock, "-O", "exit", R1], capture_output=True, timeout=10)
-        if self.master_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.master_pid, signal.SIGTERM)  # only if -O exit did not work
-
-    def dsh_args(self) -> list[str]:
-        port = self.dshd.port
-        return ["-H", f"{LOCAL}:{port + 1}", "--status-port", str(port),
-                "--ssh-config", self.config]  # fmt: skip
-
-
-def in_process(function: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 def part_measures(bed: Bed) -> dict[str, Callable[[], float]]:
     """Parts of a dsh run, in-process: daemon queries, connect + auth, one session."""
-    target = ssh.target_for(R1, bed.config, 10.0)
-    client = ssh.connect(target)
-    bed.stack.callback(client.close)
+    target, port = ssh.target_for(R1, bed.config, 10.0), bed.dshd.port
     helper = command_line(Request(argv=[b"true"], cwd=os.fsencode(bed.dir), umask=0o22), PY)
-    port = bed.dshd.port
 
-    def ask_daemon() -> None:
-        ask_best(LOCAL, port + 1, 2.0)
-        ask_status(LOCAL, port, 2.0)
+    def clock(function: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        function()
+        return time.perf_counter() - start
 
     def session(command: str) -> None:
-        transport = client.get_transport()
+        transport = bed.client.get_transport()
         assert transport is not None
         channel = transport.open_session(timeout=10)
         channel.exec_command(command)
-        status = channel.recv_exit_status()
+        if channel.recv_exit_status() != 0:
+            raise BenchError(f"paramiko session {command[:40]!r} failed")
         channel.close()
-        if status != 0:
-            raise BenchError(f"paramiko session {command[:40]!r} exited {status}")
 
     return {
-        "daemon": lambda: in_process(ask_daemon),
-        "connect": lambda: in_process(lambda: ssh.connect(target).close()),
-        "session_true": lambda: in_process(lambda: session("true")),
-        "session_helper": lambda: in_process(lambda: session(helper)),
+        "daemon": lambda: clock(lambda: (ask_best(LOCAL, port + 1, 2), ask_status(LOCAL, port, 2))),
+        "connect": lambda: clock(lambda: ssh.connect(target).close()),
+        "session_true": lambda: clock(lambda: session("true")),
+        "session_helper": lambda: clock(lambda: session(helper)),
     }
 
 
-def per_call_measures(bed: Bed) -> dict[str, Callable[[], float]]:
+Measure = Callable[[], float | dict[str, float]]
+
+
+def per_call_measures(bed: Bed) -> dict[str, Measure]:
     dsh = [PY, DSH, "-v", *bed.dsh_args(), "true"]
+    direct = [PY, DSH, "-v", "--direct", *bed.dsh_args(), "true"]
+    no_executor = {**bed.env, "DSH_EXECUTOR": "0"}
     went_remote = re.compile(r"running on 127\.0\.0\.3[12]\b")
     ssh_cmd = ["ssh", "-F", bed.config]
     bashrc_env = {k: v for k, v in os.environ.items() if k != "SHLVL"}
     bashrc_env["SSH_CLIENT"] = f"{LOCAL} 50000 22"  # how bash knows sshd started it
-    measures: dict[str, Callable[[], float]] = {
+    measures: dict[str, Measure] = {
         # dsh puts its sync file in the working directory: not in the checkout
-        "dsh": lambda: timed(dsh, went_remote.search, cwd=bed.dir),
+        "dsh": lambda: timed(dsh, went_remote.search, cwd=bed.dir, env=bed.env),
+        "dsh_channel": lambda: timed(dsh, went_remote.search, cwd=bed.dir, env=no_executor),
+        "dsh_direct": lambda: timed(direct, went_remote.search, cwd=bed.dir, env=bed.env),
         "ssh": lambda: timed([*ssh_cmd, R1, "true"]),
         "cm": lambda: timed([*ssh_cmd, "-S", bed.sock, R1, "true"]),
         "local": lambda: timed(["true"]),
-        "cpu_dsh": lambda: cpu_s(dsh, cwd=bed.dir),
-        "cpu_cm": lambda: cpu_s([*ssh_cmd, "-S", bed.sock, R1, "true"]),
-        "version": lambda: timed([PY, DSH, "--version"]),
+        "cpu_dsh": lambda: bed.cpu("cpu_dsh", dsh, 10, cwd=bed.dir, env=bed.env),
+        "cpu_direct": lambda: bed.cpu("cpu_direct", direct, 1, cwd=bed.dir, env=bed.env),
+        "cpu_cm": lambda: bed.cpu("cpu_cm", [*ssh_cmd, "-S", bed.sock, R1, "true"], 1),
+        "version": lambda: timed([PY, DSH, "--version"], env=bed.env),
         "shebang": lambda: timed([DSH, "--version"], env=SHELL_ENV),
         "python": lambda: timed([PY, "-c", "pass"]),
         "python_S": lambda: timed([PY, "-S", "-c", "pass"]),
@@ -197,12 +115,14 @@ def per_call_measures(bed: Bed) -> dict[str, Callable[[], float]]:
     return measures
 
 
-def interleave(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleave(measures: dict[str, Measure], rounds: int) -> dict[str, list[float]]:
     names = list(measures)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    samples: dict[str, list[float]] = {}
     for i in range(rounds):
         for name in names[i % len(names) :] + names[: i % len(names)]:
-            samples[name].append(measures[name]())
+            result = measures[name]()
+            for key, value in (result if isinstance(result, dict) else {name: result}).items():
+                samples.setdefault(key, []).append(value)
     return samples
 
 
@@ -210,12 +130,10 @@ def write_project(directory: Path) -> None:
     directory.mkdir()
     names = [f"f{i:02d}" for i in range(FILES)]
     (directory / "funcs.h").write_text("".join(f"unsigned {n}(unsigned);\n" for n in names))
-    for i, name in enumerate(names):
-        (directory / f"{name}.c").write_text(
-            f'#include "funcs.h"\nunsigned {name}(unsigned x)\n{{\n    unsigned s = {i};\n'
-            f"    for (unsigned k = 0; k < x; k++)\n        s = s * 31u + k % {i + 3}u;\n"
-            "    return s;\n}\n"
-        )
+    for i, n in enumerate(names):
+        body = f"unsigned s = {i}; for (unsigned k = 0; k < x; k++) s = s * 31u + k % {i + 3}u;"
+        (directory / f"{n}.c").write_text(f'#include "funcs.h"\nunsigned {n}(unsigned x) '
+                                          f"{{ {body} return s; }}\n")  # fmt: skip
     calls = "".join(f"    t += {n}({100 + i});\n" for i, n in enumerate(names))
     (directory / "main.c").write_text(
         '#include <stdio.h>\n#include "funcs.h"\nint main(void)\n{\n    unsigned long t = 0;\n'
@@ -230,27 +148,27 @@ def write_project(directory: Path) -> None:
 
 def builds(bed: Bed, directory: Path, rounds: int) -> dict[str, list[float]]:
     write_project(directory)
-    compilers = {"local": "gcc", "dsh": " ".join([PY, DSH, *bed.dsh_args(), "gcc"])}
+    dsh = [PY, DSH, *bed.dsh_args()]
+    compilers = {"local": "gcc", "dsh": " ".join([*dsh, "gcc"]),
+                 "direct": " ".join([*dsh, "--direct", "gcc"])}  # fmt: skip
     samples: dict[str, list[float]] = {name: [] for name in compilers}
-    outputs: dict[str, set[str]] = {name: set() for name in compilers}
+    outputs: set[str] = set()
+    names = list(compilers)
     for i in range(rounds):
-        for name in list(compilers)[:: 1 if i % 2 == 0 else -1]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             run(["make", "clean"], cwd=directory)
             make = ["make", f"-j{JOBS}", f"CC={compilers[name]}"]
-            samples[name].append(timed(make, cwd=directory))
-            outputs[name].add(run([str(directory / "prog")]).stdout)
-    if len(outputs["local"] | outputs["dsh"]) != 1:
-        raise BenchError(f"dsh-built and local binaries differ: {outputs}")
+            samples[name].append(timed(make, cwd=directory, env=bed.env, timeout=900))
+            outputs.add(run([str(directory / "prog")]).stdout)
+    if len(outputs) != 1:
+        raise BenchError(f"dsh-built and local programs print different things: {outputs}")
     return samples
 
 
-def facts() -> str:
-    ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
-    return f"nproc {os.cpu_count()}; Python {sys.version.split()[0]}; {ssh_v}"
-
-
 CALLS = [
-    ("dsh", f"`dsh true` (remote: {R1} or {R2})"),
+    ("dsh", f"`dsh true` (remote: {R1} or {R2}; mux + resident executor)"),
+    ("dsh_channel", "`DSH_EXECUTOR=0 dsh true` (mux, a new SSH channel per command)"),
+    ("dsh_direct", "`dsh --direct true` (own SSH connection, as dsh 0.1)"),
     ("ssh", f"`ssh -F CONFIG {R1} true` (new connection)"),
     ("cm", f"`ssh -S SOCKET {R1} true` (ControlMaster)"),
     ("local", "`true` (local spawn)"),
@@ -261,14 +179,18 @@ PARTS = [
     ("python", "`python3 -c pass`"),
     ("python_S", "`python3 -S -c pass` (no site, no .pth files)"),
     ("imp_cli", "`-X importtime`, `import dsh.dsh_cli`, cumulative"),
-    ("imp_paramiko", "`-X importtime`, `import paramiko`, cumulative"),
+    ("imp_paramiko", "`-X importtime`, `import paramiko`, cumulative (--direct imports it)"),
     ("daemon", "ask dshd: best node + status (dsh.picker, in-process)"),
-    ("connect", "paramiko connect + auth (dsh.ssh.connect, in-process)"),
+    ("connect", "paramiko connect + auth (dsh.ssh.connect, in-process; what --direct does)"),
     ("session_true", "`true` in a new session on an open paramiko connection"),
     ("session_helper", "dsh's helper (rexec) running `true`, same way"),
     ("bashrc", "local `bash -c true` with SSH_CLIENT set (reads ~/.bashrc)"),
-    ("cpu_dsh", "CPU time (user+sys, all processes) during one `dsh true`"),
-    ("cpu_cm", "CPU time (same) during one `ssh -S SOCKET ... true`"),
+    ("cpu_dsh_client", "CPU per `dsh true`: dsh + the mux (mean of 10 in a row)"),
+    ("cpu_dsh_server", "CPU per `dsh true`: sshd side (sshd, executor, `true`), same"),
+    ("cpu_direct_client", "CPU per `dsh --direct true`: the dsh process"),
+    ("cpu_direct_server", "CPU per `dsh --direct true`: sshd side (sshd, bash, helper)"),
+    ("cpu_cm_client", "CPU per `ssh -S SOCKET ... true`: ssh + the ControlMaster"),
+    ("cpu_cm_server", "CPU per `ssh -S SOCKET ... true`: sshd side (sshd, bash, `true`)"),
 ]
 
 
@@ -283,27 +205,34 @@ def report(calls: dict[str, list[float]], build: dict[str, list[float]], info: s
             cells += [f"{med[key] / med[r]:.2f}x" for r in ("ssh", "cm", "local")]
         return "| " + " | ".join(cells) + " |"
 
-    bl, bd = (statistics.median(build[k]) for k in ("local", "dsh"))
+    bmed = {k: statistics.median(v) for k, v in build.items()}
     compiles, rounds = FILES + 1, len(calls["dsh"])
+    ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    git = ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
+    commit = subprocess.run(git, capture_output=True, text=True).stdout.strip() or "unknown"
     return "\n".join([
-        f"### Measured {time.strftime('%Y-%m-%d %H:%M')}: {facts()}",
+        f"### Measured {time.strftime('%Y-%m-%d %H:%M')}: nproc {os.cpu_count()}; "
+        f"Python {sys.version.split()[0]}; {ssh_v}; dsh at commit {commit}",
         "", info, "",
         f"Per call: {rounds} runs each, interleaved; wall time in ms.", "",
         "| command | median | p90 | vs ssh | vs ControlMaster | vs local |",
         "|---|---:|---:|---:|---:|---:|",
         *(row(key, label, True) for key, label in CALLS), "",
-        f"Startup and the parts of a dsh call: {rounds} runs each, in the same rounds; ms.", "",
+        f"Startup, the parts of a `dsh --direct` call, CPU time: {rounds} runs each, "
+        "in the same rounds; ms.", "",
         "| what | median | p90 |", "|---|---:|---:|",
         *(row(key, label, False) for key, label in PARTS), "",
         f"Build: `make -j{JOBS}`, {FILES} generated C files + main.c ({compiles} compiles, "
-        f"1 link), `make clean` between, {len(build['dsh'])} build(s) each, alternating; s.", "",
-        "| build | median | runs |", "|---|---:|---|",
-        *(f"| {label} | {statistics.median(build[k]):.2f} | "
-          f"{', '.join(f'{t:.2f}' for t in build[k])} |"
-          for k, label in (("local", "`CC=gcc`"), ("dsh", '`CC="dsh gcc"`'))), "",
-        f"dsh/local = {bd / bl:.2f}x; per-command overhead (t_dsh - t_local) * {JOBS} / "
-        f"{compiles} = {(bd - bl) * JOBS / compiles * 1000:.0f} ms. "
-        "The dsh-built program printed the same as the local one.",
+        f"1 link), `make clean` between, {len(build['dsh'])} build(s) each, rotating; s.", "",
+        "| build | median | runs | vs local | overhead per command, ms |",
+        "|---|---:|---|---:|---:|",
+        *(f"| {label} | {bmed[k]:.2f} | {', '.join(f'{t:.2f}' for t in build[k])} | "
+          f"{bmed[k] / bmed['local']:.2f}x | "
+          f"{(bmed[k] - bmed['local']) * JOBS / compiles * 1000:.0f} |"
+          for k, label in (("local", "`CC=gcc`"), ("dsh", '`CC="dsh gcc"`'),
+                           ("direct", '`CC="dsh --direct gcc"`'))), "",
+        f"Overhead per command = (t_dsh - t_local) * {JOBS} jobs / {compiles} compiles. "
+        "The dsh-built programs printed the same as the local one.",
     ]) + "\n"  # fmt: skip
 
 
@@ -311,12 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 runs per call, 1 build each")
     parser.add_argument("--out", type=Path, help="also write the Markdown section here")
+    parser.add_argument("--dsh-opts", default="", help="more options for every dsh run, e.g. -n")
     args = parser.parse_args(argv)
     rounds, build_rounds = (5, 1) if args.quick else (20, 3)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="dsh-bench-") as tmp:
         bed = Bed(Path(tmp))
-        before = os.getloadavg()
+        bed.dsh_options = shlex.split(args.dsh_opts)
+        load = f"1-minute load average at the start: {os.getloadavg()[0]:.2f}."
+        if bed.dsh_options:
+            load += f" Every dsh run had the options `{args.dsh_opts}`."
         try:
             bed.start()
             measures = per_call_measures(bed)
@@ -324,9 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 measure()  # warm-up: page cache, first connection
             calls = interleave(measures, rounds)
             build = builds(bed, Path(tmp) / "build", build_rounds)
-            load = f"Load average at start {before[0]:.2f}, at end {os.getloadavg()[0]:.2f}."
         except BenchError as exc:
             print(f"bench: aborted: {exc}", file=sys.stderr)
+            if log := bed.mux_log():
+                print(f"bench: the end of dsh's mux log:\n{log}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("bench: interrupted", file=sys.stderr)
