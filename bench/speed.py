@@ -270,6 +270,7 @@ def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], d
     compilers = {"local": ("gcc", bed.env), "dsh": (dsh, bed.env)}
     compilers["dsh_site"] = (" ".join([PY, DSH, *bed.dsh_args(), "gcc"]), bed.env)
     if bed.distcc_hosts:
+        (bed.dir / "distcc").mkdir(exist_ok=True)  # distcc makes its lock dirs, not this one
         distcc_env = {**bed.env, "DISTCC_HOSTS": bed.distcc_hosts,
                       "DISTCC_DIR": str(bed.dir / "distcc"), "DISTCC_FALLBACK": "0"}  # fmt: skip
         compilers["distcc"] = ("distcc gcc", distcc_env)
