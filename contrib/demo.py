@@ -85,6 +85,8 @@ def main() -> int:
             show("the program built across the cluster runs", ["./prog"], cwd=work / "proj")
             print("\n=== demo done: stopping the daemons and sshd servers")
         finally:
+            # The mux dsh started would exit after 60 s idle; the demo is over now.
+            subprocess.run([sys.executable, str(REPO / "dsh"), "--mux-stop"], capture_output=True)
             cluster.stop()
             for server in servers:
                 server.stop()
