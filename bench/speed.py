@@ -92,6 +92,10 @@ class Bed:
         # dsh's per-user state (backoff, the mux): ours, not the user's or the tests'
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DSH_")}
         self.env["XDG_RUNTIME_DIR"] = str(directory / "run")
+        # `dsh` as a user runs it: its sh line starts the interpreter with -S; the
+        # interpreter is this one, as for a dsh pip installed beside it (python3
+        # on PATH here is a pyenv shim, a bash script).
+        self.dsh_env = {**self.env, "DSH_PYTHON": PY}
         self.bare_env = {**os.environ, "SHLVL": "1"}
         self.distcc_hosts = ""
 
@@ -183,14 +187,14 @@ def per_call(bed: Bed) -> dict[str, tuple[list[str], dict[str, str]]]:
     dsh = [*bed.dsh_args(), "true"]
     ssh = ["ssh", "-F", bed.config]
     return {
-        "dsh": ([PY, "-S", DSH, *dsh], bed.env),
+        "dsh": ([DSH, *dsh], bed.dsh_env),
         "dsh_site": ([PY, DSH, *dsh], bed.env),
-        "dsh_channel": ([PY, "-S", DSH, *dsh], {**bed.env, "DSH_EXECUTOR": "0"}),
+        "dsh_channel": ([DSH, *dsh], {**bed.dsh_env, "DSH_EXECUTOR": "0"}),
         "dsh_direct": ([PY, DSH, "--direct", *dsh], bed.env),
         "cm": ([*ssh, "-S", bed.cm, R1, "true"], bed.env),
         "bare": ([*ssh, "-o", "SendEnv=SHLVL", "-S", bed.bare, R1, "true"], bed.bare_env),
         "ssh": ([*ssh, R1, "true"], bed.env),
-        "version": ([PY, "-S", DSH, "--version"], bed.env),
+        "version": ([DSH, "--version"], bed.dsh_env),
         "version_site": ([PY, DSH, "--version"], bed.env),
         "python": ([PY, "-S", "-c", "pass"], bed.env),
         "python_site": ([PY, "-c", "pass"], bed.env),
@@ -266,8 +270,8 @@ def cpu_of(match: Callable[[psutil.Process], bool]) -> float:
 def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     directory = bed.dir / "build"
     write_project(directory, files)
-    dsh = " ".join([PY, "-S", DSH, *bed.dsh_args(), "gcc"])
-    compilers = {"local": ("gcc", bed.env), "dsh": (dsh, bed.env)}
+    dsh = " ".join([DSH, *bed.dsh_args(), "gcc"])
+    compilers = {"local": ("gcc", bed.env), "dsh": (dsh, bed.dsh_env)}
     compilers["dsh_site"] = (" ".join([PY, DSH, *bed.dsh_args(), "gcc"]), bed.env)
     if bed.distcc_hosts:
         (bed.dir / "distcc").mkdir(exist_ok=True)  # distcc makes its lock dirs, not this one
@@ -346,9 +350,9 @@ def report(
         "|---|---:|---:|---:|---:|",
     ]
     labels = [
-        ("dsh", "`python3 -S dsh true` (mux + executor)"),
+        ("dsh", "`dsh true` (mux + executor)"),
         ("dsh_site", "`python3 dsh true` (mux + executor; site and its .pth files)"),
-        ("dsh_channel", "`python3 -S dsh true`, `DSH_EXECUTOR=0` (mux, exec channel)"),
+        ("dsh_channel", "`dsh true`, `DSH_EXECUTOR=0` (mux, exec channel)"),
         ("dsh_direct", "`python3 dsh --direct true` (dsh's own connection)"),
         ("cm", "`ssh -S CM 127.0.0.34 true` (ControlMaster)"),
         ("bare", "the same, remote shell skipping ~/.bashrc (bare protocol)"),
@@ -364,14 +368,14 @@ def report(
         "commands per second.", "",
         "| how | commands/s |", "|---|---:|",
         *(f"| {label} | {rates[key]:.1f} |" for key, label in (
-            ("dsh", "`python3 -S dsh true`"), ("dsh_site", "`python3 dsh true`"),
+            ("dsh", "`dsh true`"), ("dsh_site", "`python3 dsh true`"),
             ("cm", "`ssh -S CM true` (ControlMaster)"), ("bare", "the same, bare protocol"))),
         "",
         f"Build: `make -j{JOBS}` of {files} generated C files + main.c ({compiles} compiles, "
         "1 link) over 127.0.0.34 and .35, `make clean` between; s.", "",
         "| build | median | vs local | overhead per command |", "|---|---:|---:|---:|",
     ]  # fmt: skip
-    build_labels = [("local", "`CC=gcc` (local)"), ("dsh", '`CC="python3 -S dsh gcc"`'),
+    build_labels = [("local", "`CC=gcc` (local)"), ("dsh", '`CC="dsh gcc"`'),
                     ("dsh_site", '`CC="python3 dsh gcc"`'),
                     ("distcc", "`CC=\"distcc gcc\"`, distccd on .34 and .35 (TCP)")]  # fmt: skip
     for key, label in build_labels:
@@ -382,13 +386,13 @@ def report(
     lines += [
         "", "Overhead per command = (t - t_local) x jobs / compiles, the time a job slot spends "
         "on something other than compiling.", "",
-        "CPU seconds spent during one `python3 -S dsh gcc` build, by process:", "",
+        "CPU seconds spent during one `dsh gcc` build, by process:", "",
         "| who | CPU s | per compile, ms |", "|---|---:|---:|",
         *(f"| {k} | {v:.2f} | {v / compiles * 1000:.1f} |" for k, v in cpu.items()),
         "",
         "Start of the dsh process itself:", "",
         "| what | value |", "|---|---:|",
-        f"| `python3 -S dsh --version`, median | {m['version']:.1f} ms |",
+        f"| `dsh --version`, median | {m['version']:.1f} ms |",
         f"| `python3 dsh --version`, median | {m['version_site']:.1f} ms |",
         f"| `python3 -S -c pass` / `python3 -c pass`, median | {m['python']:.1f} / "
         f"{m['python_site']:.1f} ms |",

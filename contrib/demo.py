@@ -60,7 +60,8 @@ def main() -> int:
                 "DSH_SSH_CONFIG": str(ssh_config),
                 "PWD": str(work),
             }
-            dsh = [sys.executable, str(REPO / "dsh")]
+            env["DSH_PYTHON"] = sys.executable  # the interpreter dsh's own sh line starts
+            dsh = [str(REPO / "dsh")]
             show("dsh runs a command where the daemon says, in the same directory",
                  [*dsh, "-v", "sh", "-c", 'echo "in $PWD, on ${SSH_CONNECTION:-this node}"'],
                  env=env, cwd=work)  # fmt: skip

@@ -3,6 +3,9 @@ signal while the command ignores its stdin, processes left behind. On every path
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +39,43 @@ def test_a_closed_output_pipe_stops_the_remote_command(ssh_cluster, tmp_path, ds
     assert lines[1] == "status 141", out.stderr  # 128 + SIGPIPE, as the local yes
     remote = int((tmp_path / "yes.pid").read_text())
     wait_for(lambda: not pid_alive(remote), 15, "remote yes gone")
+    # And dsh itself dies of SIGPIPE, silently, as the local yes would.
+    proc = subprocess.Popen(dsh_cmd(ssh_cluster, "yes"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env=dsh_env,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(2) == b"y\n"
+    proc.stdout.close()
+    assert proc.wait(60) == -signal.SIGPIPE
+    with proc.stderr:
+        assert proc.stderr.read() == b""
+
+
+def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
+    """Ctrl-C at a terminal signals the whole foreground group: bash and dsh.
+    bash ends its loop only if the child died of SIGINT (a child that exits 130
+    is taken to have handled it), as a local command would have."""
+    import shlex
+
+    command = " ".join(shlex.quote(a) for a in dsh_cmd(
+        ssh_cluster, "sh", "-c", "echo $$ >> started; exec sleep 300"))  # fmt: skip
+    proc = subprocess.Popen(["bash", "-c", f"for i in 1 2 3; do {command}; done; echo after"],
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path,
+                            env=dsh_env, start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "started").read_text().strip(), 30, "first command started")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == -signal.SIGINT
+        assert proc.stdout is not None
+        with proc.stdout:
+            assert proc.stdout.read() == b""  # no "after"
+        pids = (tmp_path / "started").read_text().split()
+        assert len(pids) == 1, pids  # the loop went no further
+        wait_for(lambda: not pid_alive(int(pids[0])), 15, "remote sleep gone")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 # On the executor path (the default). On dsh's own connection (--direct) and
@@ -56,7 +96,7 @@ def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_
         wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")
         remote = int((tmp_path / "shell.pid").read_text())
         proc.send_signal(2)
-        assert proc.wait(30) == 130
+        assert proc.wait(30) == -signal.SIGINT
         wait_for(lambda: not pid_alive(remote), 15, "remote sleep gone")
     finally:
         for p in (proc, feeder):

@@ -55,15 +55,22 @@ environment:
                    instead of the node's resident executor
   DSH_MUX_IDLE     seconds a mux dsh starts lives on with nothing to do
                    (default 60)
+  DSH_PYTHON       the interpreter the dsh command starts (default: the
+                   python3 beside it, else python3 on PATH)
 
 exit status:
-  the command's own status (0-255), 128+N if it was killed by signal N;
+  the command's own status (0-255), 128+N if it was killed by signal N (dsh
+      dies of N itself if N was a signal dsh passed on or a closed pipe);
   126/127 the command cannot be executed / was not found;
   255 dsh could not run the command (no node and --no-fallback) or lost the
       connection, the mux or the executor after it started (as ssh, 255 may
       also be the command's own);
   2 bad dsh options.
 """
+
+
+# Signals this dsh has received (INT, TERM, HUP): see _die_as_the_command.
+received_signals: set[int] = set()
 
 
 class Interrupted(Exception):
@@ -344,6 +351,7 @@ class Dsh:
     # -- signals -----------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        received_signals.add(signum)
         if not self.committed:
             raise Interrupted(signum)
         try:
@@ -601,7 +609,31 @@ def console() -> "NoReturn":
             stream.flush()
         except (OSError, ValueError):
             pass
+    _die_as_the_command(status)
     os._exit(status)
+
+
+def _die_as_the_command(status: int) -> None:
+    """End by signal N, not with status 128+N, when the command ended so because
+    of what happened to this dsh: the user's Ctrl-C (or a TERM or HUP) that dsh
+    passed on, or a closed output pipe. The shell then sees what a local
+    command would have given it: a `for` loop stops at Ctrl-C (bash goes on
+    when a child exits 130, taking it for a child that handled the signal),
+    and `dsh yes | head -1` dies of SIGPIPE silently. A status of 128+N from
+    any other cause stays a status: dsh cannot tell a command killed by N on
+    the node from one that exited with 128+N, and does not guess."""
+    signum = status - 128
+    if signum in received_signals or (signum == signal.SIGPIPE and _output_closed()):
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # delivered before kill() returns
+
+
+def _output_closed() -> bool:
+    import select
+
+    poller = select.poll()
+    poller.register(1, select.POLLOUT)
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
 
 
 def main(argv: list[str] | None = None) -> int:
