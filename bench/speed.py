@@ -98,6 +98,7 @@ class Bed:
         self.dsh_env = {**self.env, "DSH_PYTHON": PY}
         self.bare_env = {**os.environ, "SHLVL": "1"}
         self.distcc_hosts = ""
+        self.distccd: list[int] = []
 
     def start(self) -> None:
         self.stack.callback(self._stop_strays)  # runs last
@@ -135,6 +136,7 @@ class Bed:
                 start_new_session=True,
             )  # fmt: skip
             self.stack.callback(self._stop_process, proc)
+            self.distccd.append(proc.pid)
         wait_for(lambda: all(_listening(a, port) for a in (R1, R2)), 10, "distccd up")
         self.distcc_hosts = f"{R1}:{port}/2 {R2}:{port}/2"
 
@@ -267,9 +269,16 @@ def cpu_of(match: Callable[[psutil.Process], bool]) -> float:
     return total
 
 
-def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+Samples = dict[str, list[float]]
+
+
+def builds(bed: Bed, files: int, rounds: int, make_prefix: tuple[str, ...] = (),
+           only: tuple[str, ...] = ()) -> tuple[Samples, dict[str, float]]:  # fmt: skip
+    """``rounds`` builds with each compiler (``only`` those, if given), order
+    alternating; make runs under ``make_prefix`` (taskset, for split_builds)."""
     directory = bed.dir / "build"
-    write_project(directory, files)
+    if not directory.exists():
+        write_project(directory, files)
     dsh = " ".join([DSH, *bed.dsh_args(), "gcc"])
     compilers = {"local": ("gcc", bed.env), "dsh": (dsh, bed.dsh_env)}
     compilers["dsh_site"] = (" ".join([PY, DSH, *bed.dsh_args(), "gcc"]), bed.env)
@@ -278,6 +287,8 @@ def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], d
         distcc_env = {**bed.env, "DISTCC_HOSTS": bed.distcc_hosts,
                       "DISTCC_DIR": str(bed.dir / "distcc"), "DISTCC_FALLBACK": "0"}  # fmt: skip
         compilers["distcc"] = ("distcc gcc", distcc_env)
+    if only:
+        compilers = {k: v for k, v in compilers.items() if k in only}
     samples: dict[str, list[float]] = {name: [] for name in compilers}
     outputs: set[str] = set()
     parts = {
@@ -295,8 +306,8 @@ def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], d
             before = {k: cpu_of(f) for k, f in parts.items()}
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             say(f"build {name}")
-            samples[name].append(timed(["make", f"-j{JOBS}", f"CC={cc}"], cwd=directory,
-                                       env={**env, "PWD": str(directory)}))  # fmt: skip
+            make = [*make_prefix, "make", f"-j{JOBS}", f"CC={cc}"]
+            samples[name].append(timed(make, cwd=directory, env={**env, "PWD": str(directory)}))
             if name == "dsh" and i == 0:
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = {k: cpu_of(f) - before[k] for k, f in parts.items()}
@@ -306,6 +317,50 @@ def builds(bed: Bed, files: int, rounds: int) -> tuple[dict[str, list[float]], d
     if len(outputs) != 1:
         raise BenchError(f"the builds' programs differ: {outputs}")
     return samples, cpu
+
+
+def split_builds(bed: Bed, files: int, rounds: int) -> dict[str, list[float]]:
+    """The same builds with the machine cut in two: CPU 0 is the make host (make,
+    dsh, the mux, gcc for the local build, the local dshd), CPU 1 the nodes
+    (sshd and all it starts, the executors and their gcc, the nodes' dshd,
+    distccd). So what dsh costs on the make host and what it costs on a node no
+    longer take CPU from each other, as on a real cluster; the baseline is
+    make on the make host's one CPU."""
+    host, node = [0], [1]
+    everything = list(range(os.cpu_count() or 1))
+
+    def tree(pid: int) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            return [proc, *proc.children(recursive=True)]
+        return []
+
+    def pin(cpus: list[int]) -> None:
+        nodes = [p for s in bed.sshd for p in tree(s.pid)]
+        nodes += [p for pid in bed.distccd for p in tree(pid)]
+        nodes += [p for a in (R1, R2) for p in tree(bed.dshd.nodes[a].pid)]
+        for proc, where in [(p, cpus or node) for p in nodes] + [
+                (p, cpus or host) for p in tree(bed.dshd.nodes[LOCAL].pid)]:  # fmt: skip
+            with contextlib.suppress(psutil.Error):
+                proc.cpu_affinity(where)
+
+    # A new mux and new executors, started under the pins (they inherit them).
+    run([DSH, "--mux-stop"], env=bed.dsh_env)
+
+    def mux_running() -> bool:
+        return any("dsh.mux import main" in " ".join(p.info["cmdline"] or ())
+                   for p in psutil.process_iter(["cmdline"]))  # fmt: skip
+
+    wait_for(lambda: not mux_running(), 30, "mux gone")
+    pin([])
+    try:
+        taskset = ("taskset", "-c", "0")
+        run([*taskset, DSH, *bed.dsh_args(), "true"], env=bed.dsh_env)  # the mux, executors
+        samples, _cpu = builds(bed, files, rounds, make_prefix=taskset,
+                               only=("local", "dsh", "distcc"))  # fmt: skip
+    finally:
+        pin(everything)
+    return samples
 
 
 # -- startup ------------------------------------------------------------------------
@@ -330,6 +385,7 @@ def report(
     calls: dict[str, list[float]],
     rates: dict[str, float],
     build: dict[str, list[float]],
+    split: dict[str, list[float]],
     cpu: dict[str, float],
     files: int,
     startup: dict[str, object],
@@ -383,6 +439,21 @@ def report(
             t = statistics.median(build[key])
             over = (t - bl) * JOBS / compiles * 1000
             lines.append(f"| {label} | {t:.2f} | {t / bl:.2f}x | {over:.1f} ms |")
+    sl = statistics.median(split["local"])
+    lines += [
+        "",
+        "The same builds with the machine cut in two (`bench/speed.py`'s split_builds): "
+        "CPU 0 is the make host (make, dsh, the mux, the local dshd; all of the local build), "
+        "CPU 1 runs both nodes (sshd and what it starts, executors, gcc, their dshd, distccd). "
+        "One CPU of work leaves the make host for one CPU of node, as on a cluster; s.",
+        "",
+        "| build, `taskset -c 0 make -j4` | median | vs local on CPU 0 |",
+        "|---|---:|---:|",
+    ]
+    for key, label in build_labels:
+        if key in split:
+            t = statistics.median(split[key])
+            lines.append(f"| {label} | {t:.2f} | {t / sl:.2f}x |")
     lines += [
         "", "Overhead per command = (t - t_local) x jobs / compiles, the time a job slot spends "
         "on something other than compiling.", "",
@@ -430,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                        "bare")}  # fmt: skip
             say("builds")
             build, cpu = builds(bed, files, build_rounds)
+            say("builds, make host on CPU 0 and nodes on CPU 1")
+            split = split_builds(bed, files, build_rounds)
             dsh_ms, names = imported(["-S", DSH, *bed.dsh_args(), "true"], bed.env)
             heavy = sorted({n for n in names if n.split(".")[0] in (
                 "paramiko", "psutil", "cryptography", "argparse", "dataclasses", "typing",
@@ -448,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup must not be cut short
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             bed.stack.close()
-    section = report(calls, rates, build, cpu, files, startup, info)
+    section = report(calls, rates, build, split, cpu, files, startup, info)
     sys.stdout.write(section)
     if args.out:
         args.out.write_text(section)

@@ -283,6 +283,12 @@ class Sshd:
         """True while this object's sshd process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The listening sshd's PID (sessions are its children)."""
+        assert self._process is not None
+        return self._process.pid
+
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of sshd's log, to show when a test fails."""
         try:
