@@ -88,8 +88,11 @@ def test_an_installed_dsh_runs_the_python3_beside_it(tmp_path):
     elsewhere.mkdir()
     (elsewhere / "python3").write_text("#!/bin/sh\nexit 99\n")
     (elsewhere / "python3").chmod(0o755)
-    env = {**base_env(tmp_path), "PATH": f"{elsewhere}:{os.environ['PATH']}",
-           "PYTHONPATH": str(REPO / "src")}  # where the package is is another test's matter
+    env = {
+        **base_env(tmp_path),
+        "PATH": f"{elsewhere}:{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO / "src"),
+    }  # where the package is is another test's matter
     out = run([str(bin_dir / "dsh"), "--version"], env, tmp_path)
     assert (out.returncode, out.stdout) == (0, VERSION), out.stderr
     assert log.read_text().splitlines()[:2] == ["-S", str(bin_dir / "dsh")]
