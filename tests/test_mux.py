@@ -37,11 +37,7 @@ from dsh import mux_protocol as mp
 from dsh.client_config import _FIELDS, ClientConfig
 from dsh.dsh_cli import Options, build_parser, parse_quick
 from dsh.executor_link import executor_source
-from dsh.gossip import StatusRow
-from dsh.picker import parse_status as dsh_parse_status
 from dsh.remote import Request
-from dsh.status import format_status
-from dsh.status import parse_status as daemon_parse_status
 
 REPO = Path(__file__).resolve().parents[1]
 DSH = str(REPO / "dsh")
@@ -174,23 +170,6 @@ def test_client_config_fields_are_its_signature():
         daemon_config.DEFAULT_BEST_PORT,
         daemon_config.DEFAULT_STATUS_PORT,
     )
-
-
-def test_dsh_reads_the_status_table_as_the_daemon_writes_it():
-    def row(name, state, cpus, score):
-        return StatusRow(name, state, 1.0, cpus, 2 << 30, 1.0, 2.0, score, 0.3, 0.5, 0.0,
-                         name == "b")  # fmt: skip
-
-    rows = [row("a", "up", 4, 1.5), row("b", "drained", 2, None), row("c", "up", None, 0.5),
-            row("d", "down", 8, None), row("e", "up", 2, None)]  # fmt: skip
-    text = format_status(rows, ["self b", "dshd 1"], {"datagrams": {"accepted": 1}})
-    ours, theirs = dsh_parse_status(text), daemon_parse_status(text)
-    assert ours.self_name == theirs.self_name == "b"
-    assert [n.name for n in ours.candidates()] == [n.name for n in theirs.candidates()]
-    assert ours.slots() == theirs.slots()
-    assert [(n.name, n.state, n.cpus, n.score) for n in ours.nodes] == [
-        (n.name, n.state, n.cpus, n.score) for n in theirs.nodes
-    ]
 
 
 # -- the executor, driven locally -----------------------------------------------------

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from dsh.cluster import parse_cluster
 from dsh.gossip import OUTCOMES, GossipNode, Sample, StatusRow
+from dsh.picker import ClusterView, Member, parse_status
 from dsh.score import GIB, score_load
-from dsh.status import ClusterStatus, NodeLine, format_status, parse_status
+from dsh.status import format_status
 from dsh.wire import State, encode_state
 
 MIB = 1024 * 1024
@@ -100,7 +101,7 @@ def test_columns_are_aligned_for_people() -> None:
 
 
 def test_no_rows_is_still_a_header() -> None:
-    assert parse_status(format_status([], [], {})) == ClusterStatus(None, ())
+    assert parse_status(format_status([], [], {})) == ClusterView(None, [])
 
 
 def test_parse_status_round_trip() -> None:
@@ -110,13 +111,13 @@ def test_parse_status_round_trip() -> None:
         row("kepler.foo.bar", "drained", ncpu=2, score=1.5),
     ]
     parsed = parse_status(format_status(rows, ["self newton.foo.bar"], COUNTERS))
-    assert parsed == ClusterStatus(
+    assert parsed == ClusterView(
         "newton.foo.bar",
-        (
-            NodeLine("newton.foo.bar", "up", 8, 0.25),
-            NodeLine("galileo.foo.bar", "down", None, None),
-            NodeLine("kepler.foo.bar", "drained", 2, 1.5),
-        ),
+        [
+            Member("newton.foo.bar", "up", 8, 0.25),
+            Member("galileo.foo.bar", "down", None, None),
+            Member("kepler.foo.bar", "drained", 2, 1.5),
+        ],
     )
 
 
@@ -166,7 +167,7 @@ names = st.builds(
     st.text(st.sampled_from("abcxyz09-.:%#é"), max_size=30),
 )
 lines = st.builds(
-    NodeLine,
+    Member,
     name=names,
     state=st.sampled_from(["up", "down", "drained"]),
     cpus=st.none() | st.integers(1, 0xFFFF),
@@ -177,38 +178,38 @@ lines = st.builds(
 
 @settings(max_examples=60)
 @given(st.lists(lines, max_size=8, unique_by=lambda n: n.name), st.none() | names)
-def test_round_trip_any_table(nodes: list[NodeLine], self_name: str | None) -> None:
+def test_round_trip_any_table(nodes: list[Member], self_name: str | None) -> None:
     rows = [
         row(n.name, n.state, ncpu=n.cpus, score=n.score, is_self=n.name == self_name) for n in nodes
     ]
     comments = [] if self_name is None else [f"self {self_name}", "dshd 0.1"]
     parsed = parse_status(format_status(rows, comments, COUNTERS))
-    assert parsed == ClusterStatus(self_name, tuple(nodes))
+    assert parsed == ClusterView(self_name, nodes)
 
 
-def status(*nodes: NodeLine) -> ClusterStatus:
-    return ClusterStatus("a", nodes)
+def status(*nodes: Member) -> ClusterView:
+    return ClusterView("a", list(nodes))
 
 
 def test_candidates_are_up_nodes_best_first() -> None:
     s = status(
-        NodeLine("a", "up", 4, 0.9),
-        NodeLine("b", "down", 4, None),
-        NodeLine("c", "up", 4, 0.0),
-        NodeLine("d", "drained", 4, 0.1),
-        NodeLine("e", "up", 4, 0.5),
-        NodeLine("f", "up", None, None),  # up but no score: nothing to rank by
+        Member("a", "up", 4, 0.9),
+        Member("b", "down", 4, None),
+        Member("c", "up", 4, 0.0),
+        Member("d", "drained", 4, 0.1),
+        Member("e", "up", 4, 0.5),
+        Member("f", "up", None, None),  # up but no score: nothing to rank by
     )
     assert [n.name for n in s.candidates()] == ["c", "e", "a"]
 
 
 def test_slots_sum_cpus_of_up_nodes_only() -> None:
     s = status(
-        NodeLine("a", "up", 4, 0.9),
-        NodeLine("b", "down", 8, None),
-        NodeLine("c", "drained", 16, 0.1),
-        NodeLine("d", "up", 32, 0.5),
-        NodeLine("e", "up", None, 0.5),
+        Member("a", "up", 4, 0.9),
+        Member("b", "down", 8, None),
+        Member("c", "drained", 16, 0.1),
+        Member("d", "up", 32, 0.5),
+        Member("e", "up", None, 0.5),
     )
     assert s.slots() == 36
     assert status().slots() == 0
@@ -227,4 +228,4 @@ def test_parse_status_skips_what_it_does_not_know() -> None:
     )
     parsed = parse_status(text)
     assert parsed.self_name == "a"
-    assert parsed.nodes == (NodeLine("a", "up", 4, 0.3), NodeLine("b", "up", None, None))
+    assert parsed.nodes == [Member("a", "up", 4, 0.3), Member("b", "up", None, None)]

@@ -6,11 +6,11 @@ host backoff: without it, a node whose dshd is fine but whose sshd is not
 would stay the best node and cost every compile a failed connection. Only
 transport failures mark a node; a command failing on it never does.
 
-The status table is read here, not with status.parse_status: dsh runs once
-per compile, and status.py brings the daemon's core with it (gossip, its
-sealing, cryptography: some 25 ms of imports, and site-packages). The format
-is the documented, append-only one of README.md ("The status port");
-tests/test_mux.py checks that both readers agree on the daemon's own output.
+The status table is read here, the only reader of it (status.py writes it):
+dsh runs once per compile, and status.py brings the daemon's core with it
+(gossip, its sealing, cryptography: some 25 ms of imports, and site-packages).
+The format is the documented, append-only one of README.md ("The status
+port"); tests/test_status.py reads what status.py writes.
 """
 
 import os
@@ -37,6 +37,18 @@ class Member:
         self.cpus = cpus
         self.score = score
 
+    def _key(self) -> tuple[str, str, int | None, float | None]:
+        return (self.name, self.state, self.cpus, self.score)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Member) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Member" + repr(self._key())
+
 
 class ClusterView:
     """The status table: which node the daemon is, and the members."""
@@ -44,6 +56,15 @@ class ClusterView:
     def __init__(self, self_name: str | None, nodes: list[Member]) -> None:
         self.self_name = self_name
         self.nodes = nodes
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ClusterView) and self.self_name == other.self_name
+                and self.nodes == other.nodes)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable)
+
+    def __repr__(self) -> str:
+        return f"ClusterView({self.self_name!r}, {self.nodes!r})"
 
     def candidates(self) -> list[Member]:
         """Nodes that can take a job, best first."""

@@ -1,4 +1,5 @@
-"""The status table of the status port: formatting for people and awk, parsing for dsh.
+"""The status table of the status port, formatted for people, awk and dsh (which
+reads it with picker.parse_status, without importing this module).
 
 Format (documented in README.md, "The status port")::
 
@@ -13,7 +14,6 @@ Columns after ``age`` may be added in later versions; existing ones never move.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from .gossip import StatusRow
 
@@ -57,53 +57,3 @@ def format_status(
     for group, values in counters.items():
         lines.append(f"# {group} " + " ".join(f"{k}={v}" for k, v in values.items()))
     return "\n".join(lines) + "\n"
-
-
-@dataclass(frozen=True)
-class NodeLine:
-    """One member as dsh reads it from the status port."""
-
-    name: str
-    state: str
-    cpus: int | None
-    score: float | None
-
-
-@dataclass(frozen=True)
-class ClusterStatus:
-    self_name: str | None
-    nodes: tuple[NodeLine, ...]
-
-    def candidates(self) -> list[NodeLine]:
-        """Nodes that can take a job, best first."""
-        up = [n for n in self.nodes if n.state == "up" and n.score is not None]
-        return sorted(up, key=lambda n: n.score or 0.0)
-
-    def slots(self) -> int:
-        return sum(n.cpus or 0 for n in self.nodes if n.state == "up")
-
-
-def _opt(text: str, kind: type[int] | type[float]) -> int | float | None:
-    try:
-        return None if text == "-" else kind(text)
-    except ValueError:
-        return None
-
-
-def parse_status(text: str) -> ClusterStatus:
-    self_name = None
-    nodes = []
-    for line in text.splitlines():
-        fields = line.split()
-        if not fields:
-            continue
-        if fields[0] == "#":
-            if len(fields) == 3 and fields[1] == "self":
-                self_name = fields[2]
-            continue
-        if fields[0].startswith("#") or len(fields) < 8:
-            continue
-        cpus = _opt(fields[3], int)
-        score = _opt(fields[7], float)
-        nodes.append(NodeLine(fields[0], fields[1], int(cpus) if cpus is not None else None, score))
-    return ClusterStatus(self_name, tuple(nodes))

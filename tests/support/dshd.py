@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsh.status import ClusterStatus, parse_status
+from dsh.picker import ClusterView, parse_status
 
 from .waiting import wait_for
 
@@ -109,7 +109,7 @@ class Node:
     def status_text(self) -> str:
         return ask(self.name, self.cluster.port)
 
-    def status(self) -> ClusterStatus:
+    def status(self) -> ClusterView:
         return parse_status(self.status_text())
 
     def state_of(self, name: str) -> str | None:
