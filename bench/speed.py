@@ -347,11 +347,12 @@ def split_builds(bed: Bed, files: int, rounds: int) -> dict[str, list[float]]:
     # A new mux and new executors, started under the pins (they inherit them).
     run([DSH, "--mux-stop"], env=bed.dsh_env)
 
-    def mux_running() -> bool:
-        return any("dsh.mux import main" in " ".join(p.info["cmdline"] or ())
-                   for p in psutil.process_iter(["cmdline"]))  # fmt: skip
+    def muxes() -> list[psutil.Process]:  # this bed's (its socket is under bed.dir)
+        return [p for p in psutil.process_iter(["cmdline"])
+                if "dsh.mux import main" in (c := " ".join(p.info["cmdline"] or ()))
+                and str(bed.dir) in c]  # fmt: skip
 
-    wait_for(lambda: not mux_running(), 30, "mux gone")
+    wait_for(lambda: not muxes(), 30, "mux gone")
     pin([])
     try:
         taskset = ("taskset", "-c", "0")
@@ -360,6 +361,9 @@ def split_builds(bed: Bed, files: int, rounds: int) -> dict[str, list[float]]:
                                only=("local", "dsh", "distcc"))  # fmt: skip
     finally:
         pin(everything)
+        for mux in muxes():  # started under taskset
+            with contextlib.suppress(psutil.Error):
+                mux.cpu_affinity(everything)
     return samples
 
 

@@ -40,15 +40,20 @@ def test_a_closed_output_pipe_stops_the_remote_command(ssh_cluster, tmp_path, ds
     remote = int((tmp_path / "yes.pid").read_text())
     wait_for(lambda: not pid_alive(remote), 15, "remote yes gone")
     # And dsh itself dies of SIGPIPE, silently, as the local yes would.
-    proc = subprocess.Popen(dsh_cmd(ssh_cluster, "yes"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=tmp_path, env=dsh_env,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
-    assert proc.stdout is not None and proc.stderr is not None
-    assert proc.stdout.read(2) == b"y\n"
-    proc.stdout.close()
-    assert proc.wait(60) == -signal.SIGPIPE
-    with proc.stderr:
+    with subprocess.Popen(dsh_cmd(ssh_cluster, "yes"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, cwd=tmp_path, env=dsh_env,
+                          stdin=subprocess.DEVNULL) as proc:  # fmt: skip
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.read(2) == b"y\n"
+        proc.stdout.close()
+        assert proc.wait(60) == -signal.SIGPIPE
         assert proc.stderr.read() == b""
+
+
+def _default_sigint() -> None:
+    # pytest may itself run with SIGINT ignored (started with & by a script, as
+    # CI can be), and a shell cannot undo an ignore it inherited.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
@@ -59,16 +64,18 @@ def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
 
     command = " ".join(shlex.quote(a) for a in dsh_cmd(
         ssh_cluster, "sh", "-c", "echo $$ >> started; exec sleep 300"))  # fmt: skip
-    proc = subprocess.Popen(["bash", "-c", f"for i in 1 2 3; do {command}; done; echo after"],
-                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=tmp_path,
-                            env=dsh_env, start_new_session=True)  # fmt: skip
+    out = tmp_path / "out"
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            ["bash", "-c", f"for i in 1 2 3; do {command}; done; echo after"],
+            stdout=stdout, stdin=subprocess.DEVNULL, cwd=tmp_path, env=dsh_env,
+            start_new_session=True, preexec_fn=_default_sigint,
+        )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "started").read_text().strip(), 30, "first command started")
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(30) == -signal.SIGINT
-        assert proc.stdout is not None
-        with proc.stdout:
-            assert proc.stdout.read() == b""  # no "after"
+        assert out.read_bytes() == b""  # no "after"
         pids = (tmp_path / "started").read_text().split()
         assert len(pids) == 1, pids  # the loop went no further
         wait_for(lambda: not pid_alive(int(pids[0])), 15, "remote sleep gone")
@@ -132,3 +139,27 @@ def test_double_dash_ends_dshs_options(tmp_path):
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert (out.returncode, out.stdout, out.stderr) == (0, "-v\n", "")
+
+
+@pytest.mark.parametrize("dsh_path", ["executor"])
+def test_a_signal_ignored_at_start_stays_ignored(ssh_cluster, tmp_path, dsh_env):
+    """`nohup dsh ...` or `dsh ... &` in a script: SIGINT is ignored, as it would be
+    by the command run here; SIGTERM still reaches it."""
+    proc = subprocess.Popen(
+        dsh_cmd(ssh_cluster, "sh", "-c", "echo $$ > shell.pid; exec sleep 300"),
+        stdin=subprocess.DEVNULL, cwd=tmp_path, env=dsh_env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")
+        remote = int((tmp_path / "shell.pid").read_text())
+        proc.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1.5)  # (a relayed SIGINT ends the command in well under this)
+        assert pid_alive(remote)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == -signal.SIGTERM
+        wait_for(lambda: not pid_alive(remote), 15, "remote sleep gone")
+    finally:
+        proc.kill()
+        proc.wait()

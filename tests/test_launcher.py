@@ -106,3 +106,31 @@ def test_an_editable_install_is_found_through_site(tmp_path):
     out = run([str(venv / "bin" / "dsh"), "--version"], env, tmp_path)
     assert (out.returncode, out.stdout) == (0, VERSION), out.stderr
     assert mark.exists()  # here site had to run
+
+
+def test_a_link_to_an_installed_dsh_runs_the_python3_beside_the_real_file(tmp_path):
+    """pipx, or `ln -s venv/bin/dsh ~/bin/`: the link's own directory has no python3."""
+    bin_dir = tmp_path / "venv-bin"
+    bin_dir.mkdir()
+    shutil.copy2(DSH, bin_dir / "dsh")
+    log = tmp_path / "args"
+    recording_python(bin_dir / "python3", log)
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "dsh").symlink_to(bin_dir / "dsh")
+    env = {**base_env(tmp_path), "PYTHONPATH": str(REPO / "src")}
+    out = run([str(links / "dsh"), "--version"], env, tmp_path)
+    assert (out.returncode, out.stdout) == (0, VERSION), out.stderr
+    # The recording python3 (beside the real file) ran it: the log exists.
+    assert log.read_text().splitlines()[:2] == ["-S", str(links / "dsh")]
+
+
+def test_an_interpreter_without_the_package_is_one_clear_line(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shutil.copy2(DSH, bin_dir / "dsh")  # no src/ beside it, nothing installed for it
+    venv, _site_packages = make_venv(tmp_path)
+    env = {**base_env(tmp_path), "DSH_PYTHON": str(venv / "bin" / "python3")}
+    out = run([str(bin_dir / "dsh"), "--version"], env, tmp_path)
+    assert out.returncode == 255
+    assert out.stderr.count("\n") == 1 and "cannot import the dsh package" in out.stderr

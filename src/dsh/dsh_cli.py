@@ -680,7 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     dsh = Dsh(config, args.command)
     for sig in RELAYED:
-        signal.signal(sig, dsh._on_signal)
+        # A signal ignored when dsh started (nohup, `&` in a script) stays
+        # ignored, as it would for the command run here.
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, dsh._on_signal)
     try:
         return dsh.run(dry_run=args.dry_run)
     except Interrupted as exc:
