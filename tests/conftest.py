@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,3 +118,10 @@ def dsh_env(tmp_path: Path, dsh_path: str) -> Iterator[dict[str, str]]:
     finally:
         print(f"mux.log:\n{log_tail(run / 'dsh')}")  # shown when the test failed
         stop_mux(run / "dsh")
+
+
+def default_sigint() -> None:
+    """preexec_fn for a process a test will send SIGINT: pytest may run with
+    SIGINT ignored (started with & by a script, as CI can be), and dsh, like
+    any command, leaves a signal ignored at its start ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

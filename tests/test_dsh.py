@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL, R1, R2, SshCluster
+from conftest import LOCAL, R1, R2, SshCluster, default_sigint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.dshd import pid_alive
@@ -339,7 +339,7 @@ def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_pat
     script = "sleep 300 & echo $! > child.pid; echo $$ > shell.pid; wait"
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", script],
-        stdin=subprocess.DEVNULL, cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, cwd=tmp_path, env=env, preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SshCluster
+from conftest import SshCluster, default_sigint
 from support.dshd import pid_alive
 from support.waiting import wait_for
 
@@ -50,12 +50,6 @@ def test_a_closed_output_pipe_stops_the_remote_command(ssh_cluster, tmp_path, ds
         assert proc.stderr.read() == b""
 
 
-def _default_sigint() -> None:
-    # pytest may itself run with SIGINT ignored (started with & by a script, as
-    # CI can be), and a shell cannot undo an ignore it inherited.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
     """Ctrl-C at a terminal signals the whole foreground group: bash and dsh.
     bash ends its loop only if the child died of SIGINT (a child that exits 130
@@ -69,7 +63,7 @@ def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
         proc = subprocess.Popen(
             ["bash", "-c", f"for i in 1 2 3; do {command}; done; echo after"],
             stdout=stdout, stdin=subprocess.DEVNULL, cwd=tmp_path, env=dsh_env,
-            start_new_session=True, preexec_fn=_default_sigint,
+            start_new_session=True, preexec_fn=default_sigint,
         )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "started").read_text().strip(), 30, "first command started")
@@ -95,7 +89,7 @@ def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_
     feeder = subprocess.Popen(["head", "-c", "50000000", "/dev/zero"], stdout=subprocess.PIPE)
     proc = subprocess.Popen(
         dsh_cmd(ssh_cluster, "sh", "-c", "echo $$ > shell.pid; exec sleep 300"),
-        stdin=feeder.stdout, cwd=tmp_path, env=dsh_env,
+        stdin=feeder.stdout, cwd=tmp_path, env=dsh_env, preexec_fn=default_sigint,
     )  # fmt: skip
     assert feeder.stdout is not None
     feeder.stdout.close()

@@ -11,6 +11,7 @@ Every failure is a NodeFailure whose message says what to do.
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ from dataclasses import dataclass, field
 import paramiko
 
 from .errors import NodeFailure
+
+# paramiko logs its transport thread's errors (e.g. "Socket exception: Broken
+# pipe" as dsh ends); with no handler, logging's last resort would print them on
+# the command's stderr. dsh reports failures itself, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
