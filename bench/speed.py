@@ -38,76 +38,41 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO / "tests")]
-
-from support.dshd import Cluster  # noqa: E402
-from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config  # noqa: E402
-from support.waiting import wait_for  # noqa: E402
+# testbed puts src/ and tests/ on sys.path; tests/support's helpers come through it
+from testbed import DSH, PY, REPO, BenchError, LoopbackBed, common_free_port, run, timed, wait_for
 
 LOCAL, R1, R2 = "127.0.0.33", "127.0.0.34", "127.0.0.35"
-PY = sys.executable
-DSH = str(REPO / "dsh")
-JOBS = 4  # make -j on this 2-CPU machine, as bench/run.py
+JOBS = (4, 16)  # make -j: 2 per CPU, as bench/run.py; and enough to hide each job's start
 LOOPS, COMMANDS = 8, 500  # the throughput measure
-
-
-class BenchError(Exception):
-    """A measured command failed or gave a wrong answer: the figures would lie."""
 
 
 def say(text: str) -> None:
     print(f"bench: {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=900, **kwargs)  # type: ignore[call-overload]  # fmt: skip
-    if proc.returncode != 0:
-        raise BenchError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
-    return proc  # type: ignore[no-any-return]
+class Bed(LoopbackBed):
+    """The loopback cluster, two ControlMasters (with and without the remote
+    shell's start-up files), and distccd on the nodes when distcc is installed."""
 
-
-def timed(argv: list[str], **kwargs: object) -> float:
-    start = time.perf_counter()
-    run(argv, **kwargs)
-    return time.perf_counter() - start
-
-
-class Bed:
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.stack = contextlib.ExitStack()
-        keys = make_client_keys(directory / "keys")
-        port = common_free_port([R1, R2])
-        self.sshd = [Sshd(a, port, directory / f"sshd-{a}", keys) for a in (R1, R2)]
+    def __init__(self, directory: Path, jobs: tuple[int, ...]) -> None:
+        super().__init__(directory, (LOCAL, R1, R2))
         for server in self.sshd:  # for the bare-protocol ControlMaster (module docstring)
             server.config.write_text(server.config.read_text() + "AcceptEnv SHLVL\n")
-        self.config = str(write_ssh_config(directory / "ssh_config", self.sshd, keys))
-        (directory / "dshd").mkdir()
-        self.dshd = Cluster(directory / "dshd", [f"{LOCAL} 1.0 1.0 drain", R1, R2], interval=0.2)
         self.cm = str(directory / "cm.sock")
         self.bare = str(directory / "bare.sock")
-        (directory / "run").mkdir(mode=0o700)
-        # dsh's per-user state (backoff, the mux): ours, not the user's or the tests'
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DSH_")}
-        self.env["XDG_RUNTIME_DIR"] = str(directory / "run")
         # `dsh` as a user runs it: its sh line starts the interpreter with -S; the
         # interpreter is this one, as for a dsh pip installed beside it (python3
         # on PATH here is a pyenv shim, a bash script).
         self.dsh_env = {**self.env, "DSH_PYTHON": PY}
         self.bare_env = {**os.environ, "SHLVL": "1"}
         self.distcc_hosts = ""
+        # distcc holds a job back while all its slots for the hosts are taken; dsh
+        # has no such limit. Enough slots that make's -j alone bounds both.
+        self.slots = max(1, max(jobs) // 2)
         self.distccd: list[int] = []
 
     def start(self) -> None:
-        self.stack.callback(self._stop_strays)  # runs last
-        for server in self.sshd:
-            self.stack.callback(server.stop)
-            server.start()
-        self.stack.callback(self.dshd.stop)
-        self.dshd.start()
-        wait_for(self.dshd.all_up, 10, "bench cluster up")
+        super().start()
         for sock, extra, env in ((self.cm, [], None), (self.bare, ["-o", "SendEnv=SHLVL"],
                                                        self.bare_env)):  # fmt: skip
             self.stack.callback(self._stop_master, sock)
@@ -120,7 +85,6 @@ class Bed:
                     env=self.bare_env)  # fmt: skip
         if shlvl.stdout.strip() != "bare":
             raise BenchError("the bare-protocol ControlMaster still reads ~/.bashrc")
-        self.stack.callback(self._stop_mux)
         if shutil.which("distccd") and shutil.which("distcc"):
             self._start_distccd()
 
@@ -130,7 +94,7 @@ class Bed:
             log = self.dir / f"distccd-{address}.log"
             proc = subprocess.Popen(
                 ["distccd", "--no-detach", "--daemon", "--listen", address, "--port", str(port),
-                 "--allow", "127.0.0.0/8", "--jobs", "2", "--log-file", str(log),
+                 "--allow", "127.0.0.0/8", "--jobs", str(self.slots), "--log-file", str(log),
                  "--user", "nobody"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True,
@@ -138,7 +102,7 @@ class Bed:
             self.stack.callback(self._stop_process, proc)
             self.distccd.append(proc.pid)
         wait_for(lambda: all(_listening(a, port) for a in (R1, R2)), 10, "distccd up")
-        self.distcc_hosts = f"{R1}:{port}/2 {R2}:{port}/2"
+        self.distcc_hosts = f"{R1}:{port}/{self.slots} {R2}:{port}/{self.slots}"
 
     @staticmethod
     def _stop_process(proc: subprocess.Popen[bytes]) -> None:
@@ -152,27 +116,6 @@ class Bed:
 
     def _stop_master(self, sock: str) -> None:
         subprocess.run(["ssh", "-S", sock, "-O", "exit", R1], capture_output=True, timeout=10)
-
-    def _stop_mux(self) -> None:
-        subprocess.run([PY, DSH, "--mux-stop"], env=self.env, capture_output=True, timeout=30)
-
-    def _stop_strays(self) -> None:
-        """Whatever still names our directory (the mux while it finishes, a helper)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            strays = [p for p in psutil.process_iter(["cmdline"])
-                      if any(str(self.dir) in a for a in p.info["cmdline"] or ())]  # fmt: skip
-            if not strays:
-                return
-            for proc in strays:
-                with contextlib.suppress(psutil.Error):
-                    proc.terminate()
-            time.sleep(0.2)
-
-    def dsh_args(self) -> list[str]:
-        port = self.dshd.port
-        return ["-H", f"{LOCAL}:{port + 1}", "--status-port", str(port),
-                "--ssh-config", self.config]  # fmt: skip
 
 
 def _listening(address: str, port: int) -> bool:
@@ -272,10 +215,11 @@ def cpu_of(match: Callable[[psutil.Process], bool]) -> float:
 Samples = dict[str, list[float]]
 
 
-def builds(bed: Bed, files: int, rounds: int, make_prefix: tuple[str, ...] = (),
+def builds(bed: Bed, files: int, rounds: int, jobs: int, make_prefix: tuple[str, ...] = (),
            only: tuple[str, ...] = ()) -> tuple[Samples, dict[str, float]]:  # fmt: skip
-    """``rounds`` builds with each compiler (``only`` those, if given), order
-    alternating; make runs under ``make_prefix`` (taskset, for split_builds)."""
+    """``rounds`` builds at ``make -j{jobs}`` with each compiler (``only`` those,
+    if given), order alternating; make runs under ``make_prefix`` (taskset, for
+    split_builds)."""
     directory = bed.dir / "build"
     if not directory.exists():
         write_project(directory, files)
@@ -306,8 +250,10 @@ def builds(bed: Bed, files: int, rounds: int, make_prefix: tuple[str, ...] = (),
             before = {k: cpu_of(f) for k, f in parts.items()}
             children = resource.getrusage(resource.RUSAGE_CHILDREN)
             say(f"build {name}")
-            make = [*make_prefix, "make", f"-j{JOBS}", f"CC={cc}"]
-            samples[name].append(timed(make, cwd=directory, env={**env, "PWD": str(directory)}))
+            make = [*make_prefix, "make", f"-j{jobs}", f"CC={cc}"]
+            samples[name].append(
+                timed(make, cwd=directory, env={**env, "PWD": str(directory)}, timeout=900)
+            )
             if name == "dsh" and i == 0:
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = {k: cpu_of(f) - before[k] for k, f in parts.items()}
@@ -319,7 +265,7 @@ def builds(bed: Bed, files: int, rounds: int, make_prefix: tuple[str, ...] = (),
     return samples, cpu
 
 
-def split_builds(bed: Bed, files: int, rounds: int) -> dict[str, list[float]]:
+def split_builds(bed: Bed, files: int, rounds: int, jobs: tuple[int, ...]) -> dict[int, Samples]:
     """The same builds with the machine cut in two: CPU 0 is the make host (make,
     dsh, the mux, gcc for the local build, the local dshd), CPU 1 the nodes
     (sshd and all it starts, the executors and their gcc, the nodes' dshd,
@@ -347,21 +293,16 @@ def split_builds(bed: Bed, files: int, rounds: int) -> dict[str, list[float]]:
     # A new mux and new executors, started under the pins (they inherit them).
     run([DSH, "--mux-stop"], env=bed.dsh_env)
 
-    def muxes() -> list[psutil.Process]:  # this bed's (its socket is under bed.dir)
-        return [p for p in psutil.process_iter(["cmdline"])
-                if "dsh.mux import main" in (c := " ".join(p.info["cmdline"] or ()))
-                and str(bed.dir) in c]  # fmt: skip
-
-    wait_for(lambda: not muxes(), 30, "mux gone")
+    wait_for(lambda: not bed.muxes(), 30, "mux gone")
     pin([])
     try:
         taskset = ("taskset", "-c", "0")
         run([*taskset, DSH, *bed.dsh_args(), "true"], env=bed.dsh_env)  # the mux, executors
-        samples, _cpu = builds(bed, files, rounds, make_prefix=taskset,
-                               only=("local", "dsh", "distcc"))  # fmt: skip
+        samples = {j: builds(bed, files, rounds, j, make_prefix=taskset,
+                             only=("local", "dsh", "distcc"))[0] for j in jobs}  # fmt: skip
     finally:
         pin(everything)
-        for mux in muxes():  # started under taskset
+        for mux in bed.muxes():  # started under taskset
             with contextlib.suppress(psutil.Error):
                 mux.cpu_affinity(everything)
     return samples
@@ -385,11 +326,35 @@ def med(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
 
+def build_table(build: dict[int, Samples], files: int, heading: str,
+                overhead: bool) -> list[str]:  # fmt: skip
+    """One row per compiler, a median and a ratio to local make per -j."""
+    jobs = sorted(build)
+    compiles = files + 1
+    extra = " per command |" if overhead else ""
+    head = f"| {heading} |" + "".join(f" -j{j} | vs local |{extra}" for j in jobs)
+    lines = [head, "|---|" + "---:|" * ((3 if overhead else 2) * len(jobs))]
+    labels = [("local", "`CC=gcc` (local)"), ("dsh", '`CC="dsh gcc"`'),
+              ("dsh_site", '`CC="python3 dsh gcc"`'),
+              ("distcc", "`CC=\"distcc gcc\"`, distccd on .34 and .35 (TCP)")]  # fmt: skip
+    for key, label in labels:
+        if key not in build[jobs[0]]:
+            continue
+        row = f"| {label} |"
+        for j in jobs:
+            local, t = statistics.median(build[j]["local"]), statistics.median(build[j][key])
+            row += f" {t:.2f} | {t / local:.2f}x |"
+            if overhead:
+                row += f" {(t - local) * j / compiles * 1000:.1f} ms |"
+        lines.append(row)
+    return lines
+
+
 def report(
     calls: dict[str, list[float]],
     rates: dict[str, float],
-    build: dict[str, list[float]],
-    split: dict[str, list[float]],
+    build: dict[int, Samples],
+    split: dict[int, Samples],
     cpu: dict[str, float],
     files: int,
     startup: dict[str, object],
@@ -397,7 +362,7 @@ def report(
 ) -> str:
     m = {k: med(v) for k, v in calls.items()}
     compiles = files + 1
-    bl = statistics.median(build["local"])
+    jobs = sorted(build)
     lines = [
         f"### Issue 5 measured {time.strftime('%Y-%m-%d %H:%M')}",
         "",
@@ -431,37 +396,23 @@ def report(
             ("dsh", "`dsh true`"), ("dsh_site", "`python3 dsh true`"),
             ("cm", "`ssh -S CM true` (ControlMaster)"), ("bare", "the same, bare protocol"))),
         "",
-        f"Build: `make -j{JOBS}` of {files} generated C files + main.c ({compiles} compiles, "
-        "1 link) over 127.0.0.34 and .35, `make clean` between; s.", "",
-        "| build | median | vs local | overhead per command |", "|---|---:|---:|---:|",
-    ]  # fmt: skip
-    build_labels = [("local", "`CC=gcc` (local)"), ("dsh", '`CC="dsh gcc"`'),
-                    ("dsh_site", '`CC="python3 dsh gcc"`'),
-                    ("distcc", "`CC=\"distcc gcc\"`, distccd on .34 and .35 (TCP)")]  # fmt: skip
-    for key, label in build_labels:
-        if key in build:
-            t = statistics.median(build[key])
-            over = (t - bl) * JOBS / compiles * 1000
-            lines.append(f"| {label} | {t:.2f} | {t / bl:.2f}x | {over:.1f} ms |")
-    sl = statistics.median(split["local"])
-    lines += [
+        f"Build: `make -jN` of {files} generated C files + main.c ({compiles} compiles, "
+        "1 link) over 127.0.0.34 and .35, `make clean` between; medians in s. distcc "
+        "has enough slots that make's -j alone bounds it, as dsh.", "",
+        *build_table(build, files, "build", overhead=True),
         "",
         "The same builds with the machine cut in two (`bench/speed.py`'s split_builds): "
         "CPU 0 is the make host (make, dsh, the mux, the local dshd; all of the local build), "
         "CPU 1 runs both nodes (sshd and what it starts, executors, gcc, their dshd, distccd). "
-        "One CPU of work leaves the make host for one CPU of node, as on a cluster; s.",
+        "One CPU of work leaves the make host for one CPU of node, as on a cluster; "
+        "`taskset -c 0 make -jN`, against local make on CPU 0; s.",
         "",
-        "| build, `taskset -c 0 make -j4` | median | vs local on CPU 0 |",
-        "|---|---:|---:|",
-    ]
-    for key, label in build_labels:
-        if key in split:
-            t = statistics.median(split[key])
-            lines.append(f"| {label} | {t:.2f} | {t / sl:.2f}x |")
+        *build_table(split, files, "build, make on CPU 0", overhead=False),
+    ]  # fmt: skip
     lines += [
         "", "Overhead per command = (t - t_local) x jobs / compiles, the time a job slot spends "
         "on something other than compiling.", "",
-        "CPU seconds spent during one `dsh gcc` build, by process:", "",
+        f"CPU seconds spent during one `dsh gcc` build at -j{jobs[0]}, by process:", "",
         "| who | CPU s | per compile, ms |", "|---|---:|---:|",
         *(f"| {k} | {v:.2f} | {v / compiles * 1000:.1f} |" for k, v in cpu.items()),
         "",
@@ -480,17 +431,34 @@ def report(
     return "\n".join(lines) + "\n"
 
 
+def _jobs(text: str) -> tuple[int, ...]:
+    try:
+        jobs = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        jobs = ()
+    if not jobs or min(jobs) < 1:
+        raise argparse.ArgumentTypeError(f"not a list of positive numbers: {text!r}")
+    return jobs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, a smaller build")
     parser.add_argument("--out", type=Path, help="also write the Markdown section here")
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=JOBS,
+        metavar="N[,N...]",
+        help=f"make -j for the builds (default {','.join(map(str, JOBS))})",
+    )
     args = parser.parse_args(argv)
     rounds, files, build_rounds = (8, 100, 1) if args.quick else (24, 300, 2)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # An installed dsh has its bytecode; this checkout may not (PYTHONDONTWRITEBYTECODE).
     run([PY, "-m", "compileall", "-q", str(REPO / "src")])
     with tempfile.TemporaryDirectory(prefix="dsh-speed-") as tmp:
-        bed = Bed(Path(tmp))
+        bed = Bed(Path(tmp), args.jobs)
         before = os.getloadavg()[0]
         try:
             say("starting the cluster")
@@ -504,9 +472,13 @@ def main(argv: list[str] | None = None) -> int:
             rates = {key: throughput(bed, *measures[key]) for key in ("dsh", "dsh_site", "cm",
                                                                        "bare")}  # fmt: skip
             say("builds")
-            build, cpu = builds(bed, files, build_rounds)
+            build: dict[int, Samples] = {}
+            cpu: dict[str, float] = {}
+            for j in args.jobs:
+                build[j], measured = builds(bed, files, build_rounds, j)
+                cpu = cpu or measured  # at the first -j
             say("builds, make host on CPU 0 and nodes on CPU 1")
-            split = split_builds(bed, files, build_rounds)
+            split = split_builds(bed, files, build_rounds, args.jobs)
             dsh_ms, names = imported(["-S", DSH, *bed.dsh_args(), "true"], bed.env)
             heavy = sorted({n for n in names if n.split(".")[0] in (
                 "paramiko", "psutil", "cryptography", "argparse", "dataclasses", "typing",

@@ -1,7 +1,9 @@
-"""The benchmark's test bed: a loopback cluster with real sshd and dshd, and a ControlMaster.
+"""The benchmarks' test beds: a loopback cluster with real sshd and dshd.
 
 Built from tests/support as tests/conftest.py builds its SshCluster, on other
-addresses (127.0.0.30-32) so that it never collides with a test run.
+addresses so that it never collides with a test run: LoopbackBed is what every
+bench needs (bench/speed.py builds on it at 127.0.0.33-35); Bed adds a
+ControlMaster and a paramiko connection for bench/run.py, at 127.0.0.30-32.
 """
 
 from __future__ import annotations
@@ -59,33 +61,85 @@ def timed(argv: list[str], check: Callable[[str], object] | None = None, **kw: o
     return elapsed
 
 
-class Bed:
-    """The cluster, the ControlMaster and a paramiko connection; stack.close() stops all."""
+class LoopbackBed:
+    """dshd on three addresses, the first drained (dsh always goes remote from
+    it), and a real sshd on the other two, with keys and an ssh_config of its
+    own; dsh's per-user state in a runtime directory of its own. ``start()``,
+    then ``stack.close()`` stops all, also after a failed start."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, addresses: tuple[str, str, str]) -> None:
         self.dir = directory
+        self.local, self.r1, self.r2 = addresses
         self.stack = contextlib.ExitStack()
         keys = make_client_keys(directory / "keys")
-        port = common_free_port([R1, R2])
-        self.sshd = [Sshd(a, port, directory / f"sshd-{a}", keys) for a in (R1, R2)]
+        port = common_free_port([self.r1, self.r2])
+        self.sshd = [Sshd(a, port, directory / f"sshd-{a}", keys) for a in (self.r1, self.r2)]
         self.config = str(write_ssh_config(directory / "ssh_config", self.sshd, keys))
         (directory / "dshd").mkdir()
-        self.dshd = Cluster(directory / "dshd", [f"{LOCAL} 1.0 1.0 drain", R1, R2], interval=0.2)
-        self.sock = str(directory / "cm.sock")
-        self.master_pid = 0
+        self.dshd = Cluster(directory / "dshd", [f"{self.local} 1.0 1.0 drain", self.r1, self.r2],
+                            interval=0.2)  # fmt: skip
         self.dsh_options: list[str] = []  # more options for every dsh run (bench --dsh-opts)
-        # dsh keeps per-user state (backoff files) there: ours, not the user's or the tests'
         (directory / "run").mkdir(mode=0o700)
-        self.env = {**os.environ, "XDG_RUNTIME_DIR": str(directory / "run")}
+        # dsh's per-user state (backoff, the mux): ours, not the user's or the tests'
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DSH_")}
+        self.env["XDG_RUNTIME_DIR"] = str(directory / "run")
 
     def start(self) -> None:
         self.stack.callback(self._stop_strays)  # runs last
+        self.stack.callback(self._stop_mux)
         for server in self.sshd:
             self.stack.callback(server.stop)
             server.start()
         self.stack.callback(self.dshd.stop)
         self.dshd.start()
         wait_for(self.dshd.all_up, 10, "bench cluster up")
+
+    def _stop_mux(self) -> None:
+        subprocess.run([PY, DSH, "--mux-stop"], env=self.env, capture_output=True, timeout=30)
+
+    def _stop_strays(self) -> None:
+        """Whatever still names our directory (the mux while it finishes, a helper)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            strays = [p for p in psutil.process_iter(["cmdline"])
+                      if any(str(self.dir) in a for a in p.info["cmdline"] or ())]  # fmt: skip
+            if not strays:
+                return
+            for proc in strays:
+                with contextlib.suppress(psutil.Error):
+                    proc.terminate()
+            time.sleep(0.2)
+
+    def muxes(self) -> list[psutil.Process]:
+        """The per-user mux(es) dsh started: detached, not our children."""
+        return [proc for proc in psutil.process_iter(["cmdline"])
+                if "dsh.mux" in " ".join(cmd := proc.info["cmdline"] or ())
+                and str(self.dir) in " ".join(cmd)]  # fmt: skip
+
+    def mux_log(self, lines: int = 20) -> str:
+        """The end of dsh's mux log, for a failed run's message."""
+        try:
+            text = (self.dir / "run" / "dsh" / "mux.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def dsh_args(self) -> list[str]:
+        port = self.dshd.port
+        return ["-H", f"{self.local}:{port + 1}", "--status-port", str(port),
+                "--ssh-config", self.config, *self.dsh_options]  # fmt: skip
+
+
+class Bed(LoopbackBed):
+    """bench/run.py's: the cluster, a ControlMaster and a paramiko connection."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory, (LOCAL, R1, R2))
+        self.sock = str(directory / "cm.sock")
+        self.master_pid = 0
+
+    def start(self) -> None:
+        super().start()
         self.stack.callback(self._stop_master)
         with open(self.dir / "master.log", "wb") as log:  # ssh -f keeps its stdio: no pipes
             subprocess.run(["ssh", "-F", self.config, "-M", "-S", self.sock, "-fN", R1],
@@ -111,19 +165,6 @@ class Bed:
             return len(seen) > 1 and seen[-1] == seen[-2]
 
         wait_for(same_twice, 10, "sessions to settle", poll=0.05)
-
-    def muxes(self) -> list[psutil.Process]:
-        """The per-user mux(es) dsh started: detached, not our children."""
-        return [proc for proc in psutil.process_iter(["cmdline"])
-                if "dsh.mux" in " ".join(cmd := proc.info["cmdline"] or ())
-                and str(self.dir) in " ".join(cmd)]  # fmt: skip
-
-    def _stop_strays(self) -> None:
-        """Stop whatever still names our directory (a helper a dsh run left behind)."""
-        for proc in psutil.process_iter(["cmdline"]):
-            if any(str(self.dir) in arg for arg in proc.info["cmdline"] or ()):
-                with contextlib.suppress(psutil.Error):
-                    proc.terminate()
 
     def _stop_master(self) -> None:
         subprocess.run(["ssh", "-S", self.sock, "-O", "exit", R1], capture_output=True, timeout=10)
@@ -165,16 +206,3 @@ class Bed:
         self.settle()
         server = self.tree()[0] - server
         return {f"{key}_client": client / repeat, f"{key}_server": server / repeat}
-
-    def mux_log(self, lines: int = 20) -> str:
-        """The end of dsh's mux log, for a failed run's message."""
-        try:
-            text = (self.dir / "run" / "dsh" / "mux.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def dsh_args(self) -> list[str]:
-        port = self.dshd.port
-        return ["-H", f"{LOCAL}:{port + 1}", "--status-port", str(port),
-                "--ssh-config", self.config, *self.dsh_options]  # fmt: skip
