@@ -455,10 +455,13 @@ class Dsh:
             _message(f"{cwd} is not writable: no sync file")
         return None
 
-    def _end_sync(self, sync: "SyncFile | None") -> None:
+    def _end_sync(self, sync: "SyncFile | None", ended: bool) -> None:
+        """Wait until the remote side's removal of the sync file shows here, if
+        the command ended there: after a lost connection or an abort nothing
+        will remove it, and waiting would only delay the error."""
         c = self.config
         if sync is not None:
-            if self.committed and not sync.wait_gone(c.sync_timeout) and c.verbose:
+            if ended and not sync.wait_gone(c.sync_timeout) and c.verbose:
                 _message(f"sync file {sync.path} still visible after {c.sync_timeout:g}s")
             sync.remove()
 
@@ -480,6 +483,7 @@ class Dsh:
                    "--executor-retry", f"{c.executor_retry:g}"]  # fmt: skip
         call = mux_client.MuxCall(node, directory)
         sync = self._sync_file(cwd)
+        status: int | None = None
         try:
             body: dict[str, Any] = {
                 "node": node,
@@ -504,9 +508,10 @@ class Dsh:
             self.committed = True
             self.backoff.clear(node)
             with _raw_terminal(c.tty):
-                return call.finish(self.wakeup_r, self._relay)
+                status = call.finish(self.wakeup_r, self._relay)
+            return status
         finally:
-            self._end_sync(sync)
+            self._end_sync(sync, ended=status is not None)
             call.close()
 
     def run_remote_direct(self, node: str) -> int:
@@ -523,6 +528,7 @@ class Dsh:
         umask = os.umask(0)
         os.umask(umask)
         client = None
+        status: int | None = None
         try:
             client = ssh.connect(ssh.target_for(node, c.ssh_config, c.connect_timeout))
             columns, lines = _terminal_size() if c.tty else (80, 24)
@@ -548,9 +554,10 @@ class Dsh:
             self.committed = True
             self.backoff.clear(node)
             with _raw_terminal(c.tty):
-                return session.finish(self._relay)
+                status = session.finish(self._relay)
+            return status
         finally:
-            self._end_sync(sync)
+            self._end_sync(sync, ended=status is not None and session.aborted_by is None)
             if client is not None:
                 client.close()
 

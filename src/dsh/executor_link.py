@@ -29,6 +29,7 @@ from pathlib import Path
 import paramiko
 
 from . import executor_protocol as ep
+from . import ssh
 from .errors import NodeFailure
 from .mux_runs import ClientGone, Wakeup
 from .remote import Request, Stdio, read_input, write_all
@@ -217,8 +218,10 @@ class ExecutorLink:
             runs = list(self.runs.values())
             self.runs.clear()
         orphans = [run.pgid for run in runs if run.pgid and run.status is None]
+        # A connection that dsh closed because the node stopped answering says so.
+        message = ssh.closed_because(self.client) or f"the remote executor ended ({why})"
         for run in runs:
-            run.link_lost(f"node {self.node}: the remote executor ended ({why})")
+            run.link_lost(f"node {self.node}: {message}")
         if orphans:
             self._kill_orphans(orphans)
         if self.channel is not None:

@@ -139,9 +139,6 @@ class NodePool:
         except NodeFailure as exc:
             conns.failure, conns.failed_at = exc, time.monotonic()
             raise
-        transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(15)
         conns.failure = None
         conns.clients.append(client)
         log.info("connected to %s (%s@%s:%s), connection %d", job.node, target.user,

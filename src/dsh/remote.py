@@ -29,7 +29,7 @@ from pathlib import Path
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 
-from . import rexec
+from . import rexec, ssh
 from .errors import DshError, NodeFailure
 
 CHUNK = 32768
@@ -407,6 +407,11 @@ class Session:
             os.close(self._stop_w)
         if self.aborted_by is not None:
             return 128 + self.aborted_by
+        why = ssh.closed_because(self.client)
+        if why is not None:
+            # The liveness check closed a silent connection: say that, not
+            # the generic "lost", so the user knows the node stopped answering.
+            raise ConnectionLost(f"node {self.node}: {why}")
         if not channel.exit_status_ready():
             raise ConnectionLost(f"node {self.node}: connection lost while the command ran")
         status = channel.recv_exit_status()

@@ -2,10 +2,18 @@
 
 Honours the user's ssh config (HostName, Port, User, IdentityFile,
 IdentitiesOnly, UserKnownHostsFile, StrictHostKeyChecking, ProxyCommand,
-ConnectTimeout), the ssh-agent and the default keys. Host keys are checked
-against known_hosts: an unknown key is refused unless the config says
-``StrictHostKeyChecking no`` or ``accept-new``; a changed key is always refused.
-Every failure is a NodeFailure whose message says what to do.
+ConnectTimeout, ServerAliveInterval, ServerAliveCountMax), the ssh-agent and
+the default keys. Host keys are checked against known_hosts: an unknown key is
+refused unless the config says ``StrictHostKeyChecking no`` or ``accept-new``;
+a changed key is always refused. Every failure is a NodeFailure whose message
+says what to do.
+
+A connection that stops answering is closed, as OpenSSH's ServerAliveInterval
+does, but on by default: the mux keeps its connections for as long as it runs,
+and a node that loses power or its network sends nothing more. Without the
+check, TCP gives up only after about 15 minutes of retransmissions (and never
+while the node's kernel still answers, with its sshd frozen), and every command
+on that connection would hang as long.
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ import getpass
 import logging
 import os
 import socket
+import threading
+import time
+import weakref
 from dataclasses import dataclass, field
 
 import paramiko
@@ -24,8 +35,12 @@ from .errors import NodeFailure
 # pipe" as dsh ends); with no handler, logging's last resort would print them on
 # the command's stderr. dsh reports failures itself, in one line.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+log = logging.getLogger(__name__)  # the mux's log; in dsh, the command's message says it
+log.addHandler(logging.NullHandler())
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+ALIVE_INTERVAL = 15.0  # seconds: ServerAliveInterval unless the ssh config sets it (0: off)
+ALIVE_COUNT = 3  # ServerAliveCountMax unless the ssh config sets it (OpenSSH's default)
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 
 
@@ -41,6 +56,8 @@ class Target:
     strict: str = "yes"  # yes, no, accept-new (ask means yes: dsh never asks)
     proxy_command: str | None = None
     timeout: float = 10.0
+    alive_interval: float = ALIVE_INTERVAL
+    alive_count: int = ALIVE_COUNT
 
 
 def _expand(path: str) -> str:
@@ -64,6 +81,11 @@ def target_for(node: str, config_path: str, timeout: float) -> Target:
     assert isinstance(identities, list)
     strict = str(options.get("stricthostkeychecking", "yes")).lower()
     connect_timeout = options.get("connecttimeout")
+    try:
+        alive_interval = float(str(options.get("serveraliveinterval", ALIVE_INTERVAL)))
+        alive_count = int(str(options.get("serveralivecountmax", ALIVE_COUNT)))
+    except ValueError as exc:
+        raise NodeFailure(node, f"ssh config {path}: {exc}", transport=False) from None
     return Target(
         node=node,
         hostname=str(options.get("hostname", node)),
@@ -75,6 +97,8 @@ def target_for(node: str, config_path: str, timeout: float) -> Target:
         strict="yes" if strict == "ask" else strict,
         proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
         timeout=float(str(connect_timeout)) if connect_timeout else timeout,
+        alive_interval=alive_interval,
+        alive_count=max(1, alive_count),
     )
 
 
@@ -163,4 +187,69 @@ def connect(target: Target) -> paramiko.SSHClient:
             hint = " (is sshd running there?)"
             reason = "connection refused"
         raise NodeFailure(target.node, f"cannot connect to {where}: {reason}{hint}") from None
+    transport = client.get_transport()
+    if transport is not None and target.alive_interval > 0:
+        _Liveness(transport, target).start()
     return client
+
+
+# why _Liveness closed a connection, for the message of the commands it ran
+_closed_because: weakref.WeakKeyDictionary[paramiko.Transport, str] = weakref.WeakKeyDictionary()
+
+
+def closed_because(client: paramiko.SSHClient) -> str | None:
+    """Why dsh closed this connection itself (a node that stopped answering), if it did."""
+    transport = client.get_transport()
+    return None if transport is None else _closed_because.get(transport)
+
+
+class _Liveness:
+    """Asks the server for an answer every ``alive_interval`` seconds and closes
+    the connection when one request goes unanswered for interval x count, about
+    when OpenSSH's ServerAliveCountMax would give up.
+
+    Any answer will do: OpenSSH's server answers "keepalive@openssh.com" with a
+    failure, as it does for OpenSSH's own client. paramiko's global_request
+    waits for the answer without a time limit, so one thread asks and another
+    watches the clock; both end with the connection.
+    """
+
+    KIND = "keepalive@openssh.com"
+
+    def __init__(self, transport: paramiko.Transport, target: Target) -> None:
+        self.transport = transport
+        self.node = target.node
+        self.interval = target.alive_interval
+        self.count = target.alive_count
+        self.asked_at: float | None = None  # of the unanswered request, if one is
+        self.wakeup = threading.Event()
+
+    def start(self) -> None:
+        for run in (self._ask, self._watch):
+            threading.Thread(target=run, name=f"dsh-alive-{self.node}", daemon=True).start()
+
+    def _ask(self) -> None:
+        while self.transport.is_active():
+            self.asked_at = time.monotonic()
+            try:
+                self.transport.global_request(self.KIND, wait=True)
+            except (paramiko.SSHException, OSError, EOFError):
+                return  # the connection is going; whoever uses it will hear
+            self.asked_at = None
+            if self.wakeup.wait(self.interval):
+                return
+
+    def _watch(self) -> None:
+        limit = self.interval * self.count
+        while not self.wakeup.wait(min(self.interval, 1.0)):
+            if not self.transport.is_active():
+                break
+            asked = self.asked_at
+            if asked is not None and time.monotonic() - asked > limit:
+                why = (f"no answer from {self.node} for {limit:g}s (ServerAliveInterval "
+                       f"{self.interval:g} x ServerAliveCountMax {self.count})")  # fmt: skip
+                _closed_because[self.transport] = why
+                log.warning("%s; closing the connection", why)
+                self.transport.close()
+                break
+        self.wakeup.set()
