@@ -397,8 +397,11 @@ def report(
             ("cm", "`ssh -S CM true` (ControlMaster)"), ("bare", "the same, bare protocol"))),
         "",
         f"Build: `make -jN` of {files} generated C files + main.c ({compiles} compiles, "
-        "1 link) over 127.0.0.34 and .35, `make clean` between; medians in s. distcc "
-        "has enough slots that make's -j alone bounds it, as dsh.", "",
+        "1 link) over 127.0.0.34 and .35, `make clean` between; medians in s. "
+        + ("distcc has enough slots that make's -j alone bounds it, as dsh."
+           if any("distcc" in samples for samples in build.values()) else
+           "distcc is not installed here (`apt-get install distcc`): no distcc rows."),
+        "",
         *build_table(build, files, "build", overhead=True),
         "",
         "The same builds with the machine cut in two (`bench/speed.py`'s split_builds): "
