@@ -457,8 +457,9 @@ class Dsh:
 
     def _end_sync(self, sync: "SyncFile | None", ended: bool) -> None:
         """Wait until the remote side's removal of the sync file shows here, if
-        the command ended there: after a lost connection or an abort nothing
-        will remove it, and waiting would only delay the error."""
+        the command ended there. After a lost connection nothing may ever
+        remove it, and after an abort nobody waits for the command's files:
+        waiting would only delay the exit."""
         c = self.config
         if sync is not None:
             if ended and not sync.wait_gone(c.sync_timeout) and c.verbose:

@@ -407,14 +407,15 @@ class Session:
             os.close(self._stop_w)
         if self.aborted_by is not None:
             return 128 + self.aborted_by
-        why = ssh.closed_because(self.client)
-        if why is not None:
-            # The liveness check closed a silent connection: say that, not
-            # the generic "lost", so the user knows the node stopped answering.
-            raise ConnectionLost(f"node {self.node}: {why}")
-        if not channel.exit_status_ready():
-            raise ConnectionLost(f"node {self.node}: connection lost while the command ran")
-        status = channel.recv_exit_status()
-        if status < 0:
-            raise ConnectionLost(f"node {self.node}: the remote helper ended without a status")
-        return status
+        # (A closed channel counts as "ready", with status -1.)
+        status = channel.recv_exit_status() if channel.exit_status_ready() else None
+        if status is not None and status >= 0:
+            return status
+        # If the liveness check closed a silent connection, say so: the user
+        # learns that the node stopped answering.
+        why = ssh.closed_because(self.client) or (
+            "connection lost while the command ran"
+            if status is None
+            else "the remote helper ended without a status"
+        )
+        raise ConnectionLost(f"node {self.node}: {why}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import random
+import re
 import socket
 import threading
 import time
@@ -60,6 +62,27 @@ class Target:
     alive_count: int = ALIVE_COUNT
 
 
+_TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_TIME_PART = re.compile(r"(\d+)([smhdw]?)", re.IGNORECASE)
+
+
+def seconds(text: str) -> float | None:
+    """An ssh config time value ("90", "1m30s", as OpenSSH reads ConnectTimeout
+    and ServerAliveInterval) in seconds; None if it is not one. A plain decimal
+    ("0.5") is taken too: OpenSSH refuses it, but its meaning is plain."""
+    text = text.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return value if 0 <= value < 1e9 else None  # not nan, inf or negative
+    parts = _TIME_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+
+
 def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
 
@@ -81,11 +104,19 @@ def target_for(node: str, config_path: str, timeout: float) -> Target:
     assert isinstance(identities, list)
     strict = str(options.get("stricthostkeychecking", "yes")).lower()
     connect_timeout = options.get("connecttimeout")
-    try:
-        alive_interval = float(str(options.get("serveraliveinterval", ALIVE_INTERVAL)))
-        alive_count = int(str(options.get("serveralivecountmax", ALIVE_COUNT)))
-    except ValueError as exc:
-        raise NodeFailure(node, f"ssh config {path}: {exc}", transport=False) from None
+    interval = options.get("serveraliveinterval")
+    alive_interval = ALIVE_INTERVAL if interval is None else seconds(str(interval))
+    count = str(options.get("serveralivecountmax", ALIVE_COUNT))
+    if alive_interval is None:
+        raise NodeFailure(node, f"ssh config {path}: ServerAliveInterval {interval!r} is not "
+                          "a time (seconds, or as 1m30s)", transport=False)  # fmt: skip
+    if not count.isdigit():
+        raise NodeFailure(node, f"ssh config {path}: ServerAliveCountMax {count!r} is not "
+                          "a whole number", transport=False)  # fmt: skip
+    wait = seconds(str(connect_timeout)) if connect_timeout else timeout
+    if wait is None:
+        raise NodeFailure(node, f"ssh config {path}: ConnectTimeout {connect_timeout!r} is not "
+                          "a time (seconds, or as 1m30s)", transport=False)  # fmt: skip
     return Target(
         node=node,
         hostname=str(options.get("hostname", node)),
@@ -96,9 +127,9 @@ def target_for(node: str, config_path: str, timeout: float) -> Target:
         known_hosts=tuple(_expand(k) for k in known_list),
         strict="yes" if strict == "ask" else strict,
         proxy_command=str(options["proxycommand"]) if options.get("proxycommand") else None,
-        timeout=float(str(connect_timeout)) if connect_timeout else timeout,
+        timeout=wait or timeout,  # 0: none of its own, as in OpenSSH
         alive_interval=alive_interval,
-        alive_count=max(1, alive_count),
+        alive_count=max(1, int(count)),
     )
 
 
@@ -189,18 +220,18 @@ def connect(target: Target) -> paramiko.SSHClient:
         raise NodeFailure(target.node, f"cannot connect to {where}: {reason}{hint}") from None
     transport = client.get_transport()
     if transport is not None and target.alive_interval > 0:
-        _Liveness(transport, target).start()
+        _Liveness(client, transport, target).start()
     return client
 
 
-# why _Liveness closed a connection, for the message of the commands it ran
-_closed_because: weakref.WeakKeyDictionary[paramiko.Transport, str] = weakref.WeakKeyDictionary()
+# why _Liveness closed a connection, for the message of the commands it ran; by
+# client, since SSHClient.close() (the mux's pool does it) forgets the transport
+_closed_because: weakref.WeakKeyDictionary[paramiko.SSHClient, str] = weakref.WeakKeyDictionary()
 
 
 def closed_because(client: paramiko.SSHClient) -> str | None:
     """Why dsh closed this connection itself (a node that stopped answering), if it did."""
-    transport = client.get_transport()
-    return None if transport is None else _closed_because.get(transport)
+    return _closed_because.get(client)
 
 
 class _Liveness:
@@ -216,11 +247,14 @@ class _Liveness:
 
     KIND = "keepalive@openssh.com"
 
-    def __init__(self, transport: paramiko.Transport, target: Target) -> None:
+    def __init__(self, client: paramiko.SSHClient, transport: paramiko.Transport,
+                 target: Target) -> None:  # fmt: skip
+        self.client = client
         self.transport = transport
         self.node = target.node
         self.interval = target.alive_interval
         self.count = target.alive_count
+        self.asked = 0  # requests sent so far
         self.asked_at: float | None = None  # of the unanswered request, if one is
         self.wakeup = threading.Event()
 
@@ -229,27 +263,37 @@ class _Liveness:
             threading.Thread(target=run, name=f"dsh-alive-{self.node}", daemon=True).start()
 
     def _ask(self) -> None:
-        while self.transport.is_active():
+        # The first request after a random part of an interval: a fresh
+        # connection has just been answered, and the mux's connections, opened
+        # together, should not ask in step.
+        pause = self.interval * random.uniform(0.5, 1.0)
+        while not self.wakeup.wait(pause) and self.transport.is_active():
+            self.asked += 1
             self.asked_at = time.monotonic()
             try:
                 self.transport.global_request(self.KIND, wait=True)
             except (paramiko.SSHException, OSError, EOFError):
                 return  # the connection is going; whoever uses it will hear
             self.asked_at = None
-            if self.wakeup.wait(self.interval):
-                return
+            pause = self.interval
 
     def _watch(self) -> None:
         limit = self.interval * self.count
-        while not self.wakeup.wait(min(self.interval, 1.0)):
+        tick = min(self.interval, 1.0)
+        while not self.wakeup.wait(tick):
             if not self.transport.is_active():
                 break
-            asked = self.asked_at
-            if asked is not None and time.monotonic() - asked > limit:
-                why = (f"no answer from {self.node} for {limit:g}s (ServerAliveInterval "
-                       f"{self.interval:g} x ServerAliveCountMax {self.count})")  # fmt: skip
-                _closed_because[self.transport] = why
-                log.warning("%s; closing the connection", why)
-                self.transport.close()
-                break
+            asked, asked_at = self.asked, self.asked_at
+            if asked_at is None or time.monotonic() - asked_at <= limit:
+                continue
+            # One more tick for the answer: after this process was stopped
+            # (Ctrl-Z, a paused VM) the answer may be waiting, unread.
+            if self.wakeup.wait(tick) or (self.asked, self.asked_at) != (asked, asked_at):
+                continue
+            why = (f"no answer from {self.node} for {limit:g}s (ServerAliveInterval "
+                   f"{self.interval:g} x ServerAliveCountMax {self.count})")  # fmt: skip
+            _closed_because[self.client] = why
+            log.warning("%s; closing the connection", why)
+            self.transport.close()
+            break
         self.wakeup.set()
