@@ -79,10 +79,6 @@ def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
         proc.wait()
 
 
-# On the executor path (the default). On dsh's own connection (--direct) and
-# the mux's exec-channel fallback the signal gets through when run alone but
-# not always after other tests; not yet understood, see the note on issue 3.
-@pytest.mark.parametrize("dsh_path", ["executor"])
 def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_path, dsh_env):
     # 50 MB of stdin that the command never reads: the stdin pump is stuck in a
     # send, so the signal must get through some other way.
@@ -103,6 +99,39 @@ def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_
         for p in (proc, feeder):
             p.kill()
             p.wait()
+
+
+@pytest.mark.parametrize("stdin", ["piped", "none"])
+def test_a_trapped_ctrl_c_arrives_exactly_once(ssh_cluster, tmp_path, dsh_env, stdin):
+    """Each way of sending a signal (the SSH request, the in-band frame, kill(1)
+    over a second channel) is a backup for another: together they must still
+    deliver it once, with input still being sent ("piped") or none ("none")."""
+    script = ('echo $$ > shell.pid; trap "echo INT >> got" INT; '
+              "while [ ! -e stop ]; do sleep 0.1; done")  # fmt: skip
+    proc = subprocess.Popen(
+        dsh_cmd(ssh_cluster, "sh", "-c", script), cwd=tmp_path, env=dsh_env,
+        stdin=subprocess.PIPE if stdin == "piped" else subprocess.DEVNULL,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
+    try:
+        if proc.stdin is not None:
+            proc.stdin.write(b"some input the command leaves unread\n")
+            proc.stdin.flush()  # and stays open
+        wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: (tmp_path / "got").exists(), 30, "the trap ran")
+        # A second delivery would come within this wait: the slowest path
+        # (a login shell on a new channel) takes a fraction of it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(3)
+        (tmp_path / "stop").touch()
+        assert proc.wait(30) == 0  # the command handled the signal and ended well
+        assert (tmp_path / "got").read_text() == "INT\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
 
 
 def test_background_processes_left_behind_get_a_hangup(ssh_cluster, tmp_path, dsh_env):
@@ -135,7 +164,7 @@ def test_double_dash_ends_dshs_options(tmp_path):
     assert (out.returncode, out.stdout, out.stderr) == (0, "-v\n", "")
 
 
-@pytest.mark.parametrize("dsh_path", ["executor"])
+@pytest.mark.parametrize("dsh_path", ["executor", "direct", "channel"])
 def test_a_signal_ignored_at_start_stays_ignored(ssh_cluster, tmp_path, dsh_env):
     """`nohup dsh ...` or `dsh ... &` in a script: SIGINT is ignored, as it would be
     by the command run here; SIGTERM still reaches it."""

@@ -180,6 +180,7 @@ class Session:
         self._preamble: tuple[int, bytes] = (self.stdio.stderr, b"")
         self._stop_r = self._stop_w = -1  # a pipe that stops the stdin pump (see finish)
         self._pump: threading.Thread | None = None
+        self._sent_input = False  # stdin data has gone to the helper (see relay_signal)
         self.signals_sent = 0
         self.aborted_by: int | None = None  # the signal for which the channel was closed
         self.helper_pid: int | None = None  # rexec's PID on the node, from its start mark
@@ -294,6 +295,7 @@ class Session:
                 if not data:
                     self._send_frame(b"E")
                     return
+                self._sent_input = True
                 if not self._send_frame(b"D", data):
                     return
         finally:
@@ -319,12 +321,20 @@ class Session:
     def relay_signal(self, signum: int) -> None:
         assert self.channel is not None
         self.signals_sent += 1
+        if not self.tty and self._sent_input:
+            # A frame would queue behind the input already sent, which a
+            # command that does not read it never lets the helper reach; and
+            # sshd may refuse the "signal" request (it does for root). kill(1)
+            # over a second channel always gets through (the helper relays it),
+            # and alone it cannot deliver the signal twice.
+            self._kill_in_background(signum)
+            return
         _send_signal_request(self.channel, signum)
         if not self.tty and not self._send_frame(b"S", bytes([signum]), block=False):
-            # The frame is stuck behind stdin the command does not read, and
-            # sshd may refuse the request (it does for root): say it with
-            # kill(1) over a second channel instead (the helper relays it).
-            threading.Thread(target=self._kill_over_channel, args=(signum,), daemon=True).start()
+            self._kill_in_background(signum)  # the pump holds the channel: as above
+
+    def _kill_in_background(self, signum: int) -> None:
+        threading.Thread(target=self._kill_over_channel, args=(signum,), daemon=True).start()
 
     def _kill_over_channel(self, signum: int) -> None:
         transport = self.client.get_transport()
