@@ -110,7 +110,7 @@ def test_alive_settings_come_from_the_ssh_config(tmp_path):
 @pytest.mark.parametrize(("text", "value"), [
     ("90", 90.0), ("0", 0.0), ("0.5", 0.5), ("1m30s", 90.0), ("2H", 7200.0), ("1w", 604800.0),
     ("", None), ("soon", None), ("1.5m", None), ("-1", None), ("nan", None), ("inf", None),
-    ("1m 30s", None), ("30x", None),
+    ("1m 30s", None), ("30x", None), ("99999999w", None),
 ])  # fmt: skip
 def test_ssh_time_values_read_as_openssh_reads_them(text, value):
     from dsh import ssh

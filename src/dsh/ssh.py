@@ -74,13 +74,12 @@ def seconds(text: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        pass
-    else:
-        return value if 0 <= value < 1e9 else None  # not nan, inf or negative
-    parts = _TIME_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+        parts = _TIME_PART.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            return None
+        value = float(sum(int(n) * _TIME_UNITS[u.lower()] for n, u in parts))
+    # Not nan, inf or negative, and within what a thread can wait for.
+    return value if 0 <= value < 1e9 else None
 
 
 def _expand(path: str) -> str:
