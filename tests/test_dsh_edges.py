@@ -101,37 +101,70 @@ def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_
             p.wait()
 
 
-@pytest.mark.parametrize("stdin", ["piped", "none"])
-def test_a_trapped_ctrl_c_arrives_exactly_once(ssh_cluster, tmp_path, dsh_env, stdin):
-    """Each way of sending a signal (the SSH request, the in-band frame, kill(1)
-    over a second channel) is a backup for another: together they must still
-    deliver it once, with input still being sent ("piped") or none ("none")."""
-    script = ('echo $$ > shell.pid; trap "echo INT >> got" INT; '
-              "while [ ! -e stop ]; do sleep 0.1; done")  # fmt: skip
+# The command traps SIGINT; a background cat, immune to it, copies the input.
+TRAPPING = """
+exec 3<&0
+(trap '' INT; exec cat <&3 > input) &
+trap 'echo INT >> got' INT
+echo $$ > shell.pid
+while [ ! -e stop ]; do sleep 0.1; done
+"""
+
+
+@pytest.mark.parametrize("stdin", ["input-between", "none"])
+def test_each_ctrl_c_arrives_exactly_once(ssh_cluster, tmp_path, dsh_env, stdin):
+    """dsh sends a signal as the SSH request plus an in-band frame, or, once it
+    has sent input, as kill(1) over a second channel: each signal must arrive
+    once, also when the two signals of one kind went different ways."""
+    got = tmp_path / "got"
     proc = subprocess.Popen(
-        dsh_cmd(ssh_cluster, "sh", "-c", script), cwd=tmp_path, env=dsh_env,
-        stdin=subprocess.PIPE if stdin == "piped" else subprocess.DEVNULL,
+        dsh_cmd(ssh_cluster, "sh", "-c", TRAPPING), cwd=tmp_path, env=dsh_env,
+        stdin=subprocess.PIPE if stdin == "input-between" else subprocess.DEVNULL,
         preexec_fn=default_sigint,
     )  # fmt: skip
     try:
-        if proc.stdin is not None:
-            proc.stdin.write(b"some input the command leaves unread\n")
-            proc.stdin.flush()  # and stays open
         wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")
         proc.send_signal(signal.SIGINT)
-        wait_for(lambda: (tmp_path / "got").exists(), 30, "the trap ran")
-        # A second delivery would come within this wait: the slowest path
-        # (a login shell on a new channel) takes a fraction of it.
+        wait_for(lambda: got.exists() and got.read_text() == "INT\n", 30, "first trap")
+        if proc.stdin is not None:
+            proc.stdin.write(b"input\n")
+            proc.stdin.flush()  # and it stays open
+            wait_for(lambda: (tmp_path / "input").read_bytes() == b"input\n", 30, "input")
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: got.read_text().count("INT") >= 2, 30, "second trap")
+        # A third delivery would come within this wait: the slowest way (a
+        # shell started on a new channel) takes a fraction of it.
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(3)
+        if proc.stdin is not None:
+            proc.stdin.close()
         (tmp_path / "stop").touch()
-        assert proc.wait(30) == 0  # the command handled the signal and ended well
-        assert (tmp_path / "got").read_text() == "INT\n"
+        assert proc.wait(30) == 0  # the command handled the signals and ended well
+        assert got.read_text() == "INT\nINT\n"
     finally:
         proc.kill()
         proc.wait()
         if proc.stdin is not None:
             proc.stdin.close()
+
+
+def test_sigterm_reaches_a_command_in_a_pseudo_terminal(ssh_cluster, tmp_path, dsh_env):
+    """Under -t, SIGTERM cannot travel in band (stdin is the terminal's) and
+    root's sshd refuses the SSH request: it must still arrive, once."""
+    script = ('trap "echo TERM >> got; exit 3" TERM; echo $$ > shell.pid; '
+              "while :; do sleep 0.1; done")  # fmt: skip
+    proc = subprocess.Popen(
+        dsh_cmd(ssh_cluster, "-t", "sh", "-c", script), cwd=tmp_path, env=dsh_env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 3  # the trap's exit status: the command got it
+        assert (tmp_path / "got").read_text() == "TERM\n"
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_background_processes_left_behind_get_a_hangup(ssh_cluster, tmp_path, dsh_env):

@@ -15,6 +15,7 @@ arrives byte for byte. The channel then carries:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -184,6 +185,7 @@ class Session:
         self.signals_sent = 0
         self.aborted_by: int | None = None  # the signal for which the channel was closed
         self.helper_pid: int | None = None  # rexec's PID on the node, from its start mark
+        self.helper_rtmin: int | None = None  # and the node's SIGRTMIN (see rexec.py)
 
     # -- start -----------------------------------------------------------------
 
@@ -237,8 +239,9 @@ class Session:
                     text = line.decode("utf-8", "replace")
                     if text.split(" ", 1)[0] == "run":
                         self._preamble = (mark_fd, rest)
-                        pid = text.partition(" ")[2]
+                        pid, _, rtmin = text.partition(" ")[2].partition(" ")
                         self.helper_pid = int(pid) if pid.isdigit() else None
+                        self.helper_rtmin = int(rtmin) if rtmin.isdigit() else None
                         return
                     kind, _, message = text.partition(" ")[2].partition(" ")
                     channel.close()
@@ -274,6 +277,8 @@ class Session:
         if not self._send_lock.acquire(timeout=-1 if block else 0.2):
             return False
         frame = rexec.FRAME.pack(kind, len(data)) + data
+        if kind == b"D":
+            self._sent_input = True  # under the lock: relay_signal reads it there
         try:
             if not block and self.channel.out_window_size < len(frame):
                 # The window is full (the command does not read its stdin):
@@ -295,7 +300,6 @@ class Session:
                 if not data:
                     self._send_frame(b"E")
                     return
-                self._sent_input = True
                 if not self._send_frame(b"D", data):
                     return
         finally:
@@ -321,32 +325,50 @@ class Session:
     def relay_signal(self, signum: int) -> None:
         assert self.channel is not None
         self.signals_sent += 1
-        if not self.tty and self._sent_input:
-            # A frame would queue behind the input already sent, which a
-            # command that does not read it never lets the helper reach; and
-            # sshd may refuse the "signal" request (it does for root). kill(1)
-            # over a second channel always gets through (the helper relays it),
-            # and alone it cannot deliver the signal twice.
-            self._kill_in_background(signum)
+        if self.tty:
+            # In a terminal, ^C and the quit key travel as keystrokes, and the
+            # helper leaves SIGINT and SIGQUIT to the terminal. The others go
+            # by kill(1) alone: root's sshd refuses the request.
+            if signum in (signal.SIGINT, signal.SIGQUIT):
+                _send_signal_request(self.channel, signum)
+            else:
+                threading.Thread(target=self._kill_over_channel, args=(signum,),
+                                 daemon=True).start()  # fmt: skip
             return
-        _send_signal_request(self.channel, signum)
-        if not self.tty and not self._send_frame(b"S", bytes([signum]), block=False):
-            self._kill_in_background(signum)  # the pump holds the channel: as above
-
-    def _kill_in_background(self, signum: int) -> None:
+        # Either the "signal" request and an S frame together, or kill(1)
+        # alone: the helper counts each way apart and relays every signal once
+        # (see rexec.py). sshd may refuse the request (it does for root); a
+        # frame would queue behind input already sent, which a command that
+        # does not read it never lets the helper reach.
+        if self._send_lock.acquire(timeout=0.2):  # else the pump is sending input
+            try:
+                frame = rexec.FRAME.pack(b"S", 1) + bytes([signum])
+                if not self._sent_input and self.channel.out_window_size >= len(frame):
+                    _send_signal_request(self.channel, signum)
+                    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                        self.channel.sendall(frame)  # fits the window: does not block
+                    return
+            finally:
+                self._send_lock.release()
         threading.Thread(target=self._kill_over_channel, args=(signum,), daemon=True).start()
 
     def _kill_over_channel(self, signum: int) -> None:
         transport = self.client.get_transport()
+        number = signum if self.helper_rtmin is None else self.helper_rtmin + signum
         try:
             if self.helper_pid is None or transport is None:
                 raise OSError("no helper PID")
             channel = transport.open_session(timeout=10.0)
-            channel.exec_command(f"kill -{int(signum)} {int(self.helper_pid)}")
+            channel.exec_command(f"kill -{int(number)} {int(self.helper_pid)}")
             if channel.recv_exit_status() == 0:
                 return
         except (OSError, EOFError, paramiko.SSHException):
             pass
+        # No second channel (sshd's MaxSessions), or the helper has just ended.
+        if self.channel is None or self.channel.exit_status_ready():
+            return
+        if not self.tty and self._send_frame(b"S", bytes([signum]), block=False):
+            return  # counted as a frame; it may yet get through
         # Last resort: closing the channel makes the helper kill the group.
         self.aborted_by = signum
         self.abort()
@@ -415,12 +437,12 @@ class Session:
             if pump is not None:
                 pump.join(5.0)
             os.close(self._stop_w)
-        if self.aborted_by is not None:
-            return 128 + self.aborted_by
         # (A closed channel counts as "ready", with status -1.)
         status = channel.recv_exit_status() if channel.exit_status_ready() else None
         if status is not None and status >= 0:
-            return status
+            return status  # the command's own, even if dsh aborted after it came
+        if self.aborted_by is not None:
+            return 128 + self.aborted_by
         # If the liveness check closed a silent connection, say so: the user
         # learns that the node stopped answering.
         why = ssh.closed_because(self.client) or (

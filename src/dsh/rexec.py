@@ -12,7 +12,7 @@ What it does, in order:
 1. chdir and umask as the caller had them;
 2. wait for the sync file (``waitfile SYNC TIMEOUT``) so that everything the
    caller wrote before is visible here too;
-3. tell dsh on stderr that the command starts (``MARK`` + ``run PID``), or why not
+3. tell dsh on stderr that the command starts (``MARK`` + ``run PID RTMIN``), or why not
    (``MARK`` + ``err KIND MESSAGE``): until then dsh may still try elsewhere;
 4. run the command in a process group of its own, relaying signals to the
    whole group; when the SSH channel closes under it (dsh killed, connection
@@ -25,6 +25,8 @@ What it does, in order:
 stdin, unless in a pseudo-terminal, arrives in frames (``FRAME``: a type
 byte, a 4-byte length, data) so that signals and end of input can travel in
 band with the data: D data, E end of input, S signal (one byte, its number).
+A signal N sent with kill(1) over another channel arrives as SIGRTMIN+N
+(RTMIN from the start mark), so that it can be told from the other two ways.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Runner:
         self.abandoned = False
         self.by_os: dict[int, int] = {}
         self.by_frame: dict[int, int] = {}
+        self.by_kill: dict[int, int] = {}
         self.done: dict[int, int] = {}
         self.lock = threading.RLock()  # a signal handler may interrupt its holder
 
@@ -91,10 +94,12 @@ class Runner:
         self.relayed = sig
         self.kill_group(sig)
 
-    # dsh sends every signal twice, as an SSH "signal" request (arriving here
-    # as a real signal) and as an S frame, because either may not arrive
-    # (OpenSSH refuses the request for root; frames wait behind stdin data).
-    # The n-th signal of a kind is relayed once, by whichever path is first.
+    # dsh sends a signal either twice, as an SSH "signal" request (arriving
+    # here as the signal itself) and as an S frame, because either may not
+    # arrive (OpenSSH refuses the request for root), or, once it has sent
+    # input that a frame could wait behind, once only, as SIGRTMIN+N from
+    # kill(1). So the signals dsh sent are the larger of the first two counts
+    # plus the third, and each is relayed once, by whichever way is first.
 
     def os_signal(self, sig: int, _frame: object = None) -> None:
         self.by_os[sig] = self.by_os.get(sig, 0) + 1
@@ -104,8 +109,16 @@ class Runner:
         self.by_frame[sig] = self.by_frame.get(sig, 0) + 1
         self._maybe_relay(sig)
 
+    def kill_signal(self, sig: int) -> None:
+        self.by_kill[sig] = self.by_kill.get(sig, 0) + 1
+        self._maybe_relay(sig)
+
+    def _on_kill(self, rt: int, _frame: object = None) -> None:
+        self.kill_signal(rt - signal.SIGRTMIN)
+
     def _maybe_relay(self, sig: int) -> None:
         wanted = max(self.by_os.get(sig, 0), self.by_frame.get(sig, 0))
+        wanted += self.by_kill.get(sig, 0)
         with self.lock:
             if wanted > self.done.get(sig, 0):
                 self.done[sig] = wanted
@@ -195,9 +208,10 @@ class Runner:
                 signal.signal(sig, _ignore)
             else:
                 signal.signal(sig, self.os_signal)
+            signal.signal(signal.SIGRTMIN + sig, self._on_kill)
         # The mark goes out before the command can have done anything: from
         # here on dsh must never run it anywhere else.
-        _say(f"run {os.getpid()}")  # dsh may signal this PID over another channel
+        _say(f"run {os.getpid()} {signal.SIGRTMIN}")  # for kill(1) over another channel
         try:
             self.child = subprocess.Popen(
                 argv,
