@@ -126,6 +126,11 @@ def read_input(fd: int, stop_fd: int, size: int = CHUNK) -> bytes | None:
                 return b""
 
 
+def _frame(kind: bytes, data: bytes = b"") -> bytes:
+    """One frame of the helper's stdin (see rexec.py)."""
+    return rexec.FRAME.pack(kind, len(data)) + data
+
+
 def _send_signal_request(channel: paramiko.Channel, signum: int) -> None:
     """RFC 4254 "signal" request; paramiko has no public call for it.
 
@@ -276,7 +281,7 @@ class Session:
         assert self.channel is not None
         if not self._send_lock.acquire(timeout=-1 if block else 0.2):
             return False
-        frame = rexec.FRAME.pack(kind, len(data)) + data
+        frame = _frame(kind, data)
         if kind == b"D":
             self._sent_input = True  # under the lock: relay_signal reads it there
         try:
@@ -325,24 +330,20 @@ class Session:
     def relay_signal(self, signum: int) -> None:
         assert self.channel is not None
         self.signals_sent += 1
-        if self.tty:
+        if self.tty and signum in (signal.SIGINT, signal.SIGQUIT):
             # In a terminal, ^C and the quit key travel as keystrokes, and the
-            # helper leaves SIGINT and SIGQUIT to the terminal. The others go
-            # by kill(1) alone: root's sshd refuses the request.
-            if signum in (signal.SIGINT, signal.SIGQUIT):
-                _send_signal_request(self.channel, signum)
-            else:
-                threading.Thread(target=self._kill_over_channel, args=(signum,),
-                                 daemon=True).start()  # fmt: skip
+            # helper leaves SIGINT and SIGQUIT to the terminal. Other signals
+            # to a terminal's command go by kill(1) alone, below.
+            _send_signal_request(self.channel, signum)
             return
         # Either the "signal" request and an S frame together, or kill(1)
         # alone: the helper counts each way apart and relays every signal once
         # (see rexec.py). sshd may refuse the request (it does for root); a
         # frame would queue behind input already sent, which a command that
         # does not read it never lets the helper reach.
-        if self._send_lock.acquire(timeout=0.2):  # else the pump is sending input
+        if not self.tty and self._send_lock.acquire(timeout=0.2):  # else input is going
             try:
-                frame = rexec.FRAME.pack(b"S", 1) + bytes([signum])
+                frame = _frame(b"S", bytes([signum]))
                 if not self._sent_input and self.channel.out_window_size >= len(frame):
                     _send_signal_request(self.channel, signum)
                     with contextlib.suppress(OSError, EOFError, paramiko.SSHException):

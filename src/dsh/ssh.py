@@ -102,20 +102,21 @@ def target_for(node: str, config_path: str, timeout: float) -> Target:
     identities = options.get("identityfile") or []
     assert isinstance(identities, list)
     strict = str(options.get("stricthostkeychecking", "yes")).lower()
-    connect_timeout = options.get("connecttimeout")
-    interval = options.get("serveraliveinterval")
-    alive_interval = ALIVE_INTERVAL if interval is None else seconds(str(interval))
+
+    def time_option(name: str, default: float) -> float:
+        text = options.get(name.lower())
+        value = default if not text else seconds(str(text))
+        if value is None:
+            raise NodeFailure(node, f"ssh config {path}: {name} {text!r} is not a time "
+                              "(seconds, or as 1m30s)", transport=False)  # fmt: skip
+        return value
+
+    alive_interval = time_option("ServerAliveInterval", ALIVE_INTERVAL)
+    wait = time_option("ConnectTimeout", timeout)
     count = str(options.get("serveralivecountmax", ALIVE_COUNT))
-    if alive_interval is None:
-        raise NodeFailure(node, f"ssh config {path}: ServerAliveInterval {interval!r} is not "
-                          "a time (seconds, or as 1m30s)", transport=False)  # fmt: skip
     if not count.isdigit():
         raise NodeFailure(node, f"ssh config {path}: ServerAliveCountMax {count!r} is not "
                           "a whole number", transport=False)  # fmt: skip
-    wait = seconds(str(connect_timeout)) if connect_timeout else timeout
-    if wait is None:
-        raise NodeFailure(node, f"ssh config {path}: ConnectTimeout {connect_timeout!r} is not "
-                          "a time (seconds, or as 1m30s)", transport=False)  # fmt: skip
     return Target(
         node=node,
         hostname=str(options.get("hostname", node)),
