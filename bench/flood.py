@@ -30,9 +30,9 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 from support.dshd import Cluster, ask  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-from dsh.auth import Sealer  # noqa: E402
-from dsh.keys import generate_key_file  # noqa: E402
-from dsh.wire import State, encode_state  # noqa: E402
+from dsh.core.auth import Sealer  # noqa: E402
+from dsh.core.wire import State, encode_state  # noqa: E402
+from dsh.daemon.keys import generate_key_file  # noqa: E402
 
 A, B, C = "127.0.0.51", "127.0.0.52", "127.0.0.53"
 

@@ -28,9 +28,9 @@ from pathlib import Path
 # testbed comes first: it puts src/ and tests/ on sys.path
 from testbed import DSH, LOCAL, PY, R1, R2, REPO, Bed, BenchError, run, timed
 
-from dsh import ssh
-from dsh.picker import ask_best, ask_status
-from dsh.remote import Request, command_line
+from dsh.client.picker import ask_best, ask_status
+from dsh.ssh import connect as ssh
+from dsh.ssh.session import Request, command_line
 
 SRC_ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FILES = 60  # generated C files besides main.c
@@ -108,7 +108,7 @@ def per_call_measures(bed: Bed) -> dict[str, Measure]:
         "python": lambda: timed([PY, "-c", "pass"]),
         "python_S": lambda: timed([PY, "-S", "-c", "pass"]),
         "bashrc": lambda: timed(["bash", "-c", "true"], env=bashrc_env),
-        "imp_cli": lambda: import_s("dsh.dsh_cli"),
+        "imp_cli": lambda: import_s("dsh.client.cli"),
         "imp_paramiko": lambda: import_s("paramiko"),
     }
     measures.update(part_measures(bed))
@@ -178,10 +178,13 @@ PARTS = [
     ("shebang", f"`./dsh --version`: `env python3` finds {SHIM}"),
     ("python", "`python3 -c pass`"),
     ("python_S", "`python3 -S -c pass` (no site, no .pth files)"),
-    ("imp_cli", "`-X importtime`, `import dsh.dsh_cli`, cumulative"),
+    ("imp_cli", "`-X importtime`, `import dsh.client.cli`, cumulative"),
     ("imp_paramiko", "`-X importtime`, `import paramiko`, cumulative (--direct imports it)"),
-    ("daemon", "ask dshd: best node + status (dsh.picker, in-process)"),
-    ("connect", "paramiko connect + auth (dsh.ssh.connect, in-process; what --direct does)"),
+    ("daemon", "ask dshd: best node + status (dsh.client.picker, in-process)"),
+    (
+        "connect",
+        "paramiko connect + auth (dsh.ssh.connect.connect, in-process; what --direct does)",
+    ),
     ("session_true", "`true` in a new session on an open paramiko connection"),
     ("session_helper", "dsh's helper (rexec) running `true`, same way"),
     ("bashrc", "local `bash -c true` with SSH_CLIENT set (reads ~/.bashrc)"),

@@ -236,7 +236,7 @@ def builds(bed: Bed, files: int, rounds: int, jobs: int, make_prefix: tuple[str,
     samples: dict[str, list[float]] = {name: [] for name in compilers}
     outputs: set[str] = set()
     parts = {
-        "mux": lambda p: "dsh.mux import main" in " ".join(p.info["cmdline"] or ()),
+        "mux": lambda p: "dsh.mux.server import main" in " ".join(p.info["cmdline"] or ()),
         "executor": lambda p: (p.info["cmdline"] or [""])[-1] == "dsh-executor",
         "sshd": lambda p: p.info["name"] == "sshd",
         "dshd": lambda p: str(bed.dir) in " ".join(p.info["cmdline"] or ()) and any(

@@ -28,7 +28,7 @@ from support.dshd import Cluster  # noqa: E402
 from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
-from dsh import ssh  # noqa: E402
+from dsh.ssh import connect as ssh  # noqa: E402
 
 LOCAL, R1, R2 = "127.0.0.30", "127.0.0.31", "127.0.0.32"
 PY = sys.executable
@@ -113,7 +113,7 @@ class LoopbackBed:
     def muxes(self) -> list[psutil.Process]:
         """The per-user mux(es) dsh started: detached, not our children."""
         return [proc for proc in psutil.process_iter(["cmdline"])
-                if "dsh.mux" in " ".join(cmd := proc.info["cmdline"] or ())
+                if "dsh.mux.server" in " ".join(cmd := proc.info["cmdline"] or ())
                 and str(self.dir) in " ".join(cmd)]  # fmt: skip
 
     def mux_log(self, lines: int = 20) -> str:

@@ -9,11 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.access import allowed, parse_allow
-from dsh.auth import AuthError, Sealer, is_sealed, key_id
-from dsh.cluster import parse_cluster
-from dsh.errors import ConfigError, WireError
-from dsh.gossip import (
+from dsh.core.access import allowed, parse_allow
+from dsh.core.auth import AuthError, Sealer, is_sealed, key_id
+from dsh.core.cluster import parse_cluster
+from dsh.core.gossip import (
     ACCEPTED,
     BAD_AUTH,
     MALFORMED,
@@ -21,9 +20,10 @@ from dsh.gossip import (
     STALE,
     GossipNode,
 )
-from dsh.keys import generate_key_file, load_keys
-from dsh.score import score_load
-from dsh.wire import State, decode, encode_state
+from dsh.core.score import score_load
+from dsh.core.wire import State, decode, encode_state
+from dsh.daemon.keys import generate_key_file, load_keys
+from dsh.errors import ConfigError, WireError
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 NOW_MS = 1_800_000_000_000
@@ -112,7 +112,7 @@ def test_unsealed_node_drops_sealed_datagrams_as_bad_auth():
 
 
 def test_sealed_tick_sends_datagrams_peers_can_open():
-    from dsh.gossip import Sample
+    from dsh.core.gossip import Sample
 
     n = node([K1])
     ((datagram, address),) = n.tick(Sample(2, 0.1, 0.1, 1 << 30, 1 << 31), 0.0, NOW_MS)

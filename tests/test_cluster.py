@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsh.cluster import NodeSpec, load_cluster, parse_cluster
+from dsh.core.cluster import NodeSpec, load_cluster, parse_cluster
 from dsh.errors import ClusterFileError, ConfigError
 
 SEED = """\

@@ -16,7 +16,7 @@ import pytest
 from support.dshd import DSHD, ask, free_udp_tcp_port, pid_alive
 from support.waiting import wait_for
 
-from dsh.wire import State, encode_state
+from dsh.core.wire import State, encode_state
 
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dsh.cluster import parse_cluster
-from dsh.gossip import (
+from dsh.core.cluster import parse_cluster
+from dsh.core.gossip import (
     ACCEPTED,
     MALFORMED,
     NAME_MISMATCH,
@@ -30,8 +30,8 @@ from dsh.gossip import (
     Sample,
     normalize_address,
 )
-from dsh.score import GIB, score_load
-from dsh.wire import State, decode, encode_state
+from dsh.core.score import GIB, score_load
+from dsh.core.wire import State, decode, encode_state
 
 CLUSTER = """\
 newton.foo.bar 1.0 1.0

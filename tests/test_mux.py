@@ -32,12 +32,12 @@ from support.dshd import pid_alive
 from support.mux import alive, log_tail, mux_pid, mux_sockets, stop_mux
 from support.waiting import wait_for
 
-from dsh import executor_protocol as ep
-from dsh import mux_protocol as mp
-from dsh.client_config import _FIELDS, ClientConfig
-from dsh.dsh_cli import Options, build_parser, parse_quick
-from dsh.executor_link import executor_source
-from dsh.remote import Request
+from dsh.client.cli import Options, build_parser, parse_quick
+from dsh.client.config import _FIELDS, ClientConfig
+from dsh.mux import protocol as mp
+from dsh.mux.executor_link import executor_source
+from dsh.node import protocol as ep
+from dsh.ssh.session import Request
 
 REPO = Path(__file__).resolve().parents[1]
 DSH = str(REPO / "dsh")
@@ -163,7 +163,7 @@ def test_client_config_fields_are_its_signature():
     assert changed.attempts == 5 and config.attempts == 3 and changed != config
     with pytest.raises(AttributeError, match="frozen"):
         config.attempts = 4  # type: ignore[misc]
-    from dsh import config as daemon_config
+    from dsh.daemon import config as daemon_config
 
     assert daemon_config.ClientConfig is ClientConfig
     assert (config.best_port, config.status_port) == (
@@ -610,7 +610,7 @@ def test_dsh_imports_neither_paramiko_nor_psutil(ssh_cluster, tmp_path, mux_env)
     run = [DSH, *ssh_cluster.dsh_args(), "true"]
     assert run_dsh(ssh_cluster, mux_env, "true", cwd=tmp_path).returncode == 0  # mux up
     imported = _imports(["-X", "importtime", *run], mux_env, tmp_path)
-    assert "dsh.mux_client" in imported
+    assert "dsh.mux.client" in imported
     assert not {m for m in imported if m.split(".")[0] in ("paramiko", "psutil", "cryptography")}
     # Without site (whose .pth files import what they like), nothing heavy at all.
     bare = _imports(["-S", "-X", "importtime", *run], mux_env, tmp_path)

@@ -85,8 +85,8 @@ def test_a_node_that_stops_answering_fails_its_command_with_255(ssh_cluster, tmp
 
 
 def test_alive_settings_come_from_the_ssh_config(tmp_path):
-    from dsh import ssh
     from dsh.errors import NodeFailure
+    from dsh.ssh import connect as ssh
 
     config = tmp_path / "config"
     config.write_text("Host quiet\n    ServerAliveInterval 0\n"
@@ -113,6 +113,6 @@ def test_alive_settings_come_from_the_ssh_config(tmp_path):
     ("1m 30s", None), ("30x", None), ("99999999w", None),
 ])  # fmt: skip
 def test_ssh_time_values_read_as_openssh_reads_them(text, value):
-    from dsh import ssh
+    from dsh.ssh import connect as ssh
 
     assert ssh.seconds(text) == value

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.cluster import MAX_SCALE, parse_cluster
-from dsh.score import DEFAULT_SCORE, GIB, SCORES, NodeView, score_load, score_loadavg
+from dsh.core.cluster import MAX_SCALE, parse_cluster
+from dsh.core.score import DEFAULT_SCORE, GIB, SCORES, NodeView, score_load, score_loadavg
 
 IDLE = NodeView(
     load=0.0, load1=0.0, ncpu=4, mem_avail=8 * GIB, loadscale=1.0, memscale=1.0, extra=0.0

@@ -22,9 +22,9 @@ import pytest
 from support.dshd import DSHD, ask
 from support.waiting import wait_for
 
-from dsh.auth import Sealer
-from dsh.keys import load_keys
-from dsh.wire import State, encode_state
+from dsh.core.auth import Sealer
+from dsh.core.wire import State, encode_state
+from dsh.daemon.keys import load_keys
 
 A, B, C, SPY = "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.19"
 OUTSIDER = "127.0.0.99"

@@ -7,12 +7,12 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.cluster import parse_cluster
-from dsh.gossip import OUTCOMES, GossipNode, Sample, StatusRow
-from dsh.picker import ClusterView, Member, parse_status
-from dsh.score import GIB, score_load
-from dsh.status import format_status
-from dsh.wire import State, encode_state
+from dsh.client.picker import ClusterView, Member, parse_status
+from dsh.core.cluster import parse_cluster
+from dsh.core.gossip import OUTCOMES, GossipNode, Sample, StatusRow
+from dsh.core.score import GIB, score_load
+from dsh.core.status import format_status
+from dsh.core.wire import State, encode_state
 
 MIB = 1024 * 1024
 # The documented column order (status.py docstring, README "The status port").

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from dsh.cluster import NodeSpec, parse_cluster
-from dsh.table import PeerTable
-from dsh.wire import State
+from dsh.core.cluster import NodeSpec, parse_cluster
+from dsh.core.table import PeerTable
+from dsh.core.wire import State
 
 CLUSTER = """\
 newton.foo.bar 1.0 1.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dsh.cluster import parse_cluster
+from dsh.core.cluster import parse_cluster
+from dsh.daemon.whoami import find_self, local_addresses
 from dsh.errors import ConfigError
-from dsh.whoami import find_self, local_addresses
 
 SPECS = parse_cluster(
     """\

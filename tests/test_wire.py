@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dsh.core.wire import MAX_DATAGRAM, State, decode, encode_state
 from dsh.errors import WireError
-from dsh.wire import MAX_DATAGRAM, State, decode, encode_state
 
 # The layout as wire.py's docstring documents it, spelled out here on purpose
 # rather than imported, so that a change to the code's layout fails these tests.

@@ -20,8 +20,8 @@ from typing import Protocol
 
 import paramiko
 
-from .errors import NodeFailure
-from .remote import ConnectionLost, Request, Session, Stdio
+from ..errors import NodeFailure
+from ..ssh.session import ConnectionLost, Request, Session, Stdio
 
 
 class ClientGone(Exception):

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import paramiko
 
-from . import executor_protocol as ep
-from . import ssh
-from .errors import NodeFailure
-from .mux_runs import ClientGone, Wakeup
-from .remote import Request, Stdio, read_input, write_all
+from ..errors import NodeFailure
+from ..node import protocol as ep
+from ..ssh import connect as ssh
+from ..ssh.session import Request, Stdio, read_input, write_all
+from .runs import ClientGone, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ExecutorLost(NodeFailure):
 @cache
 def executor_source() -> str:
     """executor_protocol.py then executor.py, minus the latter's package imports."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent / "node"
     lines = []
     skipping = False
     for line in (here / "executor.py").read_text(encoding="utf-8").splitlines():
@@ -64,7 +64,7 @@ def executor_source() -> str:
             skipping = "# dsh:strip-begin" in line
             continue
         lines.append(line)
-    protocol = (here / "executor_protocol.py").read_text(encoding="utf-8")
+    protocol = (here / "protocol.py").read_text(encoding="utf-8")
     return protocol + "\n\n" + "\n".join(lines) + "\n"
 
 

@@ -10,9 +10,9 @@ import select
 import sys
 import time
 
-from . import __version__
-from . import mux_protocol as mp
-from .errors import DshError, NodeFailure
+from .. import __version__
+from ..errors import DshError, NodeFailure
+from . import protocol as mp
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ FAILED_HOLD = 60.0  # seconds
 LOG_KEEP = 1 << 20  # bytes of mux.log beyond which a new mux starts a new one (old: .1)
 MAX_PATH = 100  # sun_path is 108 bytes; longer paths go through /proc/self/fd
 ACCEPT_TIMEOUT = 10.0  # seconds a mux gets to take a request (it answers at once when well)
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux.server import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
 
 class MuxUnavailable(Exception):
@@ -73,7 +73,7 @@ def start_mux(directory: str, options: list[str], timeout: float) -> None:
     """Start a mux, detached (double fork, own session), and wait until it listens."""
     path = os.path.join(directory, SOCKET_NAME)
     log_path = os.path.join(directory, LOG_NAME)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         if os.stat(log_path).st_size > LOG_KEEP:
             os.replace(log_path, log_path + ".1")

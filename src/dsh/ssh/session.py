@@ -30,8 +30,9 @@ from pathlib import Path
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 
-from . import rexec, ssh
-from .errors import DshError, NodeFailure
+from ..errors import DshError, NodeFailure
+from ..node import rexec
+from . import connect as ssh
 
 CHUNK = 32768
 MARK_GRACE = 30.0  # seconds, beyond the sync-file wait, for the helper to say "run"

@@ -25,12 +25,12 @@ import sys
 import threading
 import time
 
-from . import mux_protocol as mp
-from .errors import NodeFailure
-from .mux_client import LOCK_NAME
-from .mux_pool import Job, NodePool
-from .mux_runs import ClientGone, Run
-from .remote import Request, Stdio
+from ..errors import NodeFailure
+from ..ssh.session import Request, Stdio
+from . import protocol as mp
+from .client import LOCK_NAME
+from .pool import Job, NodePool
+from .runs import ClientGone, Run
 
 log = logging.getLogger(__name__)
 

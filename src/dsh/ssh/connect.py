@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-from .errors import NodeFailure
+from ..errors import NodeFailure
 
 # paramiko logs its transport thread's errors (e.g. "Socket exception: Broken
 # pipe" as dsh ends); with no handler, logging's last resort would print them on

@@ -16,7 +16,7 @@ import os
 import secrets
 import stat
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 KEY_BYTES = 32
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 Rule = str | ipaddress.IPv4Network | ipaddress.IPv6Network
 WORDS = ("loopback", "members")

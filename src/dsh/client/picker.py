@@ -17,7 +17,7 @@ import os
 import stat
 import time
 
-from .errors import DaemonUnreachable
+from ..errors import DaemonUnreachable
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:

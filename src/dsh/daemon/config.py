@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .score import DEFAULT_SCORE
+from ..core.score import DEFAULT_SCORE
 
 DEFAULT_CLUSTER_FILE = "/etc/dsh/cluster"
 DEFAULT_GOSSIP_PORT = 8181  # UDP
@@ -68,7 +68,7 @@ class DaemonConfig:
 
 # dsh's own settings live in client_config.py, without dataclasses: dsh
 # imports them on its fast path (see there).
-from .client_config import (  # noqa: E402, F401
+from ..client.config import (  # noqa: E402, F401
     DEFAULT_DAEMON,
     FORWARDED_ENV,
     FORWARDED_ENV_PREFIXES,

@@ -21,19 +21,19 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from . import __version__
-from .access import allowed, parse_allow
-from .auth import NONCE_BYTES, Sealer
-from .cluster import NodeSpec, load_cluster
+from .. import __version__
+from ..core.access import allowed, parse_allow
+from ..core.auth import NONCE_BYTES, Sealer
+from ..core.cluster import NodeSpec, load_cluster
+from ..core.gossip import GossipNode
+from ..core.score import SCORES
+from ..core.status import format_status
+from ..core.wire import MAX_DATAGRAM
+from ..errors import DshError
 from .config import DaemonConfig
-from .errors import DshError
-from .gossip import GossipNode
 from .keys import load_keys
 from .sampler import Sampler
-from .score import SCORES
-from .status import format_status
 from .whoami import resolve
-from .wire import MAX_DATAGRAM
 
 log = logging.getLogger(__name__)
 

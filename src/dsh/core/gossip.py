@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import WireError
 from .auth import AuthError, Sealer, is_sealed
 from .cluster import NodeSpec
-from .errors import WireError
 from .score import NodeView, ScoreFunction
 from .table import Changes, Peer, PeerTable
 from .wire import State, decode, encode_state

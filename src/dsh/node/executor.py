@@ -37,7 +37,7 @@ import time
 from typing import IO
 
 # dsh:strip-begin (sent as one text after the protocol, which defines these)
-from .executor_protocol import (
+from .protocol import (
     CHUNK,
     COUNT,
     EXIT,

@@ -32,7 +32,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .errors import WireError
+from ..errors import WireError
 
 MAGIC = b"\xd5h"
 VERSION = 1

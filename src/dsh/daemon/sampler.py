@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import psutil
 
-from .gossip import Sample
+from ..core.gossip import Sample
 
 
 def _running_tasks() -> int:

@@ -23,7 +23,7 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from .errors import WireError
+from ..errors import WireError
 from .wire import MAGIC, VERSION, MessageType
 
 _HEADER = struct.Struct("!2sBB4s12s")

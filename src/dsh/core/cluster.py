@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ClusterFileError
+from ..errors import ClusterFileError
 
 # RFC 1123 host names, with dots; a trailing dot (absolute name) is allowed.
 _HOSTNAME = re.compile(

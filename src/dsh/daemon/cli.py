@@ -10,9 +10,11 @@ import socket
 import sys
 from dataclasses import replace
 
-from . import __version__
-from .access import parse_allow
-from .cluster import NodeSpec, load_cluster
+from .. import __version__
+from ..core.access import parse_allow
+from ..core.cluster import NodeSpec, load_cluster
+from ..core.score import SCORES
+from ..errors import ConfigError, DshError
 from .config import (
     DEFAULT_CONTROL,
     DEFAULT_KEY_FILE,
@@ -20,7 +22,6 @@ from .config import (
     default_cluster_file,
     default_key_file,
 )
-from .errors import ConfigError, DshError
 from .keys import generate_key_file, load_keys
 from .process import (
     Readiness,
@@ -31,7 +32,6 @@ from .process import (
     setup_logging,
     write_pidfile,
 )
-from .score import SCORES
 
 DEFAULT_KEY_FILE_HINT = "/etc/dsh/key"
 
@@ -262,7 +262,7 @@ async def _serve(
     keys: list[bytes] | None,
     readiness: Readiness,
 ) -> None:
-    from .daemon import Daemon
+    from .server import Daemon
 
     daemon = Daemon(config, specs, self_name, resolved, keys)
     await daemon.start()

@@ -10,7 +10,7 @@ import pwd
 import resource
 import sys
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 
 import psutil
 
-from .cluster import NodeSpec
-from .errors import ConfigError
-from .gossip import normalize_address
+from ..core.cluster import NodeSpec
+from ..core.gossip import normalize_address
+from ..errors import ConfigError
 
 
 def find_self(

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import paramiko
 
-from . import ssh
-from .errors import NodeFailure
+from ..errors import NodeFailure
+from ..ssh import connect as ssh
+from ..ssh.session import ChannelRefused, Request, Stdio
 from .executor_link import ExecutorLink, ExecutorLost, ExecutorUnavailable
-from .mux_runs import ChannelRun, Run
-from .remote import ChannelRefused, Request, Stdio
+from .runs import ChannelRun, Run
 
 log = logging.getLogger(__name__)
 

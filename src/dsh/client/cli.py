@@ -16,9 +16,9 @@ imports are strings.
 import os
 import sys
 
-from . import __version__
-from .client_config import FORWARDED_ENV, FORWARDED_ENV_PREFIXES, ClientConfig
-from .errors import DaemonUnreachable, DshError, NodeFailure
+from .. import __version__
+from ..errors import DaemonUnreachable, DshError, NodeFailure
+from .config import FORWARDED_ENV, FORWARDED_ENV_PREFIXES, ClientConfig
 from .picker import Backoff, ClusterView, ask, ask_best, ask_status, next_node
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any, NoReturn
 
-    from .mux_client import MuxCall
-    from .remote import Session
+    from ..mux.client import MuxCall
+    from ..ssh.session import Session
     from .syncfile import SyncFile
 
 EXIT_USAGE = 2  # bad dsh options
@@ -314,7 +314,7 @@ def waitfile_path() -> str:
     """waitfile next to dsh (a checkout, or the same bin/ when installed), else on PATH."""
     here = os.path.dirname(os.path.realpath(sys.argv[0]))
     candidates = [os.path.join(here, "waitfile")]
-    candidates.append(os.path.join(os.path.dirname(__file__), "..", "..", "waitfile"))
+    candidates.append(os.path.join(os.path.dirname(__file__), "..", "..", "..", "waitfile"))
     for candidate in candidates:
         if os.path.isfile(candidate):
             return os.path.abspath(candidate)
@@ -434,7 +434,7 @@ class Dsh:
     def run_remote(self, node: str) -> int:
         """Through the mux, or on a connection of our own (--direct, or no mux)."""
         if not self.config.direct:
-            from .mux_client import MuxUnavailable
+            from ..mux.client import MuxUnavailable
 
             try:
                 return self.run_remote_via_mux(node)
@@ -467,7 +467,7 @@ class Dsh:
             sync.remove()
 
     def run_remote_via_mux(self, node: str) -> int:
-        from . import mux_client
+        from ..mux import client as mux_client
         from .picker import runtime_dir
 
         c = self.config
@@ -520,8 +520,8 @@ class Dsh:
             import site
 
             site.main()
-        from . import ssh
-        from .remote import Request, Session, Stdio
+        from ..ssh import connect as ssh
+        from ..ssh.session import Request, Session, Stdio
 
         c = self.config
         cwd = working_directory()
@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = config_from_args(args)
     if args.mux_stop:
-        from .mux_client import ask_to_stop
+        from ..mux.client import ask_to_stop
         from .picker import runtime_dir
 
         try:
