@@ -35,9 +35,9 @@ from support.waiting import wait_for
 from dsh.client.cli import Options, build_parser, parse_quick
 from dsh.client.config import _FIELDS, ClientConfig
 from dsh.mux import protocol as mp
-from dsh.mux.executor_link import executor_source
+from dsh.node.source import executor_source
 from dsh.node import protocol as ep
-from dsh.ssh.session import Request
+from dsh.request import Request
 
 REPO = Path(__file__).resolve().parents[1]
 DSH = str(REPO / "dsh")
@@ -210,7 +210,7 @@ class LocalExecutor:
         self.proc.stdin.flush()
 
     def open(self, cid: int, argv: list[bytes], cwd: Path, **request: object) -> None:
-        body = Request(argv=argv, cwd=os.fsencode(cwd), umask=0o022, **request).body()  # type: ignore[arg-type]
+        body = Request(argv=argv, cwd=os.fsencode(cwd), umask=0o022, **request).to_json()  # type: ignore[arg-type]
         self.send(cid, ep.OPEN, body)
 
     def expect(self, cid: int, kinds: set[int], timeout: float = 10.0) -> tuple[int, bytes]:

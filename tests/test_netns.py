@@ -17,7 +17,7 @@ import pytest
 from support.dshd import DSHD, ask
 from support.waiting import wait_for
 
-from dsh.client.picker import parse_status
+from dsh.core.status import parse_status
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),

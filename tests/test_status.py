@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.client.picker import ClusterView, Member, parse_status
+from dsh.core.status import ClusterView, Member, parse_status
 from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import OUTCOMES, GossipNode, Sample, StatusRow
 from dsh.core.score import GIB, score_load

@@ -3,15 +3,35 @@
 ::
 
     DshError                  anything dsh or dshd reports to a user as one line
-    ├── ConfigError           the user's input is wrong (cluster file, flags); exit 2
+    ├── ConfigError           the user's input is wrong (cluster file, flags, environment); exit 2
     │   └── ClusterFileError  FILE:LINE: what is wrong
     ├── WireError             a datagram that does not decode; counted and dropped
+    │   └── AuthError         not sealed with one of our keys (or sealed when we have none)
     ├── DaemonUnreachable     dsh could not get an answer from the local dshd
-    └── NodeFailure           a node failed before the command started (transport, setup)
+    ├── NodeFailure           a node failed before the command started: nothing ran there
+    │   ├── ChannelRefused    sshd refused one more channel (MaxSessions): try a new connection
+    │   └── ExecutorLost      the node's executor went away before the command started
+    ├── ConnectionLost        the SSH channel closed while the command ran: its outcome is unknown
+    └── MuxLost               the mux took the command and went away: its outcome is unknown
+
+    Control flow, never shown to a user as they are:
+    MuxUnavailable            no mux took the command and nothing started: dsh goes direct
+    ExecutorUnavailable       no executor on that node: the mux uses one channel per command
+    ClientGone                dsh went away before its command started: it must not start
+    Interrupted               dsh got a signal before the command started: exit 128+N
+
+    Defined where they are raised, because those modules import nothing of dsh:
+    request.RequestError      (ValueError) a command request that does not fit the schema;
+                              request.py is sent to the node as source
+    mux.protocol.MuxProtocolError  bytes that are no dsh <-> mux message; no imports at all
+    node.protocol.ProtocolError    a bad mux <-> executor frame; sent to the node as source
 
 Errors are split by who is to blame, as h11 does: a ``ConfigError`` is the
 user's to fix, a ``WireError`` is a remote peer's (or an attacker's) and must
-never stop the daemon, a ``NodeFailure`` counts against a node.
+never stop the daemon, a ``NodeFailure`` counts against a node (when
+``transport``) and lets dsh try another, while ``ConnectionLost`` and
+``MuxLost`` come after the command started, when trying again would run it
+twice. Rules of this file: no imports (dsh imports it on its fast path).
 """
 
 
@@ -20,7 +40,7 @@ class DshError(Exception):
 
 
 class ConfigError(DshError):
-    """Invalid configuration: a bad flag value or a bad cluster file."""
+    """Invalid configuration: a bad flag value, variable or cluster file."""
 
 
 class ClusterFileError(ConfigError):
@@ -33,6 +53,10 @@ class ClusterFileError(ConfigError):
 
 class WireError(DshError):
     """A datagram that is not a well-formed message of a version we speak."""
+
+
+class AuthError(WireError):
+    """A datagram that is not sealed with any of our keys (or not sealed at all)."""
 
 
 class DaemonUnreachable(DshError):
@@ -51,3 +75,43 @@ class NodeFailure(DshError):
         self.node = node
         self.transport = transport
         super().__init__(f"node {node}: {message}")
+
+
+class ChannelRefused(NodeFailure):
+    """The connection is fine but the server refused another channel on it
+    (sshd's MaxSessions, 10 by default): another connection will do."""
+
+    def __init__(self, node: str, message: str) -> None:
+        super().__init__(node, message, transport=False)
+
+
+class ExecutorLost(NodeFailure):
+    """The executor went away before the command started: nothing ran; try otherwise."""
+
+
+class ConnectionLost(DshError):
+    """The channel closed after the command started: its fate is unknown."""
+
+
+class MuxLost(DshError):
+    """The mux took the command and then went away: its outcome is unknown."""
+
+
+class MuxUnavailable(Exception):
+    """No mux could take the command, and nothing was started: use the direct path."""
+
+
+class ExecutorUnavailable(Exception):
+    """The executor could not be started on the node: use one channel per command."""
+
+
+class ClientGone(Exception):
+    """dsh went away before its command started."""
+
+
+class Interrupted(Exception):
+    """dsh got signal ``signum`` before the command started anywhere."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

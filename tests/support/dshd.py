@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsh.client.picker import ClusterView, parse_status
+from dsh.core.status import ClusterView, parse_status
 
 from .waiting import wait_for
 

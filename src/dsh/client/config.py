@@ -1,18 +1,29 @@
-"""Every tunable of dsh and of the mux it starts, in one frozen object; the CLI fills it in.
+"""Every tunable of dsh and of the mux it starts, in one frozen object, and the
+one place that reads dsh's environment variables (``config_from``).
 
 Not a dataclass, unlike config.DaemonConfig, and on purpose: dsh starts once
 per compile, and ``import dataclasses`` (inspect, re, ...) alone costs more
 than the rest of a dsh run through the mux. The fields are spelled twice (the
-signature and ``_FIELDS``); ``tests/test_mux.py`` checks that they agree.
+signature and ``_FIELDS``); the unit tests check that they agree.
 """
+
+import os
+import sys
+
+from .. import defaults
+from ..errors import ConfigError
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Mapping
     from typing import Any
 
+    from .cli import Options
+
 DEFAULT_DAEMON = "localhost"
-DEFAULT_BEST_PORT = 8282  # as config.DEFAULT_BEST_PORT, the daemon's -r
-DEFAULT_STATUS_PORT = 8181  # as config.DEFAULT_STATUS_PORT, the daemon's -t
+DEFAULT_BEST_PORT = defaults.BEST_PORT
+DEFAULT_STATUS_PORT = defaults.STATUS_PORT
 SSH_CONFIG = "~/.ssh/config"
 # Variables dsh passes to the remote command besides those named in $DSH_ENV:
 # the locale, so that messages and sorting match the local run.
@@ -23,7 +34,7 @@ _FIELDS = (
     "daemon_host", "best_port", "status_port", "daemon_timeout", "ssh_config",
     "connect_timeout", "attempts", "backoff", "fallback", "sync", "sync_timeout", "stdin",
     "tty", "verbose", "quiet", "remote_python", "direct", "executor", "mux_idle",
-    "mux_start_timeout", "executor_max_age", "executor_retry",
+    "mux_start_timeout", "executor_max_age", "executor_retry", "forward_env",
 )  # fmt: skip
 
 
@@ -52,6 +63,7 @@ class ClientConfig:
     mux_start_timeout: float
     executor_max_age: float
     executor_retry: float
+    forward_env: tuple[str, ...]
 
     def __init__(
         self,
@@ -79,6 +91,9 @@ class ClientConfig:
         mux_start_timeout: float = 10.0,  # seconds dsh waits for a mux it started to listen
         executor_max_age: float = 300.0,  # seconds an executor takes new commands
         executor_retry: float = 60.0,  # seconds a node whose executor failed uses channels
+        # DSH_ENV: names of further variables passed to the remote command
+        # (FORWARDED_ENV and FORWARDED_ENV_PREFIXES always are)
+        forward_env: tuple[str, ...] = (),
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -101,3 +116,65 @@ class ClientConfig:
 
     def __repr__(self) -> str:
         return "ClientConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
+
+
+# -- the command line and the environment -----------------------------------------
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and "]" not in port:
+        return host.strip("[]") or "localhost", int(port)
+    return text.strip("[]"), default_port
+
+
+def _env_port(environ: "Mapping[str, str]", name: str, default: int) -> int:
+    text = environ.get(name) or ""
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"{name}={text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _env_seconds(environ: "Mapping[str, str]", name: str, default: float) -> float:
+    text = environ.get(name) or ""
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name}={text!r} is not a number of seconds")
+    return value
+
+
+def config_from(
+    args: "Options | argparse.Namespace", environ: "Mapping[str, str] | None" = None
+) -> ClientConfig:
+    """The command line over the environment over the defaults; ConfigError
+    (one line, exit 2) for a variable that cannot be meant."""
+    env = os.environ if environ is None else environ
+    d = ClientConfig()
+    host, port = _host_port(args.daemon or env.get("DSH_DAEMON") or d.daemon_host, d.best_port)
+    return ClientConfig(
+        daemon_host=host,
+        best_port=port,
+        status_port=args.status_port or _env_port(env, "DSH_STATUS_PORT", d.status_port),
+        ssh_config=args.ssh_config or env.get("DSH_SSH_CONFIG") or d.ssh_config,
+        attempts=max(1, args.attempts),
+        backoff=args.backoff,
+        fallback=not args.no_fallback,
+        sync=not args.no_sync,
+        sync_timeout=args.sync_timeout,
+        stdin=not args.no_stdin,
+        tty=args.tty,
+        verbose=args.verbose,
+        quiet=args.quiet,
+        remote_python=env.get("DSH_REMOTE_PYTHON") or sys.executable,
+        direct=args.direct or env.get("DSH_DIRECT", "") not in ("", "0"),
+        executor=env.get("DSH_EXECUTOR", "1") != "0",
+        mux_idle=_env_seconds(env, "DSH_MUX_IDLE", d.mux_idle),
+        forward_env=tuple(env.get("DSH_ENV", "").split()),
+    )

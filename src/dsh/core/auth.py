@@ -23,16 +23,12 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from ..errors import WireError
+from ..errors import AuthError
 from .wire import MAGIC, VERSION, MessageType
 
 _HEADER = struct.Struct("!2sBB4s12s")
 NONCE_BYTES = 12
 TAG_BYTES = 16
-
-
-class AuthError(WireError):
-    """A datagram that is not sealed with any of our keys (or not sealed at all)."""
 
 
 def key_id(key: bytes) -> bytes:

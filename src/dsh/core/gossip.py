@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import WireError
-from .auth import AuthError, Sealer, is_sealed
+from ..errors import AuthError, WireError
+from .auth import Sealer, is_sealed
 from .cluster import NodeSpec
 from .score import NodeView, ScoreFunction
 from .table import Changes, Peer, PeerTable

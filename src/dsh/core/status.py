@@ -1,5 +1,6 @@
-"""The status table of the status port, formatted for people, awk and dsh (which
-reads it with picker.parse_status, without importing this module).
+"""The status table of the status port: its one owner. dshd writes it
+(``format_status``), dsh reads it (``parse_status``), the tests read what
+dshd wrote; all of them through ``COLUMNS``.
 
 Format (documented in README.md, "The status port")::
 
@@ -9,13 +10,17 @@ Format (documented in README.md, "The status port")::
     # <more '#' lines: version, settings, counters>
 
 Columns after ``age`` may be added in later versions; existing ones never move.
+
+Rules of this file: dsh imports it on its fast path (once per compile), so
+it imports nothing at run time (``StatusRow`` is the daemon's, named for
+mypy only) and does without ``from __future__``.
 """
 
-from __future__ import annotations
+TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
-from collections.abc import Iterable, Mapping
-
-from .gossip import StatusRow
+    from .gossip import StatusRow
 
 COLUMNS = (
     "name", "state", "load", "cpus", "freemem", "loadscale", "memscale",
@@ -28,7 +33,7 @@ def _num(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _cells(row: StatusRow) -> list[str]:
+def _cells(row: "StatusRow") -> list[str]:
     return [
         row.name,
         row.state,
@@ -45,7 +50,9 @@ def _cells(row: StatusRow) -> list[str]:
 
 
 def format_status(
-    rows: Iterable[StatusRow], comments: Iterable[str], counters: Mapping[str, Mapping[str, int]]
+    rows: "Iterable[StatusRow]",
+    comments: "Iterable[str]",
+    counters: "Mapping[str, Mapping[str, int]]",
 ) -> str:
     """The whole answer of the status port, aligned for telnet, split for awk."""
     table = [["# " + COLUMNS[0], *COLUMNS[1:]]] + [_cells(r) for r in rows]
@@ -57,3 +64,87 @@ def format_status(
     for group, values in counters.items():
         lines.append(f"# {group} " + " ".join(f"{k}={v}" for k, v in values.items()))
     return "\n".join(lines) + "\n"
+
+
+# -- reading it ------------------------------------------------------------------
+
+_NAME, _STATE, _CPUS, _SCORE = (COLUMNS.index(c) for c in ("name", "state", "cpus", "score"))
+_NEEDED = max(_NAME, _STATE, _CPUS, _SCORE) + 1  # a shorter line is no member's
+
+
+class Member:
+    """One cluster member as dsh needs it."""
+
+    __slots__ = ("cpus", "name", "score", "state")
+
+    def __init__(self, name: str, state: str, cpus: int | None, score: float | None) -> None:
+        self.name = name
+        self.state = state
+        self.cpus = cpus
+        self.score = score
+
+    def _key(self) -> tuple[str, str, int | None, float | None]:
+        return (self.name, self.state, self.cpus, self.score)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Member) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Member" + repr(self._key())
+
+
+class ClusterView:
+    """The status table: which node the daemon is, and the members."""
+
+    def __init__(self, self_name: str | None, nodes: list[Member]) -> None:
+        self.self_name = self_name
+        self.nodes = nodes
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ClusterView) and self.self_name == other.self_name
+                and self.nodes == other.nodes)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable)
+
+    def __repr__(self) -> str:
+        return f"ClusterView({self.self_name!r}, {self.nodes!r})"
+
+    def candidates(self) -> list[Member]:
+        """Nodes that can take a job, best first."""
+        up = [n for n in self.nodes if n.state == "up" and n.score is not None]
+        return sorted(up, key=lambda n: n.score or 0.0)
+
+    def slots(self) -> int:
+        return sum(n.cpus or 0 for n in self.nodes if n.state == "up")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float | None:
+    try:
+        return None if text == "-" else kind(text)
+    except ValueError:
+        return None
+
+
+def parse_status(text: str) -> ClusterView:
+    """The members and ``# self NAME``; lines of other kinds are skipped."""
+    self_name = None
+    nodes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "#":
+            if len(fields) == 3 and fields[1] == "self":
+                self_name = fields[2]
+            continue
+        if fields[0].startswith("#") or len(fields) < _NEEDED:
+            continue
+        cpus = _number(fields[_CPUS], int)
+        score = _number(fields[_SCORE], float)
+        nodes.append(
+            Member(fields[_NAME], fields[_STATE], None if cpus is None else int(cpus), score)
+        )
+    return ClusterView(self_name, nodes)

@@ -11,7 +11,7 @@ import sys
 import time
 
 from .. import __version__
-from ..errors import DshError, NodeFailure
+from ..errors import MuxLost, MuxUnavailable, NodeFailure
 from . import protocol as mp
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
@@ -30,14 +30,6 @@ LOG_KEEP = 1 << 20  # bytes of mux.log beyond which a new mux starts a new one (
 MAX_PATH = 100  # sun_path is 108 bytes; longer paths go through /proc/self/fd
 ACCEPT_TIMEOUT = 10.0  # seconds a mux gets to take a request (it answers at once when well)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux.server import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
-
-
-class MuxUnavailable(Exception):
-    """No mux could take the command, and nothing was started: use the direct path."""
-
-
-class MuxLost(DshError):
-    """The mux took the command and then went away: its outcome is unknown."""
 
 
 def _unix_connect(path: str) -> socket.socket:

@@ -15,7 +15,6 @@ it is forwarded.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import select
 import shlex
@@ -23,49 +22,20 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 
 import paramiko
 
-from ..errors import NodeFailure
+from ..errors import ClientGone, ExecutorLost, ExecutorUnavailable, NodeFailure
 from ..node import protocol as ep
+from ..node.launch import KILL_GRACE
+from ..node.source import executor_source
+from ..request import Request
 from ..ssh import connect as ssh
-from ..ssh.session import Request, Stdio, read_input, write_all
-from .runs import ClientGone, Wakeup
+from ..ssh.stdio import Stdio, read_input, write_all
+from .config import MuxConfig
+from .runs import Wakeup
 
 log = logging.getLogger(__name__)
-
-HELLO_TIMEOUT = 15.0  # seconds the login shell and the executor get to say hello
-READY_GRACE = 30.0  # seconds beyond the sync-file timeout for READY or FAILED
-ACK_BATCH = 64 * 1024  # output bytes written out before they are acknowledged
-KILL_GRACE = 2.0  # as rexec.py and executor.py
-
-
-class ExecutorUnavailable(Exception):
-    """The executor could not be started on the node: use one channel per command."""
-
-
-class ExecutorLost(NodeFailure):
-    """The executor went away before the command started: nothing ran; try otherwise."""
-
-
-@cache
-def executor_source() -> str:
-    """executor_protocol.py then executor.py, minus the latter's package imports."""
-    here = Path(__file__).resolve().parent.parent / "node"
-    lines = []
-    skipping = False
-    for line in (here / "executor.py").read_text(encoding="utf-8").splitlines():
-        if skipping:
-            skipping = "# dsh:strip-end" not in line
-            continue
-        if "# dsh:strip" in line:
-            skipping = "# dsh:strip-begin" in line
-            continue
-        lines.append(line)
-    protocol = (here / "protocol.py").read_text(encoding="utf-8")
-    return protocol + "\n\n" + "\n".join(lines) + "\n"
 
 
 def executor_command(python: str) -> str:
@@ -73,7 +43,10 @@ def executor_command(python: str) -> str:
 
 
 class ExecutorLink:
-    def __init__(self, client: paramiko.SSHClient, node: str, python: str) -> None:
+    def __init__(
+        self, client: paramiko.SSHClient, node: str, python: str, config: MuxConfig
+    ) -> None:
+        self.config = config
         self.client = client
         self.node = node
         self.python = python
@@ -92,12 +65,13 @@ class ExecutorLink:
 
     # -- start -----------------------------------------------------------------
 
-    def start(self, timeout: float = HELLO_TIMEOUT) -> None:
+    def start(self) -> None:
+        timeout = self.config.hello_timeout
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise ExecutorUnavailable("connection closed")
         try:
-            channel = transport.open_session(timeout=10.0)
+            channel = transport.open_session(timeout=ssh.CHANNEL_TIMEOUT)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise ExecutorUnavailable(f"cannot start a session: {exc}") from None
         # paramiko waits for the server's answer to exec without a time limit:
@@ -242,7 +216,7 @@ class ExecutorLink:
         if transport is None or not transport.is_active():
             return
         try:
-            channel = transport.open_session(timeout=10.0)
+            channel = transport.open_session(timeout=ssh.CHANNEL_TIMEOUT)
             channel.exec_command(script)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             log.warning("%s: cannot kill process groups %s: %s", self, groups, exc)
@@ -273,13 +247,14 @@ class ExecutorLink:
     # -- commands ----------------------------------------------------------------
 
     def open(self, request: Request, stdio: Stdio, forward_stdin: bool) -> ExecRun:
-        body = request.body()
+        body = request.to_json()
         if len(body) > ep.MAX_PAYLOAD:
             raise ExecutorLost(self.node, "command line too long for the executor", False)
         with self._lock:
             cid = self._next_cid
             self._next_cid += 1
-            run = ExecRun(self, cid, stdio, forward_stdin, request.sync_timeout + READY_GRACE)
+            ready_timeout = request.sync_timeout + self.config.ready_grace
+            run = ExecRun(self, cid, stdio, forward_stdin, ready_timeout)
             self.runs[cid] = run
         if not self.send(cid, ep.OPEN, body):
             self._forget(cid)
@@ -470,7 +445,7 @@ class ExecRun:
                 result = ("exit", 128 + signal.SIGPIPE)
                 break
             unacked += len(data)
-            if unacked >= ACK_BATCH or self._output.empty():
+            if unacked >= self.link.config.ack_batch or self._output.empty():
                 self.link.send(self.cid, ep.OUT_ACK, ep.COUNT.pack(unacked))
                 unacked = 0
         kind, value = result
@@ -491,20 +466,11 @@ class ExecRun:
             self._stop.close()  # the pump never started and never will: nobody else closes it
         if pump is not None:
             pump.join(5.0)
-        # A pump still blocked (its channel send stuck) keeps stdin: closing
-        # an fd another thread uses could hand its number to someone else.
-        self._close_fds(stdin=pump is None or not pump.is_alive())
+        # A pump still blocked (its channel send stuck) keeps stdin.
+        self.stdio.close(stdin=pump is None or not pump.is_alive())
         with self._cond:
             self.state = "done"
         self.done.notify()
-
-    def _close_fds(self, stdin: bool) -> None:
-        """Our copies of dsh's descriptors: a pipe's reader sees EOF only once they are shut."""
-        for fd in [self.stdio.stdout, self.stdio.stderr] + ([self.stdio.stdin] if stdin else []):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
     def result(self) -> tuple[int | None, str | None]:
         """(exit status, None), or (None, why it was lost); once ``done`` was notified."""

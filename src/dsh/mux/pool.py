@@ -21,14 +21,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import paramiko
 
-from ..errors import NodeFailure
+from ..errors import ChannelRefused, ExecutorLost, ExecutorUnavailable, NodeFailure
+from ..request import Job
 from ..ssh import connect as ssh
-from ..ssh.session import ChannelRefused, Request, Stdio
-from .executor_link import ExecutorLink, ExecutorLost, ExecutorUnavailable
+from ..ssh.stdio import Stdio
+from .config import MuxConfig
+from .executor_link import ExecutorLink
 from .runs import ChannelRun, Run
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,6 @@ STARTUP_FILES = (
     "~/.bashrc", "~/.bash_profile", "~/.bash_login", "~/.profile",
     "~/.zshenv", "~/.zshrc", "~/.cshrc", "~/.tcshrc", "~/.config/fish/config.fish",
 )  # fmt: skip
-STARTUP_CHECK_INTERVAL = 1.0  # seconds between looks at their mtimes
-
-
-@dataclass(frozen=True)
-class Job:
-    """What dsh asked for, as the pool needs it."""
-
-    node: str
-    ssh_config: str
-    connect_timeout: float
-    python: str
-    use_executor: bool
-    request: Request
-    forward_stdin: bool
 
 
 def startup_files_mtime() -> float:
@@ -99,9 +86,10 @@ class _Executor:
 
 
 class NodePool:
-    def __init__(self, executor_max_age: float, executor_retry: float) -> None:
-        self.executor_max_age = executor_max_age
-        self.executor_retry = executor_retry
+    def __init__(self, config: MuxConfig) -> None:
+        self.config = config
+        self.executor_max_age = config.executor_max_age
+        self.executor_retry = config.executor_retry
         self._lock = threading.Lock()
         self._connections: dict[tuple[str, str, int], _Connections] = {}
         self._executors: dict[tuple[str, str, int, str], _Executor] = {}
@@ -181,7 +169,7 @@ class NodePool:
     def _startup_changed(self) -> float:
         now = time.monotonic()
         with self._lock:
-            if now - self._startup_checked >= STARTUP_CHECK_INTERVAL:
+            if now - self._startup_checked >= self.config.startup_check_interval:
                 self._startup_checked = now
                 self._startup_mtime = startup_files_mtime()
             return self._startup_mtime
@@ -209,7 +197,7 @@ class NodePool:
                 slot.link = None
             if time.monotonic() < slot.failed_until:
                 return None
-            link = ExecutorLink(self.connection(job), job.node, job.python)
+            link = ExecutorLink(self.connection(job), job.node, job.python, self.config)
             try:
                 link.start()
             except ExecutorUnavailable as exc:
@@ -231,14 +219,14 @@ class NodePool:
         on). Only what cannot have run is tried again: an executor lost
         before it said READY, a channel the server refused.
         """
-        use_executor = job.use_executor and not job.request.pty
+        use_executor = job.executor and not job.request.pty
         refused: paramiko.SSHClient | None = None
         for _attempt in range(4):
             if use_executor:
                 link = self.executor(job)
                 if link is not None:
                     try:
-                        run = link.open(job.request, stdio, job.forward_stdin)
+                        run = link.open(job.request, stdio, job.stdin)
                         run.wait_started(client_gone)
                         return run
                     except ExecutorLost as exc:
@@ -247,7 +235,7 @@ class NodePool:
                         continue
             client = self.channel_connection(job, refused)
             channel_run = ChannelRun(
-                client, job.node, job.request, job.python, stdio, job.forward_stdin,
+                client, job.node, job.request, job.python, stdio, job.stdin,
                 on_end=functools.partial(self.release, job, client),
             )  # fmt: skip
             try:

@@ -15,7 +15,7 @@ once the mux has ACCEPTED: descriptors sent to a mux that is stuck would stay
 in its socket, and a pipe's reader would wait for their end as long.
 
     dsh                                   mux
-    REQUEST {node, argv, cwd, ...}     ->
+    REQUEST Job (request.py)           ->
                                        <- ACCEPTED      (the mux owns it now)
     STDIO {} + 3 descriptors           ->
                                        <- STARTED {via}  or  FAILED {message, transport}
@@ -30,7 +30,7 @@ asks the mux to take no more commands and to exit once those it runs have
 ended; it answers STOPPING {pid, running}.
 """
 
-VERSION = 2
+VERSION = 3  # 3: REQUEST carries a request.Job
 
 # dsh -> mux
 REQUEST = 1

@@ -20,12 +20,10 @@ from typing import Protocol
 
 import paramiko
 
-from ..errors import NodeFailure
-from ..ssh.session import ConnectionLost, Request, Session, Stdio
-
-
-class ClientGone(Exception):
-    """dsh went away before its command started."""
+from ..errors import ClientGone, ConnectionLost, NodeFailure
+from ..request import Request
+from ..ssh.session import Session
+from ..ssh.stdio import Stdio
 
 
 class Wakeup:
@@ -123,9 +121,9 @@ class ChannelRun:
             self._never.close()
             self.on_end()
             if self.session.pump_alive():
-                self._close_fds(stdin=False)
+                self.stdio.close(stdin=False)
             else:
-                self._close_fds()
+                self.stdio.close()
             self.done.notify()
 
     def signal(self, signum: int) -> None:
@@ -136,11 +134,3 @@ class ChannelRun:
 
     def result(self) -> tuple[int | None, str | None]:
         return self.status, self.lost
-
-    def _close_fds(self, stdin: bool = True) -> None:
-        io = self.stdio
-        for fd in [io.stdout, io.stderr] + ([io.stdin] if stdin else []):
-            try:
-                os.close(fd)
-            except OSError:
-                pass

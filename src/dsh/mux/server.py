@@ -25,16 +25,17 @@ import sys
 import threading
 import time
 
-from ..errors import NodeFailure
-from ..ssh.session import Request, Stdio
+from ..errors import ClientGone, NodeFailure
+from ..request import Job, RequestError
+from ..ssh.stdio import Stdio
 from . import protocol as mp
 from .client import LOCK_NAME
-from .pool import Job, NodePool
-from .runs import ClientGone, Run
+from .config import MuxConfig
+from .pool import NodePool
+from .runs import Run
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 2.0  # seconds clients get to learn that their commands were lost
 _PEERCRED = struct.Struct("3i")
 
 
@@ -70,34 +71,6 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-def job_from(body: dict[str, mp.Value]) -> tuple[Job, bool, tuple[str, int, int]]:
-    """The job, whether dsh wants -t, and the terminal (TERM, columns, lines)."""
-    tty = mp.get_bool(body, "tty")
-    request = Request(
-        argv=mp.get_bytes_list(body, "argv"),
-        cwd=mp.get_bytes(body, "cwd"),
-        umask=mp.get_int(body, "umask"),
-        env=mp.get_bytes_dict(body, "env"),
-        sync=mp.get_opt_str(body, "sync"),
-        sync_timeout=mp.get_float(body, "sync_timeout"),
-        waitfile=mp.get_str(body, "waitfile"),
-        pty=tty,
-    )
-    if not request.argv:
-        raise mp.MuxProtocolError("empty argv")
-    job = Job(
-        node=mp.get_str(body, "node"),
-        ssh_config=mp.get_str(body, "ssh_config"),
-        connect_timeout=mp.get_float(body, "connect_timeout"),
-        python=mp.get_str(body, "python"),
-        use_executor=mp.get_bool(body, "executor"),
-        request=request,
-        forward_stdin=mp.get_bool(body, "stdin"),
-    )
-    terminal = (mp.get_str(body, "term"), mp.get_int(body, "columns"), mp.get_int(body, "lines"))
-    return job, tty, terminal
 
 
 class ClientHandler:
@@ -139,18 +112,18 @@ class ClientHandler:
                 log.info("client %d asked the mux to stop (%d running)", self.peer, running)
                 _send(self.conn, mp.STOPPING, {"pid": os.getpid(), "running": running})
                 return
-            job, _tty, (term, columns, lines) = job_from(body)
+            job = Job.from_value(body)
             if not _send(self.conn, mp.ACCEPTED, {}):
                 return
             kind, _, fds = self._receive()
             if kind != mp.STDIO or len(fds) != 3:
                 _close_all(fds)
                 raise mp.MuxProtocolError("expected 3 descriptors")
-        except (mp.MuxProtocolError, OSError) as exc:
+        except (mp.MuxProtocolError, RequestError, OSError) as exc:
             log.warning("client %d: %s", self.peer, exc)
             _send(self.conn, mp.REFUSED, {"message": f"bad request: {exc}"})
             return
-        stdio = Stdio(fds[0], fds[1], fds[2], term=term, columns=columns, lines=lines)
+        stdio = Stdio(fds[0], fds[1], fds[2], term=job.term, columns=job.columns, lines=job.lines)
         try:
             run = self.pool.start(job, stdio, lambda: _peer_closed(self.conn))
         except NodeFailure as exc:
@@ -203,9 +176,10 @@ class ClientHandler:
 
 
 class MuxServer:
-    def __init__(self, path: str, idle: float, pool: NodePool) -> None:
-        self.path = path
-        self.idle = idle
+    def __init__(self, config: MuxConfig, pool: NodePool) -> None:
+        self.config = config
+        self.path = config.socket
+        self.idle = config.idle
         self.pool = pool
         self.active = 0
         self.draining = False  # dsh --mux-stop: no new clients, exit when the last one ends
@@ -327,7 +301,7 @@ class MuxServer:
         the connections (their commands are killed), let clients hear of it."""
         self._release_socket(listener)
         self.pool.close()
-        deadline = time.monotonic() + SHUTDOWN_GRACE
+        deadline = time.monotonic() + self.config.shutdown_grace
         while time.monotonic() < deadline:
             with self._lock:
                 if self.active == 0:
@@ -345,18 +319,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", help="log file (default: stderr)")
     parser.add_argument("-v", dest="verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    config = MuxConfig(
+        socket=args.socket,
+        idle=args.idle,
+        executor_max_age=args.executor_max_age,
+        executor_retry=args.executor_retry,
+        log_file=args.log,
+        verbose=args.verbose,
+    )
     os.umask(0o077)
     logging.basicConfig(
-        filename=args.log,
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        filename=config.log_file,
+        level=logging.DEBUG if config.verbose else logging.INFO,
         format="%(asctime)s mux[%(process)d] %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("paramiko").setLevel(logging.WARNING)
-    pool = NodePool(args.executor_max_age, args.executor_retry)
+    pool = NodePool(config)
     try:
-        return MuxServer(args.socket, args.idle, pool).serve(args.ready_fd)
+        return MuxServer(config, pool).serve(args.ready_fd)
     except OSError as exc:
-        log.error("mux cannot serve on %s: %s", args.socket, exc)
+        log.error("mux cannot serve on %s: %s", config.socket, exc)
         return 1
 
 

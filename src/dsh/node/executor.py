@@ -22,21 +22,30 @@ the executor itself is killed, the mux kills the groups it was told about
 (SPAWNED) over the still-open connection.
 """
 
-from __future__ import annotations  # dsh:strip (the protocol's text, first, has it)
+from __future__ import annotations
 
-import base64
-import errno
-import json
 import os
 import selectors
 import signal
-import stat
 import subprocess
 import sys
 import time
 from typing import IO
 
-# dsh:strip-begin (sent as one text after the protocol, which defines these)
+# dsh:strip-begin (node/source.py sends request.py, launch.py and protocol.py ahead of this text)
+from ..request import Request, RequestError
+from .launch import (
+    KILL_GRACE,
+    command_env,
+    directory_problem,
+    exit_status,
+    killpg,
+    remove_sync,
+    spawn,
+    spawn_failure,
+    start_waitfile,
+    waitfile_problem,
+)
 from .protocol import (
     CHUNK,
     COUNT,
@@ -62,25 +71,17 @@ from .protocol import (
     ProtocolError,
     frame,
     hello_line,
-)  # dsh:strip-end
+)
 
-KILL_GRACE = 2.0  # seconds between SIGHUP and SIGKILL for a group nobody waits for
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+# dsh:strip-end
 
 
 class Command:
     """One command's state in the executor."""
 
-    def __init__(self, cid: int, request: dict) -> None:  # type: ignore[type-arg]
+    def __init__(self, cid: int, request: Request) -> None:
         self.cid = cid
         self.request = request
-        self.cwd = base64.b64decode(request["cwd"])
         self.waiter: subprocess.Popen[bytes] | None = None  # waitfile, before READY
         self.ready = False
         self.proc: subprocess.Popen[bytes] | None = None
@@ -177,7 +178,7 @@ class Executor:
                 if time.monotonic() >= self.closing_deadline:
                     for command in self.commands.values():
                         if command.pgid:
-                            _killpg(command.pgid, signal.SIGKILL)
+                            killpg(command.pgid, signal.SIGKILL)
                     return 0
             for key, _events in self.sel.select(self._timeout()):
                 fd = key.fd
@@ -208,7 +209,7 @@ class Executor:
         for command in self.commands.values():
             if command.kill_at is not None and now >= command.kill_at:
                 command.kill_at = None
-                _killpg(command.pgid, signal.SIGKILL)
+                killpg(command.pgid, signal.SIGKILL)
 
     def _read_channel(self) -> None:
         try:
@@ -235,8 +236,8 @@ class Executor:
                 self.send(cid, FAILED, b"protocol duplicate command id")
                 return
             try:
-                new = Command(cid, json.loads(payload))
-            except (ValueError, KeyError, TypeError) as exc:
+                new = Command(cid, Request.from_json(payload))
+            except RequestError as exc:
                 self.send(cid, FAILED, f"protocol bad request: {exc}".encode())
                 return
             self.commands[cid] = new
@@ -262,7 +263,7 @@ class Executor:
         elif kind == SIGNAL:
             if command.pgid and payload:
                 command.relayed = True
-                _killpg(command.pgid, payload[0])
+                killpg(command.pgid, payload[0])
             elif not command.pgid:
                 self._abandon(command)
         elif kind == OUT_ACK:
@@ -281,29 +282,17 @@ class Executor:
 
     def _prepare(self, command: Command) -> None:
         """Enter the directory and wait for the sync file: what may fail before the start."""
-        cwd = command.cwd
-        try:
-            if not stat.S_ISDIR(os.stat(cwd).st_mode):
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            if not os.access(cwd, os.X_OK):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        except OSError as exc:
-            self._fail(command, f"cwd cannot enter {os.fsdecode(cwd)}: {exc.strerror}")
-            return
-        sync = command.request.get("sync")
-        if sync and not os.path.exists(sync):
-            try:
-                command.waiter = subprocess.Popen(
-                    [command.request["waitfile"], sync, str(command.request["sync_timeout"])],
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-            except OSError as exc:
-                self._fail(command, f"sync cannot run {command.request['waitfile']}: {exc}")
-            return
-        self._ready(command)
+        problem = directory_problem(command.request.cwd)
+        if problem is None:
+            waiter = start_waitfile(command.request)
+            if isinstance(waiter, subprocess.Popen):
+                command.waiter = waiter  # READY or FAILED when it exits (_reap)
+                return
+            problem = waiter
+        if problem is not None:
+            self._fail(command, problem)
+        else:
+            self._ready(command)
 
     def _ready(self, command: Command) -> None:
         command.ready = True
@@ -313,29 +302,12 @@ class Executor:
         if not command.ready or command.proc is not None:
             return
         req = command.request
-        argv = [base64.b64decode(a) for a in req["argv"]]
-        env = dict(self.base_env)
-        env[b"PWD"] = command.cwd  # the logical path, as the caller's shell had it
-        for key, value in req.get("env", {}).items():
-            env[key.encode()] = base64.b64decode(value)
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=command.cwd,
-                env=env,
-                umask=req["umask"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                restore_signals=True,
-            )
+            proc = spawn(req, command_env(self.base_env, req), pipes=True, new_session=True)
         except OSError as exc:
-            name = os.fsdecode(argv[0]) if argv else ""
-            message = f"dsh: {name}: {exc.strerror}\n".encode(errors="replace")
+            message, status = spawn_failure(req, exc)
             self.send(command.cid, STDERR, message)
-            self._cleanup_sync(command)
-            status = 126 if isinstance(exc, PermissionError) else 127
+            remove_sync(req)
             self.send(command.cid, EXIT, STATUS.pack(status))
             del self.commands[command.cid]
             return
@@ -434,12 +406,12 @@ class Executor:
             self.commands.pop(command.cid, None)
             if command.waiter is not None:
                 command.waiter.wait()
-            self._cleanup_sync(command)
+            remove_sync(command.request)
             return
         if command.abandoned:
             return
         command.abandoned = True
-        _killpg(command.pgid, signal.SIGHUP)
+        killpg(command.pgid, signal.SIGHUP)
         command.kill_at = time.monotonic() + KILL_GRACE
 
     def _reap(self) -> None:
@@ -452,30 +424,22 @@ class Executor:
             waiter = command.waiter
             if waiter is not None and waiter.poll() is not None:
                 command.waiter = None
-                detail = b""
-                if waiter.stderr is not None:
-                    try:
-                        detail = waiter.stderr.read() or b""
-                    except OSError:
-                        pass
-                    waiter.stderr.close()
-                if waiter.returncode == 0:
+                problem = waitfile_problem(waiter)
+                if problem is None:
                     self._ready(command)
                 else:
-                    text = detail.decode(errors="replace").strip() or "waitfile failed"
-                    self._fail(command, f"sync {text}")
+                    self._fail(command, problem)
             proc = command.proc
             if proc is not None and command.status is None and proc.poll() is not None:
-                code = proc.returncode
-                command.status = 128 - code if code < 0 else code
+                command.status = exit_status(proc.returncode)
                 if command.relayed or command.abandoned:
                     # Whatever the command left behind in its group goes with it.
-                    _killpg(command.pgid, signal.SIGKILL)
+                    killpg(command.pgid, signal.SIGKILL)
                     command.kill_at = None
                 else:
                     # Background processes it left get the hang-up of a logout
                     # (as with rexec.py; nohup'ed ones survive it).
-                    _killpg(command.pgid, signal.SIGHUP)
+                    killpg(command.pgid, signal.SIGHUP)
 
     def _drain(self, command: Command) -> None:
         """The process has exited: pass on what its pipes hold now, then the status.
@@ -501,18 +465,10 @@ class Executor:
         if command.outputs:
             return  # window exhausted (waiting for OUT_ACK) or more to read
         self._close_stdin(command)
-        self._cleanup_sync(command)
+        remove_sync(command.request)
         assert command.status is not None
         self.send(command.cid, EXIT, STATUS.pack(command.status))
         del self.commands[command.cid]
-
-    def _cleanup_sync(self, command: Command) -> None:
-        sync = command.request.get("sync")
-        if sync:
-            try:
-                os.unlink(sync)
-            except OSError:
-                pass
 
 
 def main() -> int:

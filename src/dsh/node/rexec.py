@@ -31,8 +31,6 @@ A signal N sent with kill(1) over another channel arrives as SIGRTMIN+N
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import select
 import signal
@@ -42,10 +40,26 @@ import sys
 import threading
 import time
 
+# dsh:strip-begin (node/source.py sends request.py and launch.py ahead of this text)
+from ..request import Request, RequestError
+from .launch import (
+    EXIT_NOT_STARTED,
+    KILL_GRACE,
+    command_env,
+    directory_problem,
+    exit_status,
+    remove_sync,
+    spawn,
+    spawn_failure,
+    start_waitfile,
+    waitfile_problem,
+)
+
+# dsh:strip-end
+
 MARK = b"\x00dsh-rexec:"
 FRAME = struct.Struct("!cI")
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-KILL_GRACE = 2.0  # seconds between SIGHUP and SIGKILL when the channel is gone
 
 
 def _ignore(_sig: int, _frame: object) -> None:
@@ -67,7 +81,7 @@ def _read_exact(fd: int, size: int) -> bytes | None:
 
 
 class Runner:
-    def __init__(self, request: dict) -> None:  # type: ignore[type-arg]
+    def __init__(self, request: Request) -> None:
         self.request = request
         self.child: subprocess.Popen[bytes] | None = None
         self.relayed: int | None = None
@@ -83,7 +97,7 @@ class Runner:
         if child is None:
             return
         try:
-            if self.request.get("pty"):
+            if self.request.pty:
                 os.kill(child.pid, sig)
             else:
                 os.killpg(child.pid, sig)
@@ -177,32 +191,26 @@ class Runner:
 
     def run(self) -> int:
         req = self.request
-        argv = [base64.b64decode(a) for a in req["argv"]]
-        cwd = base64.b64decode(req["cwd"])
-        os.umask(req["umask"])
-        try:
-            os.chdir(cwd)
-        except OSError as exc:
-            _say(f"err cwd cannot enter {os.fsdecode(cwd)}: {exc.strerror}")
-            return 254
-        sync = req.get("sync")
-        if sync and not os.path.exists(sync):
-            waited = subprocess.run(
-                [req["waitfile"], sync, str(req["sync_timeout"])],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            if waited.returncode != 0:
-                detail = waited.stderr.decode(errors="replace").strip()
-                _say(f"err sync {detail or 'waitfile failed'}")
-                return 254
-        os.environ["PWD"] = os.fsdecode(cwd)  # the logical path, as the caller's shell had it
-        for key, value in req.get("env", {}).items():
-            os.environ[key] = base64.b64decode(value).decode("utf-8", "surrogateescape")
-        pty = bool(req.get("pty"))
+        os.umask(req.umask)
+        problem = directory_problem(req.cwd)
+        if problem is None:
+            try:
+                os.chdir(req.cwd)
+            except OSError as exc:
+                problem = f"cwd cannot enter {os.fsdecode(req.cwd)}: {exc.strerror}"
+        if problem is None:
+            waiter = start_waitfile(req)
+            if isinstance(waiter, subprocess.Popen):
+                waiter.wait()
+                problem = waitfile_problem(waiter)
+            else:
+                problem = waiter
+        if problem is not None:
+            _say(f"err {problem}")
+            return EXIT_NOT_STARTED
+        env = command_env(dict(os.environb), req)
         for sig in RELAYED:
-            if pty and sig in (signal.SIGINT, signal.SIGQUIT):
+            if req.pty and sig in (signal.SIGINT, signal.SIGQUIT):
                 # The terminal sends these to the command itself. A handler,
                 # not SIG_IGN: an ignored signal would stay ignored in the child.
                 signal.signal(sig, _ignore)
@@ -213,18 +221,13 @@ class Runner:
         # here on dsh must never run it anywhere else.
         _say(f"run {os.getpid()} {signal.SIGRTMIN}")  # for kill(1) over another channel
         try:
-            self.child = subprocess.Popen(
-                argv,
-                stdin=None if pty else subprocess.PIPE,
-                start_new_session=not pty,
-                restore_signals=True,
-            )
+            self.child = spawn(req, env, pipes=False, new_session=not req.pty)
         except OSError as exc:
-            name = os.fsdecode(argv[0])
-            os.write(2, f"dsh: {name}: {exc.strerror}\n".encode(errors="replace"))
-            self.cleanup()
-            return 126 if isinstance(exc, PermissionError) else 127
-        if not pty:
+            message, status = spawn_failure(req, exc)
+            os.write(2, message)
+            remove_sync(req)
+            return status
+        if not req.pty:
             threading.Thread(target=self.pump_stdin, daemon=True).start()
             threading.Thread(target=self.watch_hangup, daemon=True).start()
         status = self.child.wait()
@@ -236,20 +239,18 @@ class Runner:
             # waits for them: they get the hang-up a logout gives (nohup'ed
             # ones survive, as they would a logout).
             self.kill_group(signal.SIGHUP)
-        self.cleanup()
-        return 128 - status if status < 0 else status
-
-    def cleanup(self) -> None:
-        sync = self.request.get("sync")
-        if sync:
-            try:
-                os.unlink(sync)
-            except OSError:
-                pass
+        remove_sync(req)
+        return exit_status(status)
 
 
 def main() -> int:
-    request = json.loads(base64.b64decode(sys.argv[1]))
+    from base64 import b64decode
+
+    try:
+        request = Request.from_json(b64decode(sys.argv[1], validate=True))
+    except (IndexError, ValueError, RequestError) as exc:
+        _say(f"err protocol bad request: {exc}")
+        return EXIT_NOT_STARTED
     return Runner(request).run()
 
 

@@ -43,6 +43,7 @@ log.addHandler(logging.NullHandler())
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 ALIVE_INTERVAL = 15.0  # seconds: ServerAliveInterval unless the ssh config sets it (0: off)
 ALIVE_COUNT = 3  # ServerAliveCountMax unless the ssh config sets it (OpenSSH's default)
+CHANNEL_TIMEOUT = 10.0  # seconds to open a session channel on a live connection
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import select
 import shlex
@@ -24,107 +23,25 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_REQUEST
 
-from ..errors import DshError, NodeFailure
+from ..errors import ChannelRefused, ConnectionLost, NodeFailure
 from ..node import rexec
+from ..node.source import rexec_source
+from ..request import Request
 from . import connect as ssh
+from .stdio import CHUNK, Stdio, read_input, write_all
 
-CHUNK = 32768
 MARK_GRACE = 30.0  # seconds, beyond the sync-file wait, for the helper to say "run"
 MAX_PREAMBLE = 65536  # stderr bytes read while looking for the start mark
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-@dataclass(frozen=True)
-class Request:
-    argv: list[bytes]
-    cwd: bytes
-    umask: int
-    env: dict[str, bytes] = field(default_factory=dict)
-    sync: str | None = None
-    sync_timeout: float = 10.0
-    waitfile: str = "waitfile"
-    pty: bool = False
-
-    def body(self) -> bytes:
-        """JSON, as rexec.py and the executor read it."""
-        body = {
-            "argv": [_b64(a) for a in self.argv],
-            "cwd": _b64(self.cwd),
-            "umask": self.umask,
-            "env": {k: _b64(v) for k, v in self.env.items()},
-            "sync": self.sync,
-            "sync_timeout": self.sync_timeout,
-            "waitfile": self.waitfile,
-            "pty": self.pty,
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
-
-    def encode(self) -> str:
-        return _b64(self.body())
-
-
 def command_line(request: Request, python: str) -> str:
-    source = Path(rexec.__file__).read_text(encoding="utf-8")
-    return f"exec {shlex.quote(python)} -c {shlex.quote(source)} {request.encode()}"
-
-
-class ConnectionLost(DshError):
-    """The channel closed after the command started: its fate is unknown."""
-
-
-class ChannelRefused(NodeFailure):
-    """The connection is fine but the server refused another channel on it
-    (sshd's MaxSessions, 10 by default): another connection will do."""
-
-    def __init__(self, node: str, message: str) -> None:
-        super().__init__(node, message, transport=False)
-
-
-def write_all(fd: int, data: bytes) -> bool:
-    """Write it all (blocking); False when the reader has gone away."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BrokenPipeError:
-            return False  # discard: the command goes on, as it would under ssh
-        except OSError:
-            return False
-        view = view[written:]
-    return True
-
-
-def read_input(fd: int, stop_fd: int, size: int = CHUNK) -> bytes | None:
-    """Read what ``fd`` has (b"" at EOF), or None once ``stop_fd`` is readable.
-
-    Waiting in poll, not in read, lets the reader be stopped: an fd passed by
-    dsh to the mux may stay open and silent for ever (a terminal, a pipe from
-    a process that never writes), and a thread blocked in read on it would
-    keep it open after the command ended.
-    """
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-    poller.register(stop_fd, select.POLLIN)
-    while True:
-        events = dict(poller.poll())
-        if stop_fd in events:
-            return None
-        if fd in events:
-            try:
-                return os.read(fd, size)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return b""
+    """What the node's shell runs: the helper's text and the request, each one word."""
+    encoded = base64.b64encode(request.to_json()).decode("ascii")
+    return f"exec {shlex.quote(python)} -c {shlex.quote(rexec_source())} {encoded}"
 
 
 def _frame(kind: bytes, data: bytes = b"") -> bytes:
@@ -150,18 +67,6 @@ def _send_signal_request(channel: paramiko.Channel, signum: int) -> None:
         channel.transport._send_user_message(message)  # type: ignore[union-attr]
     except Exception:  # best effort: the frame below is the guaranteed path
         pass
-
-
-@dataclass(frozen=True)
-class Stdio:
-    """The three descriptors a command's I/O goes to: dsh's own, or those it passed the mux."""
-
-    stdin: int = 0
-    stdout: int = 1
-    stderr: int = 2
-    term: str = "vt100"  # for -t: $TERM and the window size of dsh's terminal
-    columns: int = 80
-    lines: int = 24
 
 
 class Session:
@@ -200,7 +105,7 @@ class Session:
         if transport is None or not transport.is_active():
             raise NodeFailure(self.node, "connection closed")
         try:
-            channel = transport.open_session(timeout=10.0)
+            channel = transport.open_session(timeout=ssh.CHANNEL_TIMEOUT)
             if self.tty:
                 io = self.stdio
                 channel.get_pty(term=io.term, width=io.columns, height=io.lines)
@@ -360,7 +265,7 @@ class Session:
         try:
             if self.helper_pid is None or transport is None:
                 raise OSError("no helper PID")
-            channel = transport.open_session(timeout=10.0)
+            channel = transport.open_session(timeout=ssh.CHANNEL_TIMEOUT)
             channel.exec_command(f"kill -{int(number)} {int(self.helper_pid)}")
             if channel.recv_exit_status() == 0:
                 return

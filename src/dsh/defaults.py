@@ -1,0 +1,5 @@
+"""Constants that dshd and dsh must agree on, in one place (no imports: dsh's fast path)."""
+
+GOSSIP_PORT = 8181  # UDP, between the daemons
+STATUS_PORT = 8181  # TCP, the full status table (the original dshd's -t)
+BEST_PORT = 8282  # TCP, the best node's name (the original dshd's -r)

@@ -1,0 +1,26 @@
+"""Every tunable of the mux in one frozen dataclass; its command line fills it in.
+
+dsh starts the mux with the values of its own ClientConfig (``--idle``,
+``--executor-max-age``, ``--executor-retry``); the rest are the mux's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MuxConfig:
+    socket: str  # the Unix socket it listens on (in the user's runtime directory)
+    idle: float = 60.0  # seconds the mux lives on with nothing to do (DSH_MUX_IDLE)
+    executor_max_age: float = 300.0  # seconds an executor takes new commands, then retires
+    executor_retry: float = 60.0  # seconds a node whose executor failed uses channels
+    # seconds clients get to hear that their commands were lost when the mux stops
+    shutdown_grace: float = 2.0
+    # seconds between looks at the shell start-up files' mtimes (a change retires executors)
+    startup_check_interval: float = 1.0
+    hello_timeout: float = 15.0  # seconds the login shell and the executor get to say hello
+    ready_grace: float = 30.0  # seconds beyond the sync-file timeout for READY or FAILED
+    ack_batch: int = 64 * 1024  # output bytes written out before they are acknowledged
+    log_file: str | None = None  # None: stderr
+    verbose: bool = False
