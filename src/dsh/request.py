@@ -77,6 +77,7 @@ JOB_FIELDS: "tuple[tuple[str, str, Any], ...]" = (
     ("node", "str", _REQUIRED),
     ("ssh_config", "str", "~/.ssh/config"),  # absolute or ~: the mux runs in /
     ("connect_timeout", "float", 10.0),  # seconds for TCP connect + SSH handshake + auth
+    ("start_grace", "float", 30.0),  # seconds beyond sync_timeout for the node to say "started"
     ("python", "str", "python3"),  # the node's interpreter for rexec.py and the executor
     ("executor", "bool", True),  # the node's resident executor, else one channel per command
     ("stdin", "bool", False),  # forward dsh's stdin (a pipe or a file; never a terminal)
@@ -207,6 +208,7 @@ class Job(_Record):
     node: str
     ssh_config: str
     connect_timeout: float
+    start_grace: float
     python: str
     executor: bool
     stdin: bool

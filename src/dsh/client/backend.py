@@ -146,6 +146,7 @@ class Backend:
             node=node,
             ssh_config=absolute(c.ssh_config),
             connect_timeout=c.connect_timeout,
+            start_grace=c.start_grace,
             python=c.remote_python,
             executor=c.executor,
             stdin=c.stdin and (c.tty or not stdin_is_tty()),
@@ -208,14 +209,12 @@ class Backend:
             directory = runtime_dir()
         except OSError as exc:
             raise MuxUnavailable(f"no private directory for the mux: {exc}") from None
-        options = ["--idle", f"{c.mux_idle:g}", "--executor-max-age", f"{c.executor_max_age:g}",
-                   "--executor-retry", f"{c.executor_retry:g}"]  # fmt: skip
-        call = mux_client.MuxCall(node, directory)
+        call = mux_client.MuxCall(node, directory, c)
         cwd = working_directory()
         sync = self._sync_file(cwd)
         status: int | None = None
         try:
-            call.start(self.job(node, cwd, sync).to_value(), options, c.mux_start_timeout)
+            call.start(self.job(node, cwd, sync).to_value())
             started()
             with raw_terminal(c.tty):
                 status = call.finish(self.wakeup_r, self._relay)

@@ -35,6 +35,7 @@ _FIELDS = (
     "connect_timeout", "attempts", "backoff", "fallback", "sync", "sync_timeout", "stdin",
     "tty", "verbose", "quiet", "remote_python", "direct", "executor", "mux_idle",
     "mux_start_timeout", "executor_max_age", "executor_retry", "forward_env",
+    "start_grace", "mux_accept_timeout", "mux_failed_hold", "mux_log_keep",
 )  # fmt: skip
 
 
@@ -64,6 +65,10 @@ class ClientConfig:
     executor_max_age: float
     executor_retry: float
     forward_env: tuple[str, ...]
+    start_grace: float
+    mux_accept_timeout: float
+    mux_failed_hold: float
+    mux_log_keep: int
 
     def __init__(
         self,
@@ -94,6 +99,12 @@ class ClientConfig:
         # DSH_ENV: names of further variables passed to the remote command
         # (FORWARDED_ENV and FORWARDED_ENV_PREFIXES always are)
         forward_env: tuple[str, ...] = (),
+        # seconds beyond the sync-file wait for the node to say whether the
+        # command started (a hung NFS mount under chdir must not stall a build)
+        start_grace: float = 30.0,
+        mux_accept_timeout: float = 10.0,  # seconds a mux gets to take a request (a well one: 0)
+        mux_failed_hold: float = 60.0,  # seconds dsh goes direct after a mux failed to start
+        mux_log_keep: int = 1 << 20,  # bytes of mux.log beyond which a new mux starts a new one
     ) -> None:
         values = locals()
         for name in _FIELDS:

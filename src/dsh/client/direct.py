@@ -53,7 +53,7 @@ def run_direct(
             tty=job.request.pty,
             stdio=Stdio(term=job.term, columns=job.columns, lines=job.lines),
         )
-        session.start(job.request, job.python)
+        session.start(job.request, job.python, job.start_grace)
         on_started()
         with raw_terminal(job.request.pty):
             status = session.finish(on_signal)

@@ -18,17 +18,16 @@ TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run tim
 if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
+
+    from ..client.config import ClientConfig
 else:
     import _socket as socket  # socket.py builds enums at import: longer than a dsh run
 
 SOCKET_NAME = f"mux-{mp.VERSION}-{__version__}.sock"  # old muxes and new dsh never meet
 LOCK_NAME = "mux.lock"  # held while a mux is started, and by a mux that is exiting
 LOG_NAME = "mux.log"
-FAILED_NAME = "mux.failed"  # a mux failed to start: use the direct path for a while
-FAILED_HOLD = 60.0  # seconds
-LOG_KEEP = 1 << 20  # bytes of mux.log beyond which a new mux starts a new one (old: .1)
+FAILED_NAME = "mux.failed"  # a mux failed to start: go direct for mux_failed_hold seconds
 MAX_PATH = 100  # sun_path is 108 bytes; longer paths go through /proc/self/fd
-ACCEPT_TIMEOUT = 10.0  # seconds a mux gets to take a request (it answers at once when well)
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from dsh.mux.server import main; sys.exit(main(sys.argv[2:]))"  # noqa: E501
 
 
@@ -61,13 +60,22 @@ def _usable_fds() -> list[int]:
     return fds
 
 
-def start_mux(directory: str, options: list[str], timeout: float) -> None:
+def mux_options(config: ClientConfig) -> list[str]:
+    """The mux's command line: the settings of the dsh that starts it."""
+    return [
+        "--idle", f"{config.mux_idle:g}",
+        "--executor-max-age", f"{config.executor_max_age:g}",
+        "--executor-retry", f"{config.executor_retry:g}",
+    ]  # fmt: skip
+
+
+def start_mux(directory: str, config: ClientConfig) -> None:
     """Start a mux, detached (double fork, own session), and wait until it listens."""
     path = os.path.join(directory, SOCKET_NAME)
     log_path = os.path.join(directory, LOG_NAME)
     src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
-        if os.stat(log_path).st_size > LOG_KEEP:
+        if os.stat(log_path).st_size > config.mux_log_keep:  # the old one: mux.log.1
             os.replace(log_path, log_path + ".1")
     except OSError:
         pass
@@ -91,14 +99,14 @@ def start_mux(directory: str, options: list[str], timeout: float) -> None:
             os.set_inheritable(ready_w, True)
             os.chdir("/")
             argv = [sys.executable, "-c", _BOOT, src, "--socket", path, "--log", log_path,
-                    "--ready-fd", str(ready_w), *options]  # fmt: skip
+                    "--ready-fd", str(ready_w), *mux_options(config)]  # fmt: skip
             os.execv(sys.executable, argv)
         finally:
             os._exit(127)
     os.close(ready_w)
     try:
         os.waitpid(pid, 0)
-        readable, _, _ = select.select([ready_r], [], [], timeout)
+        readable, _, _ = select.select([ready_r], [], [], config.mux_start_timeout)
         answer = os.read(ready_r, 16) if readable else b""
     finally:
         os.close(ready_r)
@@ -107,7 +115,7 @@ def start_mux(directory: str, options: list[str], timeout: float) -> None:
         raise MuxUnavailable(f"the dsh mux {why} (see {log_path})")
 
 
-def connect(directory: str, options: list[str], start_timeout: float) -> socket.socket:
+def connect(directory: str, config: ClientConfig) -> socket.socket:
     """A connection to this user's mux, started if there is none."""
     path = os.path.join(directory, SOCKET_NAME)
     try:
@@ -116,7 +124,7 @@ def connect(directory: str, options: list[str], start_timeout: float) -> socket.
         pass
     failed = os.path.join(directory, FAILED_NAME)
     try:
-        if time.time() - os.stat(failed).st_mtime < FAILED_HOLD:
+        if time.time() - os.stat(failed).st_mtime < config.mux_failed_hold:
             raise MuxUnavailable(f"the dsh mux failed to start recently (see {LOG_NAME})")
     except FileNotFoundError:
         pass
@@ -134,7 +142,7 @@ def connect(directory: str, options: list[str], start_timeout: float) -> socket.
         except FileNotFoundError:
             pass
         try:
-            start_mux(directory, options, start_timeout)
+            start_mux(directory, config)
         except MuxUnavailable:
             os.close(os.open(failed, os.O_WRONLY | os.O_CREAT, 0o600))
             os.utime(failed)
@@ -174,9 +182,10 @@ def ask_to_stop(directory: str) -> str:
 class MuxCall:
     """One command through the mux: the dsh end of mux.ClientHandler."""
 
-    def __init__(self, node: str, directory: str) -> None:
+    def __init__(self, node: str, directory: str, config: ClientConfig) -> None:
         self.node = node
         self.directory = directory
+        self.config = config
         self.sock: socket.socket | None = None
         self.reader = mp.MessageReader(mp.TO_DSH)
         self.signals_sent = 0
@@ -201,7 +210,7 @@ class MuxCall:
                 raise MuxLost(f"the dsh mux sent nonsense: {exc}") from None
         return self._queue.pop(0)
 
-    def start(self, body: dict[str, mp.Value], options: list[str], start_timeout: float) -> None:
+    def start(self, body: dict[str, mp.Value]) -> None:
         """Hand the command to the mux; return once it started on the node.
 
         NodeFailure: it could not start there (nothing ran; try another node).
@@ -211,7 +220,7 @@ class MuxCall:
         message = mp.encode(mp.REQUEST, body)
         fds = _usable_fds()
         for _attempt in range(3):
-            self.sock = connect(self.directory, options, start_timeout)
+            self.sock = connect(self.directory, self.config)
             self.reader = mp.MessageReader(mp.TO_DSH)
             self._queue = []
             try:
@@ -221,13 +230,14 @@ class MuxCall:
                 continue  # it was exiting (idle): the next attempt starts a new one
             # A mux that does not take the request in time is stuck: this dsh
             # goes its own way, and the mux, finding it gone, never starts it.
-            self.sock.settimeout(ACCEPT_TIMEOUT)
+            self.sock.settimeout(self.config.mux_accept_timeout)
             try:
                 answer = self._next()
             except TimeoutError:
                 self.close()
                 raise MuxUnavailable(
-                    f"the dsh mux did not answer within {ACCEPT_TIMEOUT:g}s (see {LOG_NAME})"
+                    f"the dsh mux did not answer within {self.config.mux_accept_timeout:g}s "
+                    f"(see {LOG_NAME})"
                 ) from None
             self.sock.settimeout(None)
             if answer is None:

@@ -20,7 +20,6 @@ class MuxConfig:
     # seconds between looks at the shell start-up files' mtimes (a change retires executors)
     startup_check_interval: float = 1.0
     hello_timeout: float = 15.0  # seconds the login shell and the executor get to say hello
-    ready_grace: float = 30.0  # seconds beyond the sync-file timeout for READY or FAILED
     ack_batch: int = 64 * 1024  # output bytes written out before they are acknowledged
     log_file: str | None = None  # None: stderr
     verbose: bool = False

@@ -29,7 +29,7 @@ from ..errors import ClientGone, ExecutorLost, ExecutorUnavailable, NodeFailure
 from ..node import protocol as ep
 from ..node.launch import KILL_GRACE
 from ..node.source import executor_source
-from ..request import Request
+from ..request import Job
 from ..ssh import connect as ssh
 from ..ssh.stdio import Stdio, read_input, write_all
 from .config import MuxConfig
@@ -246,14 +246,15 @@ class ExecutorLink:
 
     # -- commands ----------------------------------------------------------------
 
-    def open(self, request: Request, stdio: Stdio, forward_stdin: bool) -> ExecRun:
+    def open(self, job: Job, stdio: Stdio) -> ExecRun:
+        request, forward_stdin = job.request, job.stdin
         body = request.to_json()
         if len(body) > ep.MAX_PAYLOAD:
             raise ExecutorLost(self.node, "command line too long for the executor", False)
         with self._lock:
             cid = self._next_cid
             self._next_cid += 1
-            ready_timeout = request.sync_timeout + self.config.ready_grace
+            ready_timeout = request.sync_timeout + job.start_grace
             run = ExecRun(self, cid, stdio, forward_stdin, ready_timeout)
             self.runs[cid] = run
         if not self.send(cid, ep.OPEN, body):

@@ -226,7 +226,7 @@ class NodePool:
                 link = self.executor(job)
                 if link is not None:
                     try:
-                        run = link.open(job.request, stdio, job.stdin)
+                        run = link.open(job, stdio)
                         run.wait_started(client_gone)
                         return run
                     except ExecutorLost as exc:
@@ -235,8 +235,7 @@ class NodePool:
                         continue
             client = self.channel_connection(job, refused)
             channel_run = ChannelRun(
-                client, job.node, job.request, job.python, stdio, job.stdin,
-                on_end=functools.partial(self.release, job, client),
+                client, job, stdio, on_end=functools.partial(self.release, job, client)
             )  # fmt: skip
             try:
                 channel_run.wait_started(client_gone)

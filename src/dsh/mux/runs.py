@@ -21,7 +21,7 @@ from typing import Protocol
 import paramiko
 
 from ..errors import ClientGone, ConnectionLost, NodeFailure
-from ..request import Request
+from ..request import Job
 from ..ssh.session import Session
 from ..ssh.stdio import Stdio
 
@@ -73,25 +73,21 @@ class ChannelRun:
     def __init__(
         self,
         client: paramiko.SSHClient,
-        node: str,
-        request: Request,
-        python: str,
+        job: Job,
         stdio: Stdio,
-        forward_stdin: bool,
         on_end: Callable[[], None] = lambda: None,
     ) -> None:
-        self.request = request
+        self.job = job
         self.on_end = on_end
-        self.python = python
         self.stdio = stdio
         self.done = Wakeup()
         self._never = Wakeup()  # Session.finish's signal pipe: signals come via signal()
         self.session = Session(
             client,
-            node,
+            job.node,
             self._never.fileno(),
-            forward_stdin=forward_stdin,
-            tty=request.pty,
+            forward_stdin=job.stdin,
+            tty=job.request.pty,
             stdio=stdio,
         )
         self.status: int | None = None
@@ -103,7 +99,7 @@ class ChannelRun:
             self.on_end()
             raise ClientGone()
         try:
-            self.session.start(self.request, self.python)
+            self.session.start(self.job.request, self.job.python, self.job.start_grace)
         except NodeFailure:
             self._never.close()
             self.on_end()

@@ -34,7 +34,6 @@ from ..request import Request
 from . import connect as ssh
 from .stdio import CHUNK, Stdio, read_input, write_all
 
-MARK_GRACE = 30.0  # seconds, beyond the sync-file wait, for the helper to say "run"
 MAX_PREAMBLE = 65536  # stderr bytes read while looking for the start mark
 
 
@@ -100,7 +99,9 @@ class Session:
 
     # -- start -----------------------------------------------------------------
 
-    def start(self, request: Request, python: str) -> None:
+    def start(self, request: Request, python: str, start_grace: float) -> None:
+        """Start it; return once the helper said it runs (NodeFailure if not,
+        or if it has not said within ``start_grace`` beyond the sync-file wait)."""
         transport = self.client.get_transport()
         if transport is None or not transport.is_active():
             raise NodeFailure(self.node, "connection closed")
@@ -117,7 +118,7 @@ class Session:
         self.channel = channel
         # A node that never answers (a hung NFS mount under chdir, a node
         # that froze) must not stall the build: it is a transport failure.
-        self._await_mark(channel, time.monotonic() + request.sync_timeout + MARK_GRACE)
+        self._await_mark(channel, time.monotonic() + request.sync_timeout + start_grace)
 
     def _await_mark(self, channel: paramiko.Channel, deadline: float) -> None:
         """Read until the helper says whether the command started.
