@@ -260,10 +260,7 @@ class MuxCall:
             pass  # it is gone: the answer below says so
         answer = self._next()
         if answer is None:
-            raise MuxLost(
-                f"node {self.node}: the dsh mux ended before it said whether the command "
-                f"started; not trying again (see {os.path.join(self.directory, LOG_NAME)})"
-            )
+            raise self._ended("before it said whether the command started; not trying again")
         kind, reply = answer
         if kind == mp.FAILED:
             raise NodeFailure(
@@ -272,6 +269,10 @@ class MuxCall:
         if kind != mp.STARTED:
             raise MuxLost(f"the dsh mux answered {kind} instead of STARTED")
         self.via = mp.get_str(reply, "via")
+
+    def _ended(self, when: str) -> MuxLost:
+        log = os.path.join(self.directory, LOG_NAME)
+        return MuxLost(f"node {self.node}: the dsh mux ended {when} (see {log})")
 
     def relay_signal(self, signum: int) -> None:
         assert self.sock is not None
@@ -293,10 +294,7 @@ class MuxCall:
                     continue
             answer = self._next()
             if answer is None:
-                raise MuxLost(
-                    f"node {self.node}: the dsh mux ended while the command ran; its "
-                    f"outcome is unknown (see {os.path.join(self.directory, LOG_NAME)})"
-                )
+                raise self._ended("while the command ran; its outcome is unknown")
             kind, body = answer
             if kind == mp.EXIT:
                 return mp.get_int(body, "status")

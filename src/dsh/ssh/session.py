@@ -203,36 +203,38 @@ class Session:
         finally:
             self._send_lock.release()
 
-    def _pump_stdin(self) -> None:
+    def _copy_stdin(self, send: Callable[[bytes], bool], end: Callable[[], object]) -> None:
+        """dsh's stdin to the channel until its EOF (then ``end``) or finish's stop."""
         try:
             while True:
                 data = read_input(self.stdio.stdin, self._stop_r)
                 if data is None:
                     return
                 if not data:
-                    self._send_frame(b"E")
+                    end()
                     return
-                if not self._send_frame(b"D", data):
+                if not send(data):
                     return
         finally:
             os.close(self._stop_r)
 
+    def _pump_stdin(self) -> None:
+        """In frames, so that signals and end of input travel in band (see rexec.py)."""
+        self._copy_stdin(lambda data: self._send_frame(b"D", data), lambda: self._send_frame(b"E"))
+
     def _pump_tty(self) -> None:
-        assert self.channel is not None
-        try:
-            while True:
-                data = read_input(self.stdio.stdin, self._stop_r)
-                if data is None:
-                    return
-                if not data:
-                    self.channel.shutdown_write()
-                    return
-                try:
-                    self.channel.sendall(data)
-                except (OSError, EOFError, paramiko.SSHException):
-                    return
-        finally:
-            os.close(self._stop_r)
+        """Raw into sshd's pseudo-terminal: keys, ^C and ^D are the terminal's."""
+        channel = self.channel
+        assert channel is not None
+
+        def send(data: bytes) -> bool:
+            try:
+                channel.sendall(data)
+                return True
+            except (OSError, EOFError, paramiko.SSHException):
+                return False
+
+        self._copy_stdin(send, channel.shutdown_write)
 
     def relay_signal(self, signum: int) -> None:
         assert self.channel is not None
