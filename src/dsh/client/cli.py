@@ -7,8 +7,9 @@ dsh true``): no argparse (the options of a normal run are read by
 paramiko or psutil (they live in the mux), and the C modules ``_signal``
 and ``_socket`` rather than ``signal`` and ``socket``, whose enums take
 longer to build than the rest of a run. The same holds for every module it
-imports on that path (client_config, picker, mux_client, mux_protocol,
-syncfile), which also do without ``from __future__ import annotations``
+imports on that path (client/config, runner, backend, backoff, rundir,
+daemon_client, terminal, syncfile; core/status, request, errors, defaults;
+mux/client, mux/protocol), which also do without ``from __future__ import annotations``
 (importing ``__future__`` is 0.3 ms): annotations that name what only mypy
 imports are strings.
 """
@@ -104,7 +105,7 @@ def parse_quick(argv: list[str]) -> Options | None:
     """The usual command lines, read without argparse; None for anything else
     (--help, abbreviations, joined short options, values that look like
     options, mistakes), which build_parser() then reads and reports as ever.
-    tests/test_mux.py checks that both read the same."""
+    The unit tests check that both read the same."""
     options = Options()
     i = 0
     while i < len(argv):

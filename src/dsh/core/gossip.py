@@ -4,7 +4,7 @@ The daemon calls ``receive`` for every datagram, ``tick`` every interval with
 a fresh local sample, and ``best``/``status_rows`` for the TCP ports. Time
 comes in as ``now`` (monotonic seconds) and ``wall_ms``; randomness from the
 ``rng`` given at construction. That makes a minute of cluster life testable
-in milliseconds with a fake network (tests/test_gossip.py).
+in milliseconds with a fake network (tests/unit/core).
 """
 
 from __future__ import annotations

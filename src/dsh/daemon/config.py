@@ -66,7 +66,7 @@ class DaemonConfig:
         return (self.extra_reports + 1) * self.interval * (1 + self.jitter)
 
 
-# dsh's own settings live in client_config.py, without dataclasses: dsh
+# dsh's own settings live in client/config.py, without dataclasses: dsh
 # imports them on its fast path (see there).
 from ..client.config import (  # noqa: E402, F401
     DEFAULT_DAEMON,

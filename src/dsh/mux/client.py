@@ -2,7 +2,7 @@
 
 Rules of this file: it is on dsh's fast path, so it imports only what a
 bare interpreter has cheaply (no paramiko, no psutil, no subprocess). The
-mux itself (mux.py) is started as a separate, detached process.
+mux itself (mux/server.py) is started as a separate, detached process.
 """
 
 import os

@@ -1,12 +1,12 @@
 """One command in the mux, whichever way it runs on the node.
 
-A run is what a client handler (mux.py) drives: ``wait_started`` (raises
+A run is what a client handler (mux/server.py) drives: ``wait_started`` (raises
 NodeFailure if the command cannot start there, returns once it is committed),
 then ``signal`` and ``abort`` from the handler while the run copies I/O in
 threads of its own, and ``result`` once ``done`` was notified. A run owns
 the descriptors dsh passed and closes them on every way out.
 
-``ExecRun`` (executor_link.py) runs it on the node's resident executor;
+``ExecRun`` (mux/executor_link.py) runs it on the node's resident executor;
 ``ChannelRun`` here on an exec channel of its own, with rexec.py, as the
 direct path does (and for ``-t``, which needs the pseudo-terminal sshd makes).
 """

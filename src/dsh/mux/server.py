@@ -1,14 +1,14 @@
 """The per-user mux: keeps SSH connections and executors so that dsh need not.
 
-The first dsh that finds no mux starts one (``mux_client.start_mux``: detached,
+The first dsh that finds no mux starts one (``mux/client.start_mux``: detached,
 its own session, like OpenSSH's ControlPersist); it listens on a Unix socket
 in the user's runtime directory (mode 0700), serves only peers of its own
 uid (SO_PEERCRED), and exits when it has had nothing to do for ``idle``
 seconds, or on SIGTERM. Each client gets a thread: it receives dsh's
 request with its stdin, stdout and stderr (SCM_RIGHTS), starts the command
-on the node (mux_pool), answers STARTED or FAILED, relays dsh's signals, and
+on the node (mux/pool.py), answers STARTED or FAILED, relays dsh's signals, and
 sends the exit status; when dsh goes away mid-command the command is
-killed. Protocol: mux_protocol.py. See README.md, "The mux and the executor".
+killed. Protocol: mux/protocol.py. See README.md, "The mux and the executor".
 """
 
 from __future__ import annotations

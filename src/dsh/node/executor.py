@@ -4,11 +4,11 @@ The mux starts it once per node through the user's login shell (``exec
 PYTHON -c SOURCE dsh-executor`` on an SSH session channel), so every command
 it starts sees the environment a plain ``ssh node cmd`` gives (PATH from
 ``~/.bashrc``, modules, conda), without paying that shell's start-up again.
-SOURCE is executor_protocol.py followed by this file (``executor_source``);
-it must stay standard library only.
+SOURCE is request.py, launch.py and protocol.py followed by this file
+(node/source.py); it must stay standard library only.
 
 Rules of this file: one thread, one selector loop, nothing blocks. stdin and
-stdout are the SSH channel (framed, see executor_protocol); each command has
+stdout are the SSH channel (framed, see node/protocol.py); each command has
 its own pipes, process group and flow-control windows. Per command, exactly
 what rexec.py does for one: chdir, sync-file wait, start mark, umask, PWD
 and forwarded variables, signals to the whole group, SIGHUP for what is left

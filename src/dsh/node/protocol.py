@@ -42,7 +42,7 @@ OUT_WINDOW = 1 << 20  # stdout+stderr bytes of one command in flight to the mux
 IN_WINDOW = 1 << 19  # stdin bytes of one command in flight to the executor
 
 # mux -> executor
-OPEN = 1  # JSON request (see remote.Request.body)
+OPEN = 1  # JSON request (request.Request.to_json)
 GO = 2  # start it now
 STDIN = 3  # data for the command's stdin
 STDIN_EOF = 4  # end of its stdin

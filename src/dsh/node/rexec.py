@@ -1,11 +1,13 @@
 """The remote end of dsh: run one command the way the local caller would have.
 
-dsh sends this file's source to the node and runs it as ``python3 -c SOURCE
-REQUEST``, where REQUEST is base64 JSON carrying argv, directory, umask,
-forwarded variables and the sync file. No argument ever passes through the
-remote shell's parser, so spaces, quotes, ``$``, ``*``, newlines and non-UTF-8
-bytes arrive as they were. It must stay self-contained (standard library
-only): it runs on the node from its source text, not from an installed copy.
+dsh sends this file's source (after request.py and launch.py: node/source.py)
+to the node and runs it as ``python3 -c SOURCE REQUEST``, where REQUEST is
+``request.Request.to_json`` in base64: argv, directory, umask, forwarded
+variables and the sync file. No argument ever passes through the remote
+shell's parser, so spaces, quotes, ``$``, ``*``, newlines and non-UTF-8 bytes
+arrive as they were. It must stay standard library only: it runs on the node
+from its source text, not from an installed copy. What it shares with the
+executor (the checks before the start, the start, the status) is launch.py's.
 
 What it does, in order:
 
