@@ -60,7 +60,7 @@ def _usable_fds() -> list[int]:
     return fds
 
 
-def mux_options(config: ClientConfig) -> list[str]:
+def mux_options(config: "ClientConfig") -> list[str]:
     """The mux's command line: the settings of the dsh that starts it."""
     return [
         "--idle", f"{config.mux_idle:g}",
@@ -69,7 +69,7 @@ def mux_options(config: ClientConfig) -> list[str]:
     ]  # fmt: skip
 
 
-def start_mux(directory: str, config: ClientConfig) -> None:
+def start_mux(directory: str, config: "ClientConfig") -> None:
     """Start a mux, detached (double fork, own session), and wait until it listens."""
     path = os.path.join(directory, SOCKET_NAME)
     log_path = os.path.join(directory, LOG_NAME)
@@ -115,7 +115,7 @@ def start_mux(directory: str, config: ClientConfig) -> None:
         raise MuxUnavailable(f"the dsh mux {why} (see {log_path})")
 
 
-def connect(directory: str, config: ClientConfig) -> socket.socket:
+def connect(directory: str, config: "ClientConfig") -> socket.socket:
     """A connection to this user's mux, started if there is none."""
     path = os.path.join(directory, SOCKET_NAME)
     try:
@@ -182,7 +182,7 @@ def ask_to_stop(directory: str) -> str:
 class MuxCall:
     """One command through the mux: the dsh end of mux.ClientHandler."""
 
-    def __init__(self, node: str, directory: str, config: ClientConfig) -> None:
+    def __init__(self, node: str, directory: str, config: "ClientConfig") -> None:
         self.node = node
         self.directory = directory
         self.config = config
