@@ -7,11 +7,10 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.status import ClusterView, Member, parse_status
 from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import OUTCOMES, GossipNode, Sample, StatusRow
 from dsh.core.score import GIB, score_load
-from dsh.core.status import format_status
+from dsh.core.status import ClusterView, Member, format_status, parse_status
 from dsh.core.wire import State, encode_state
 
 MIB = 1024 * 1024

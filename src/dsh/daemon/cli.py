@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import socket
 import sys
 from dataclasses import replace
 
@@ -22,6 +21,7 @@ from .config import (
     default_cluster_file,
     default_key_file,
 )
+from .control import request
 from .keys import generate_key_file, load_keys
 from .process import (
     Readiness,
@@ -32,8 +32,6 @@ from .process import (
     setup_logging,
     write_pidfile,
 )
-
-DEFAULT_KEY_FILE_HINT = "/etc/dsh/key"
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         default=default_key_file(),
         help="cluster key file: seal and authenticate every datagram "
-        "(default $DSH_KEY_FILE or /etc/dsh/key if it exists)",
+        f"(default $DSH_KEY_FILE or {DEFAULT_KEY_FILE} if it exists)",
     )
     p.add_argument(
         "--no-key",
@@ -220,19 +218,11 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
 
 
 def control(path: str, command: str) -> int:
+    """dshd --drain/--undrain: one request to the running daemon (control.py)."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5.0)
-            sock.connect(path)
-            sock.sendall(command.encode() + b"\n")
-            reply = sock.makefile("rb").readline().decode(errors="replace").strip()
-    except OSError as exc:
-        print(
-            f"dshd: cannot reach the local daemon at {path}: {exc.strerror or exc}", file=sys.stderr
-        )
-        return EXIT_FAILURE
-    if not reply.startswith("ok"):
-        print(f"dshd: {command}: {reply or 'no answer'}", file=sys.stderr)
+        reply = request(path, command)
+    except DshError as exc:
+        print(f"dshd: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(reply)
     return EXIT_OK

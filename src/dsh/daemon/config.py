@@ -1,17 +1,26 @@
-"""Every tunable of the daemon in one frozen dataclass; the CLI only fills it in."""
+"""Every tunable of the daemon in one frozen dataclass; the CLI only fills it in.
+
+Fields without a flag (jitter, resolve_*, client_timeout, max_clients,
+receive_buffer, shutdown_timeout) keep their defaults in dshd; they are here so
+that each default is written once, with its unit, next to the others.
+Fixed constants of the implementation stay in their modules with a comment
+saying why they are not tunables (server.READ_BATCH, ports.LISTEN_BACKLOG,
+control.PROBE_TIMEOUT and REQUEST_TIMEOUT).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
+from .. import defaults
 from ..core.score import DEFAULT_SCORE
 
 DEFAULT_CLUSTER_FILE = "/etc/dsh/cluster"
-DEFAULT_GOSSIP_PORT = 8181  # UDP
-DEFAULT_STATUS_PORT = 8181  # TCP, full status (the original -t)
-DEFAULT_BEST_PORT = 8282  # TCP, best node (the original -r)
-DEFAULT_CONTROL = "/run/dshd.sock"
+DEFAULT_GOSSIP_PORT = defaults.GOSSIP_PORT  # UDP, the same on every node
+DEFAULT_STATUS_PORT = defaults.STATUS_PORT  # TCP, full status (the original -t)
+DEFAULT_BEST_PORT = defaults.BEST_PORT  # TCP, best node (the original -r)
+DEFAULT_CONTROL = "/run/dshd.sock"  # Unix socket of dshd --drain/--undrain
 DEFAULT_KEY_FILE = "/etc/dsh/key"  # used when it exists and no --key-file is given
 
 
@@ -26,11 +35,11 @@ def default_key_file() -> str | None:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    cluster_file: str = DEFAULT_CLUSTER_FILE
+    cluster_file: str = DEFAULT_CLUSTER_FILE  # path; -f, else $DSH_CLUSTER
     name: str | None = None  # this node's cluster entry; None = find it by address
-    gossip_port: int = DEFAULT_GOSSIP_PORT
-    status_port: int = DEFAULT_STATUS_PORT
-    best_port: int = DEFAULT_BEST_PORT
+    gossip_port: int = DEFAULT_GOSSIP_PORT  # UDP port number
+    status_port: int = DEFAULT_STATUS_PORT  # TCP port number
+    best_port: int = DEFAULT_BEST_PORT  # TCP port number
     listen: tuple[str, ...] = ()  # TCP listen addresses; () = all addresses
     interval: float = 1.5  # seconds between two reports of this node
     jitter: float = 0.1  # each interval is drawn from interval * (1 +- jitter)
@@ -49,29 +58,20 @@ class DaemonConfig:
     key_file: str | None = None  # cluster key(s); None = unauthenticated gossip
     replay_window: float = 10.0  # seconds: sealed reports sent further from our clock are dropped
     receive_buffer: int = 1 << 20  # bytes of kernel buffer for the gossip socket
+    shutdown_timeout: float = 3.0  # seconds a stopping daemon waits for its tasks
     background: bool = False  # -b: fork, detach, run in the background
     print_pid: bool = False  # -p: print the background daemon's PID
-    pidfile: str | None = None
+    pidfile: str | None = None  # path to write the daemon's PID to; None = none
     log_file: str | None = None  # in the background: None = syslog
-    verbose: bool = False
+    verbose: bool = False  # -v: debug logging
     user: str | None = None  # drop to this user after binding the ports
 
     @property
     def dead_after(self) -> float:
+        """Seconds after which a peer that sent nothing is down."""
         return self.maxloops * self.interval
 
     @property
     def extra_ttl(self) -> float:
-        """Hard limit on extra load for a node that stops reporting."""
+        """Seconds: hard limit on extra load for a node that stops reporting."""
         return (self.extra_reports + 1) * self.interval * (1 + self.jitter)
-
-
-# dsh's own settings live in client/config.py, without dataclasses: dsh
-# imports them on its fast path (see there).
-from ..client.config import (  # noqa: E402, F401
-    DEFAULT_DAEMON,
-    FORWARDED_ENV,
-    FORWARDED_ENV_PREFIXES,
-    SSH_CONFIG,
-    ClientConfig,
-)

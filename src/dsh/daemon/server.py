@@ -1,8 +1,9 @@
-"""The daemon's asyncio shell: sockets, timers, signals, shutdown. No decisions.
+"""The daemon's asyncio shell: start-up, gossip socket, timers, signals, shutdown.
 
-Everything decided lives in gossip.GossipNode; this module moves bytes between
-the sockets and it, and keeps every wait bounded so that no client and no
-datagram can stall the loop.
+Everything decided lives in gossip.GossipNode; this module moves datagrams
+between the gossip socket and it, and keeps every wait bounded so that no
+datagram can stall the loop. The TCP ports are in ports.py, the control socket
+in control.py.
 """
 
 from __future__ import annotations
@@ -12,34 +13,32 @@ import contextlib
 import ipaddress
 import logging
 import os
-import pwd
 import random
 import signal
 import socket
-import struct
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from .. import __version__
-from ..core.access import allowed, parse_allow
 from ..core.auth import NONCE_BYTES, Sealer
 from ..core.cluster import NodeSpec, load_cluster
 from ..core.gossip import GossipNode
 from ..core.score import SCORES
-from ..core.status import format_status
 from ..core.wire import MAX_DATAGRAM
 from ..errors import DshError
 from .config import DaemonConfig
+from .control import ControlSocket
 from .keys import load_keys
+from .ports import TcpPorts
 from .sampler import Sampler
 from .whoami import resolve
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 3.0  # seconds the daemon waits for its tasks when stopping
-READ_BATCH = 256  # datagrams read per wake-up of the gossip socket
-LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+# Datagrams read per wake-up of the gossip socket: one wake-up per datagram
+# costs more than the decoding under a flood, and an unbounded loop would
+# starve the TCP ports and the timers. Not a config field: it only shares the
+# loop's time, which no deployment has a reason to set differently.
+READ_BATCH = 256
 
 
 def _is_loopback(address: str) -> bool:
@@ -74,14 +73,13 @@ class Daemon:
             nonce=lambda: os.urandom(NONCE_BYTES),
             replay_window_ms=round(config.replay_window * 1000),
         )
-        self._allow = parse_allow(config.allow)
+        self.ports = TcpPorts(config, self.node)
+        self.control = ControlSocket(config, self.node, announce=self.tick)
         for spec in specs:
             self.node.set_addresses(spec.name, resolved.get(spec.key, ()))
         self.sampler = Sampler()
-        self.tcp = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0})
-        self._clients = 0
         self._stopping = asyncio.Event()
-        self._servers: list[asyncio.base_events.Server] = []
+        self._servers: list[asyncio.Server] = []
         self._gossip: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._resolve_now = asyncio.Event()
@@ -133,28 +131,10 @@ class Daemon:
             )
         self._gossip = sock
         loop.add_reader(sock.fileno(), self._read_datagrams)
-        hosts: list[str | None] = list(self.config.listen) or [None]
-        for port, answer in (
-            (self.config.status_port, self.status_text),
-            (self.config.best_port, self.best_text),
-        ):
-            for host in hosts:
-                try:
-                    server = await asyncio.start_server(
-                        self._client_handler(answer),
-                        host,
-                        port,
-                        reuse_address=True,
-                        # A deep queue: under a connection flood a well-behaved
-                        # client's SYN waits its turn instead of being dropped.
-                        backlog=LISTEN_BACKLOG,
-                    )
-                except OSError as exc:
-                    raise DshError(
-                        f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}"
-                    ) from None
-                self._servers.append(server)
-        await self._start_control()
+        self._servers += await self.ports.listen()
+        control = await self.control.listen()
+        if control is not None:
+            self._servers.append(control)
         self.tick()  # the first report at once: see _ticker
         log.info(
             "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, %d nodes",
@@ -166,27 +146,6 @@ class Daemon:
             self.config.best_port,
             len(self.node.table.peers),
         )
-
-    async def _start_control(self) -> None:
-        path = self.config.control
-        if not path:
-            return
-        with contextlib.suppress(OSError):
-            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 1.0)
-            writer.close()
-            raise DshError(f"another dshd answers on {path}")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        try:
-            server = await asyncio.start_unix_server(self._control_handler, path)
-            os.chmod(path, 0o600)
-            if self.config.user and os.geteuid() == 0:
-                # The user the daemon will run as may drain it too (and root).
-                entry = pwd.getpwnam(self.config.user)
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-        except OSError as exc:
-            raise DshError(f"cannot create control socket {path}: {exc.strerror}") from None
-        self._servers.append(server)
 
     # -- run -------------------------------------------------------------------
 
@@ -209,14 +168,13 @@ class Daemon:
             server.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                asyncio.gather(*self._tasks, return_exceptions=True), SHUTDOWN_TIMEOUT
+                asyncio.gather(*self._tasks, return_exceptions=True),
+                self.config.shutdown_timeout,
             )
         if self._gossip is not None:
             asyncio.get_running_loop().remove_reader(self._gossip.fileno())
             self._gossip.close()
-        if self.config.control:
-            with contextlib.suppress(OSError):
-                os.unlink(self.config.control)
+        self.control.remove()
 
     def reload(self) -> None:
         """SIGHUP: re-read the cluster file; keep the old one if the new one is bad."""
@@ -310,84 +268,3 @@ class Daemon:
             if full:
                 last_full = time.monotonic()
             await self._resolve_all(log_failures=False, only_missing=not full)
-
-    # -- TCP ports -------------------------------------------------------------
-
-    def status_text(self) -> str:
-        now = time.monotonic()
-        c = self.config
-        return format_status(
-            self.node.status_rows(now),
-            [
-                f"self {self.node.name}",
-                f"dshd {__version__} score={c.score} interval={c.interval:g}"
-                f" maxloops={c.maxloops} extraload={c.extraload:g}",
-            ],
-            {"datagrams": dict(self.node.counters), "tcp": dict(self.tcp)},
-        )
-
-    def best_text(self) -> str:
-        return (self.node.best(time.monotonic()) or "NONE") + "\n"
-
-    def _client_handler(
-        self, answer: Callable[[], str]
-    ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            peer = writer.get_extra_info("peername")
-            if not peer or not self.allowed(str(peer[0])):
-                self.tcp["denied"] += 1
-                writer.transport.abort()
-                return
-            if self._clients >= self.config.max_clients:
-                self.tcp["busy"] += 1
-                writer.transport.abort()
-                return
-            self._clients += 1
-            try:
-                # The answer is computed at connect time and written at once;
-                # the client never has to send anything. It usually fits the
-                # socket buffer, so a client that never reads costs nothing.
-                writer.write(answer().encode())
-                writer.write_eof()
-                if writer.transport.get_write_buffer_size():
-                    # Only a client whose socket buffer is full waits here (and
-                    # holds a slot); wait_for would make every client yield.
-                    await asyncio.wait_for(writer.drain(), self.config.client_timeout)
-                self.tcp["served"] += 1
-            except (OSError, TimeoutError):
-                self.tcp["timeout"] += 1
-                writer.transport.abort()
-            finally:
-                self._clients -= 1
-                writer.close()
-
-        return handle
-
-    def allowed(self, address: str) -> bool:
-        return allowed(address, self._allow, lambda a: self.node.member_at(a) is not None)
-
-    # -- control socket (dshd --drain) -------------------------------------------
-
-    async def _control_handler(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        try:
-            sock = writer.get_extra_info("socket")
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-            if uid not in (0, os.geteuid()):
-                writer.write(b"error: permission denied\n")
-                return
-            line = await asyncio.wait_for(reader.readline(), self.config.client_timeout)
-            command = line.decode("ascii", "replace").strip()
-            if command in ("drain", "undrain"):
-                self.node.drained = command == "drain"
-                log.info("node %sed by uid %d", command, uid)
-                self.tick()  # tell the peers now, not at the next interval
-                writer.write(f"ok {command}ed\n".encode())
-            else:
-                writer.write(b"error: unknown command\n")
-        except (OSError, TimeoutError) as exc:
-            log.debug("control client: %s", exc)
-        finally:
-            writer.close()

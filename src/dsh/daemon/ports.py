@@ -1,0 +1,114 @@
+"""The TCP ports: the full status and the best node, to whoever may ask.
+
+Rules of this file: no client can hold the loop. A client that may not ask
+(``--allow``) or that comes beyond ``max_clients`` is aborted before any work;
+the answer is computed at connect time and written at once, since the client
+never sends anything; only a client that does not take its answer waits, for
+at most ``client_timeout``. Each outcome is a counter in the status dump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from .. import __version__
+from ..core.access import allowed, parse_allow
+from ..core.gossip import GossipNode
+from ..core.status import format_status
+from ..errors import DshError
+from .config import DaemonConfig
+
+# A deep queue: under a connection flood a well-behaved client's SYN waits its
+# turn instead of being dropped. Not a config field: the kernel caps it at
+# net.core.somaxconn, and that sysctl is the knob an operator turns.
+LISTEN_BACKLOG = 4096
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class TcpPorts:
+    """The status and best-node servers and their counters."""
+
+    def __init__(self, config: DaemonConfig, node: GossipNode) -> None:
+        self.config = config
+        self.node = node
+        self._allow = parse_allow(config.allow)
+        self.counters = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0})
+        self._clients = 0
+
+    async def listen(self) -> list[asyncio.Server]:
+        """Both ports on every ``--listen`` address (all if none); errors are DshErrors."""
+        servers = []
+        hosts: list[str | None] = list(self.config.listen) or [None]
+        for port, answer in (
+            (self.config.status_port, self.status_text),
+            (self.config.best_port, self.best_text),
+        ):
+            for host in hosts:
+                try:
+                    server = await asyncio.start_server(
+                        self._handler(answer),
+                        host,
+                        port,
+                        reuse_address=True,
+                        backlog=LISTEN_BACKLOG,
+                    )
+                except OSError as exc:
+                    raise DshError(
+                        f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}"
+                    ) from None
+                servers.append(server)
+        return servers
+
+    def status_text(self) -> str:
+        now = time.monotonic()
+        c = self.config
+        return format_status(
+            self.node.status_rows(now),
+            [
+                f"self {self.node.name}",
+                f"dshd {__version__} score={c.score} interval={c.interval:g}"
+                f" maxloops={c.maxloops} extraload={c.extraload:g}",
+            ],
+            {"datagrams": dict(self.node.counters), "tcp": dict(self.counters)},
+        )
+
+    def best_text(self) -> str:
+        return (self.node.best(time.monotonic()) or "NONE") + "\n"
+
+    def allowed(self, address: str) -> bool:
+        return allowed(address, self._allow, lambda a: self.node.member_at(a) is not None)
+
+    def _handler(self, answer: Callable[[], str]) -> Handler:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername")
+            if not peer or not self.allowed(str(peer[0])):
+                self.counters["denied"] += 1
+                writer.transport.abort()
+                return
+            if self._clients >= self.config.max_clients:
+                self.counters["busy"] += 1
+                writer.transport.abort()
+                return
+            self._clients += 1
+            try:
+                # The answer usually fits the socket buffer, so a client that
+                # never reads costs nothing.
+                writer.write(answer().encode())
+                writer.write_eof()
+                if writer.transport.get_write_buffer_size():
+                    # Only a client whose socket buffer is full waits here (and
+                    # holds a slot); wait_for would make every client yield.
+                    await asyncio.wait_for(writer.drain(), self.config.client_timeout)
+                self.counters["served"] += 1
+            except (OSError, TimeoutError):
+                self.counters["timeout"] += 1
+                writer.transport.abort()
+            finally:
+                self._clients -= 1
+                writer.close()
+
+        return handle
