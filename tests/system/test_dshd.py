@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.dshd import DSHD, ask, free_udp_tcp_port, pid_alive
+from support.dshd import ask, free_udp_tcp_port, pid_alive
+from support.paths import DSHD
 from support.waiting import wait_for
 
 from dsh.core.wire import State, encode_state

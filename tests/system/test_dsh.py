@@ -1,8 +1,8 @@
 """dsh against real sshd servers and real dshd daemons on loopback addresses.
 
-The session cluster (conftest.SshCluster) drains the local node, so every
+The session cluster (support.ssh_cluster.SshCluster) drains the local node, so every
 run goes to 127.0.0.21 or 127.0.0.22 over SSH unless a test says otherwise.
-Every test that runs dsh runs once per path (conftest.PATHS): --direct, the
+Every test that runs dsh runs once per path (support.ssh_cluster.PATHS): --direct, the
 mux with an exec channel per command, the mux with the node's executor.
 """
 
@@ -12,20 +12,16 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import LOCAL, R1, R2, SshCluster, default_sigint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.dshd import pid_alive
+from support.paths import DSH, PY, WAITFILE
+from support.ssh_cluster import LOCAL, R1, R2, SshCluster, default_sigint
 from support.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
 
 
 @pytest.fixture
@@ -395,7 +391,7 @@ def test_no_sync_file_is_left_after_failures(dsh, tmp_path):
 
 
 def test_waitfile_script(tmp_path):
-    waitfile = str(REPO / "waitfile")
+    waitfile = WAITFILE
     target = tmp_path / "later"
     out = subprocess.run([waitfile, str(target), "0.2"], capture_output=True, text=True)
     assert out.returncode == 1

@@ -7,17 +7,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import SshCluster, default_sigint
 from support.dshd import pid_alive
+from support.paths import DSH, PY
+from support.ssh_cluster import SshCluster, default_sigint
 from support.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
 
 
 def dsh_cmd(ssh_cluster: SshCluster, *args: str) -> list[str]:

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.dshd import DSHD, ask
+from support.dshd import ask
+from support.paths import DSHD
 from support.waiting import wait_for
 
 from dsh.client.picker import parse_status

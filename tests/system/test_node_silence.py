@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import SshCluster
 from support.dshd import pid_alive
+from support.paths import DSH, PY
+from support.ssh_cluster import SshCluster
 from support.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
 
 
 def config_with_alive_check(ssh_cluster: SshCluster, path: Path, interval: int, count: int) -> Path:

@@ -19,17 +19,17 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import PATH_ENV, SshCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.dshd import pid_alive
 from support.mux import alive, log_tail, mux_pid, mux_sockets, stop_mux
+from support.paths import DSH, PY, WAITFILE
+from support.ssh_cluster import PATH_ENV, SshCluster
 from support.waiting import wait_for
 
 from dsh.client.cli import Options, build_parser, parse_quick
@@ -38,11 +38,6 @@ from dsh.mux import protocol as mp
 from dsh.mux.executor_link import executor_source
 from dsh.node import protocol as ep
 from dsh.ssh.session import Request
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
-
 
 # -- the dsh <-> mux protocol --------------------------------------------------------
 
@@ -309,7 +304,7 @@ def test_executor_refuses_before_the_start_what_cannot_start(executor, tmp_path)
     assert text.decode() == f"cwd cannot enter {tmp_path / 'missing'}: No such file or directory"
     sync = tmp_path / ".dsh-sync.test"
     executor.open(2, [b"true"], tmp_path, sync=str(sync), sync_timeout=0.3,
-                  waitfile=str(REPO / "waitfile"))  # fmt: skip
+                  waitfile=WAITFILE)  # fmt: skip
     kind, text = executor.expect(2, {ep.READY, ep.FAILED})
     assert kind == ep.FAILED and text.startswith(b"sync waitfile: ")
 
@@ -317,7 +312,7 @@ def test_executor_refuses_before_the_start_what_cannot_start(executor, tmp_path)
 def test_executor_waits_for_the_sync_file_then_removes_it(executor, tmp_path):
     sync = tmp_path / ".dsh-sync.test"
     executor.open(1, [b"ls", b"-a"], tmp_path, sync=str(sync), sync_timeout=10.0,
-                  waitfile=str(REPO / "waitfile"))  # fmt: skip
+                  waitfile=WAITFILE)  # fmt: skip
     time.sleep(0.3)
     assert not executor.frames[1]  # still waiting
     sync.write_text("")

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DSH = REPO / "dsh"
+from support.paths import DSH, REPO
+
 VERSION = subprocess.run([sys.executable, str(DSH), "--version"], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
 
