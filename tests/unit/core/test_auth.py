@@ -1,4 +1,6 @@
-"""Sealing, key files and --allow rules: the pure parts of issue 4's defences."""
+"""Sealed gossip: the pure parts of issue 4's defences.
+
+Key files are in tests/unit/daemon/test_keys.py, --allow rules in test_access.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.access import allowed, parse_allow
 from dsh.core.auth import AuthError, Sealer, is_sealed, key_id
 from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import (
@@ -22,8 +23,7 @@ from dsh.core.gossip import (
 )
 from dsh.core.score import score_load
 from dsh.core.wire import State, decode, encode_state
-from dsh.daemon.keys import generate_key_file, load_keys
-from dsh.errors import ConfigError, WireError
+from dsh.errors import WireError
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 NOW_MS = 1_800_000_000_000
@@ -118,42 +118,3 @@ def test_sealed_tick_sends_datagrams_peers_can_open():
     ((datagram, address),) = n.tick(Sample(2, 0.1, 0.1, 1 << 30, 1 << 31), 0.0, NOW_MS)
     assert address == "10.0.0.2" and is_sealed(datagram)
     assert decode(Sealer([K1]).open(datagram)).name == "a"
-
-
-def test_key_file_generation_permissions_and_format(tmp_path):
-    path = tmp_path / "key"
-    generate_key_file(str(path))
-    assert path.stat().st_mode & 0o777 == 0o600
-    (key,) = load_keys(str(path))
-    assert len(key) == 32
-    with pytest.raises(ConfigError, match="exists"):
-        generate_key_file(str(path))
-    path.write_text(f"# rotation\n{K2.hex()}\n\n{K1.hex()}  # old\n")
-    assert load_keys(str(path)) == [K2, K1]
-    path.chmod(0o640)
-    with pytest.raises(ConfigError, match=r"accessible by others \(mode 0640\); run: chmod 600"):
-        load_keys(str(path))
-    path.chmod(0o600)
-    path.write_text("abcd\n")
-    with pytest.raises(ConfigError, match=r"key:1: not a key \(expected 64 hex digits\)"):
-        load_keys(str(path))
-    path.write_text("# empty\n")
-    with pytest.raises(ConfigError, match="no key"):
-        load_keys(str(path))
-    with pytest.raises(ConfigError, match="cannot read key file"):
-        load_keys(str(tmp_path / "missing"))
-
-
-def test_allow_rules():
-    rules = parse_allow(("loopback", "members", "10.1.0.0/16", "2001:db8::/32"))
-    members = {"192.0.2.7"}.__contains__
-    assert allowed("127.0.0.1", rules, members) and allowed("::1", rules, members)
-    assert allowed("192.0.2.7", rules, members) and not allowed("192.0.2.8", rules, members)
-    assert allowed("10.1.200.3", rules, members) and not allowed("10.2.0.1", rules, members)
-    assert allowed("::ffff:10.1.0.9", rules, members)
-    assert allowed("2001:db8::5", rules, members) and not allowed("2001:db9::5", rules, members)
-    only = parse_allow(("10.0.0.1",))
-    assert not allowed("127.0.0.1", only, members) and allowed("10.0.0.1", only, members)
-    assert not allowed("not-an-ip", rules, members)
-    with pytest.raises(ConfigError, match=r"--allow 300\.1\.1\.1"):
-        parse_allow(("300.1.1.1",))
