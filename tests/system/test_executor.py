@@ -50,6 +50,16 @@ class LocalExecutor:
         for cid, kind, payload in self.reader.feed(data):
             self.frames[cid].append((kind, payload))
 
+    def listen(self, seconds: float) -> None:
+        """Take in every frame that comes within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.out], [], [], remaining)
+            if readable:
+                data = os.read(self.out, 65536)
+                assert data, "the executor closed its output"
+                self.frames_from(data)
+
     def send(self, cid: int, kind: int, payload: bytes = b"") -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(ep.frame(cid, kind, payload))
@@ -164,7 +174,7 @@ def test_executor_waits_for_the_sync_file_then_removes_it(executor, tmp_path):
     sync = tmp_path / ".dsh-sync.test"
     executor.open(1, [b"ls", b"-a"], tmp_path, sync=str(sync), sync_timeout=10.0,
                   waitfile=WAITFILE)  # fmt: skip
-    time.sleep(0.3)
+    executor.listen(0.3)  # that it keeps waiting is what is tested: a while, then look
     assert not executor.frames[1]  # still waiting
     sync.write_text("")
     assert executor.expect(1, {ep.READY})[0] == ep.READY

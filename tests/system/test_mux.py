@@ -182,6 +182,9 @@ def test_a_stuck_mux_is_gone_around_and_never_runs_the_command(ssh_cluster, tmp_
         os.kill(mux, signal.SIGCONT)
     # Woken up, the mux finds the request's dsh gone and does not run it.
     assert run_dsh(ssh_cluster, env, "true", cwd=tmp_path).returncode == 0
+    # Nothing to wait for: what is tested is that a second "ran" never comes.
+    # The mux took the stale request before this one; had it run it, the line
+    # would be there within this second (a command starts in ~0.1 s).
     time.sleep(1)
     assert (tmp_path / "runs").read_text() == "ran\n"
     assert mux_pid(runtime) == mux
@@ -216,20 +219,25 @@ def test_mux_stop_lets_running_commands_end(ssh_cluster, tmp_path, mux_env):
     assert run_dsh(ssh_cluster, mux_env, "--mux-stop", cwd=tmp_path).stderr == (
         b"dsh: no mux is running\n"
     )
-    slow = subprocess.Popen([PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "sleep 2; echo done"],
+    # The command runs until the test lets it end, so that it still runs at
+    # --mux-stop and while another dsh gets a new mux, however slow these are.
+    script = "touch started; while [ ! -e finish ]; do sleep 0.05; done; echo done"
+    slow = subprocess.Popen([PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", script],
                             stdout=subprocess.PIPE, cwd=tmp_path, env=mux_env,
                             stdin=subprocess.DEVNULL)  # fmt: skip
     try:
         wait_for(lambda: mux_pid(runtime), 30, "mux up")
         old = mux_pid(runtime)
         assert old is not None
-        time.sleep(0.5)  # (the command has started)
+        wait_for(lambda: (tmp_path / "started").exists(), 30, "the command started")
         out = run_dsh(ssh_cluster, mux_env, "--mux-stop", cwd=tmp_path)
         assert out.stderr == f"dsh: mux {old} stops once its 1 running command(s) end\n".encode()
         assert not mux_sockets(runtime)
         new = run_dsh(ssh_cluster, mux_env, "echo", "meanwhile", cwd=tmp_path)
         assert (new.returncode, new.stdout) == (0, b"meanwhile\n"), new.stderr
         assert mux_pid(runtime) not in (None, old)
+        assert alive(old)  # still serving its command
+        (tmp_path / "finish").touch()
         assert slow.communicate(timeout=30)[0] == b"done\n" and slow.returncode == 0
         wait_for(lambda: not alive(old), 10, "the old mux gone after its command")
     finally:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.dshd import ask
+from support.dshd import Node, ask
 from support.paths import DSHD
 from support.waiting import wait_for
 
@@ -110,6 +110,7 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
             data, source = spy.recvfrom(2048)
             if source[0] == B:
                 captured.append(data)
+        captured_at = time.time()  # the reports' sent_ms are at most this (same clock)
         node = cluster.nodes[A]
         before = node.counters()["datagrams"]
         plain = encode_state(State(B, 2**62, 1, int(time.time() * 1000), 64, 99.0, 99.0, 0, 1))
@@ -135,10 +136,16 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
         # B dies; replaying its captured reports must not bring it back.
         cluster.nodes[B].stop(signal.SIGKILL)
         wait_for(lambda: node.state_of(B) == "down", 10, "B down")
+        before = node.counters()["datagrams"]
         with sender(B) as s:
             for data in captured:
                 s.sendto(data, (A, cluster.port))
-        time.sleep(3 * cluster.interval)  # give a wrong acceptance time to show
+
+        def judged() -> bool:  # every replay counted, whatever as: A has decided
+            seen = sum(node.counters()["datagrams"].values()) - sum(before.values())
+            return seen >= len(captured)
+
+        wait_for(judged, 5, "replays counted")
         assert node.state_of(B) == "down"
 
         # A restarted daemon has forgotten B's sequence numbers; the replay
@@ -146,7 +153,9 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
         node.stop()
         node.extra_args = ["--replay-window", "1"]
         node.start()
-        time.sleep(1.2)
+        # The captures must be older than the 1 s window, and only time makes
+        # them so: what the restart has not used of 1.2 s is waited out.
+        time.sleep(max(0.0, captured_at + 1.2 - time.time()))
         before = node.counters()["datagrams"]
         with sender(B) as s:
             for data in captured:
@@ -267,7 +276,7 @@ def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster):
             try:
                 with socket.create_connection((A, cluster.port), timeout=5) as s:
                     while not stop.is_set() and s.recv(1):
-                        time.sleep(0.05)
+                        time.sleep(0.05)  # slow on purpose: a reader of 20 bytes a second
             except OSError:
                 pass
 
@@ -322,17 +331,26 @@ def test_key_rotation_with_no_node_ever_down(make_cluster, tmp_path):
                 for line in node.status().nodes:
                     if line.state != "up":
                         downs.append(f"{line.name} {line.state} at {node.name}")
-            time.sleep(0.02)
+            time.sleep(0.02)  # the sampling period of the watch, not a wait for anything
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        for step in ([k1, k2], [k2, k1], [k2]):  # add, switch, retire
+        for done, step in enumerate(([k1, k2], [k2, k1], [k2]), start=1):  # add, switch, retire
             keyfile.write_text("".join(k + "\n" for k in step))
             for node in cluster.nodes.values():
                 node.send(signal.SIGHUP)
-                # Nodes reload one after another, as a sysadmin's loop does.
+
+                def reloaded(node: Node = node, done: int = done) -> bool:
+                    return node.log.read_text().count("keys reloaded") == done
+
+                wait_for(reloaded, 5, f"{node.name} reloaded its keys")
+                # Nodes reload one after another, as a sysadmin's loop does: for
+                # an interval this node has the new keys and the next the old
+                # ones, a mixed cluster that must stay up (it is what is tested).
                 time.sleep(cluster.interval)
+            # Staying up is what is tested: a node that could not open another's
+            # reports would show it down after maxloops intervals; watch twice that.
             time.sleep(cluster.interval * cluster.maxloops * 2)
     finally:
         stop.set()
