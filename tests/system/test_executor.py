@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ class LocalExecutor:
 
 
 @pytest.fixture
-def executor():
+def executor() -> Iterator[LocalExecutor]:
     local = LocalExecutor()
     try:
         yield local
@@ -120,7 +121,9 @@ def executor():
         local.close()
 
 
-def test_executor_runs_commands_byte_exact_with_their_statuses(executor, tmp_path):
+def test_executor_runs_commands_byte_exact_with_their_statuses(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
     blob = bytes(range(256)) * 400
     status, out, err = executor.run(1, [b"sh", b"-c", b"cat; printf 'e\\0' >&2; exit 7"], tmp_path,
                                     stdin=blob)  # fmt: skip
@@ -132,13 +135,17 @@ def test_executor_runs_commands_byte_exact_with_their_statuses(executor, tmp_pat
     assert out == f"{tmp_path}\n{tmp_path}\n".encode()
 
 
-def test_executor_streams_many_megabytes_both_ways_within_its_windows(executor, tmp_path):
+def test_executor_streams_many_megabytes_both_ways_within_its_windows(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
     data = os.urandom(3 * ep.OUT_WINDOW + 12345)
     status, out, _ = executor.run(1, [b"cat"], tmp_path, stdin=data)
     assert status == 0 and out == data
 
 
-def test_executor_interleaves_commands_on_one_channel(executor, tmp_path):
+def test_executor_interleaves_commands_on_one_channel(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
     for cid in (1, 2, 3):
         executor.open(cid, [b"sh", b"-c", f"sleep 0.{cid}; echo {cid}".encode()], tmp_path)
     for cid in (1, 2, 3):
@@ -150,7 +157,7 @@ def test_executor_interleaves_commands_on_one_channel(executor, tmp_path):
         assert executor.output[cid][ep.STDOUT] == f"{cid}\n".encode()
 
 
-def test_executor_runs_nothing_before_go(executor, tmp_path):
+def test_executor_runs_nothing_before_go(executor: LocalExecutor, tmp_path: Path) -> None:
     executor.open(1, [b"touch", b"ran"], tmp_path)
     assert executor.expect(1, {ep.READY})[0] == ep.READY
     executor.send(1, ep.KILL)  # its dsh went away before the mux committed
@@ -158,7 +165,9 @@ def test_executor_runs_nothing_before_go(executor, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-def test_executor_refuses_before_the_start_what_cannot_start(executor, tmp_path):
+def test_executor_refuses_before_the_start_what_cannot_start(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
     executor.open(1, [b"true"], tmp_path / "missing")
     kind, text = executor.expect(1, {ep.READY, ep.FAILED})
     assert kind == ep.FAILED
@@ -170,7 +179,9 @@ def test_executor_refuses_before_the_start_what_cannot_start(executor, tmp_path)
     assert kind == ep.FAILED and text.startswith(b"sync waitfile: ")
 
 
-def test_executor_waits_for_the_sync_file_then_removes_it(executor, tmp_path):
+def test_executor_waits_for_the_sync_file_then_removes_it(
+    executor: LocalExecutor, tmp_path: Path
+) -> None:
     sync = tmp_path / ".dsh-sync.test"
     executor.open(1, [b"ls", b"-a"], tmp_path, sync=str(sync), sync_timeout=10.0,
                   waitfile=WAITFILE)  # fmt: skip
@@ -199,7 +210,7 @@ def _pids(cwd: Path, cid: int) -> list[int]:
 SLEEPER = "sleep 300 & echo $! > {cid}.tmp; echo $$ >> {cid}.tmp; mv {cid}.tmp {cid}.pids; wait"
 
 
-def test_executor_signals_and_kills_whole_groups(executor, tmp_path):
+def test_executor_signals_and_kills_whole_groups(executor: LocalExecutor, tmp_path: Path) -> None:
     _started(executor, 1, SLEEPER.format(cid=1), tmp_path)
     executor.send(1, ep.SIGNAL, bytes([signal.SIGINT]))
     assert executor.expect(1, {ep.EXIT})[1] == ep.STATUS.pack(128 + signal.SIGINT)
@@ -209,7 +220,7 @@ def test_executor_signals_and_kills_whole_groups(executor, tmp_path):
     wait_for(lambda: not any(map(pid_alive, _pids(tmp_path, 2))), 10, "group 2 gone")
 
 
-def test_executor_kills_everything_and_exits_when_its_channel_closes(tmp_path):
+def test_executor_kills_everything_and_exits_when_its_channel_closes(tmp_path: Path) -> None:
     local = LocalExecutor()
     try:
         _started(local, 1, SLEEPER.format(cid=1), tmp_path)

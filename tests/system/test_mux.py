@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +30,17 @@ from support.waiting import wait_for
 from dsh.mux import protocol as mp
 
 
-def run_dsh(cluster: SshCluster, env: dict[str, str], *args: str, cwd: Path,
-            **kwargs: object) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+def run_dsh(
+    cluster: SshCluster, env: dict[str, str], *args: str, cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [PY, DSH, *cluster.dsh_args(), *args], capture_output=True, cwd=cwd,
-        env={**env, "PWD": str(cwd)}, stdin=subprocess.DEVNULL, timeout=60, **kwargs,  # type: ignore[arg-type]
+        env={**env, "PWD": str(cwd)}, stdin=subprocess.DEVNULL, timeout=60,
     )  # fmt: skip
 
 
 @pytest.fixture
-def mux_env(tmp_path: Path):
+def mux_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A runtime directory of its own, the mux and executor path; the mux is stopped after."""
     run = tmp_path / "run"
     run.mkdir()
@@ -51,7 +53,9 @@ def mux_env(tmp_path: Path):
         stop_mux(run / "dsh")
 
 
-def test_one_mux_one_executor_per_node_for_many_commands(ssh_cluster, tmp_path, mux_env):
+def test_one_mux_one_executor_per_node_for_many_commands(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     procs = [
         subprocess.Popen(
             [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", f"echo {i}"],
@@ -75,7 +79,9 @@ def test_one_mux_one_executor_per_node_for_many_commands(ssh_cluster, tmp_path, 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="running a client as another user needs root")
-def test_mux_refuses_a_client_of_another_user(ssh_cluster, tmp_path, mux_env):
+def test_mux_refuses_a_client_of_another_user(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     assert run_dsh(ssh_cluster, mux_env, "true", cwd=tmp_path).returncode == 0
     runtime = tmp_path / "run" / "dsh"
     (sock,) = mux_sockets(runtime)
@@ -113,7 +119,9 @@ def test_mux_refuses_a_client_of_another_user(ssh_cluster, tmp_path, mux_env):
     assert run_dsh(ssh_cluster, mux_env, "true", cwd=tmp_path).returncode == 0  # still serving
 
 
-def test_mux_exits_when_idle_and_the_next_dsh_starts_another(ssh_cluster, tmp_path, mux_env):
+def test_mux_exits_when_idle_and_the_next_dsh_starts_another(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     env = {**mux_env, "DSH_MUX_IDLE": "1"}
     runtime = tmp_path / "run" / "dsh"
     assert run_dsh(ssh_cluster, env, "true", cwd=tmp_path).returncode == 0
@@ -138,7 +146,9 @@ def _start_sleeper(cluster: SshCluster, env: dict[str, str], cwd: Path) -> subpr
 
 
 @pytest.mark.parametrize("path", ["channel", "executor"])
-def test_mux_killed_mid_command(ssh_cluster, tmp_path, mux_env, path):
+def test_mux_killed_mid_command(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str], path: str
+) -> None:
     env = {**mux_env, **PATH_ENV[path]}
     runtime = tmp_path / "run" / "dsh"
     proc = _start_sleeper(ssh_cluster, env, tmp_path)
@@ -165,8 +175,9 @@ def test_mux_killed_mid_command(ssh_cluster, tmp_path, mux_env, path):
 
 
 @pytest.mark.parametrize("path", ["channel", "executor"])
-def test_a_stuck_mux_is_gone_around_and_never_runs_the_command(ssh_cluster, tmp_path, mux_env,
-                                                               path):  # fmt: skip
+def test_a_stuck_mux_is_gone_around_and_never_runs_the_command(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str], path: str
+) -> None:
     env = {**mux_env, **PATH_ENV[path]}
     runtime = tmp_path / "run" / "dsh"
     assert run_dsh(ssh_cluster, env, "true", cwd=tmp_path).returncode == 0
@@ -190,7 +201,9 @@ def test_a_stuck_mux_is_gone_around_and_never_runs_the_command(ssh_cluster, tmp_
     assert mux_pid(runtime) == mux
 
 
-def test_executor_killed_mid_command(ssh_cluster, tmp_path, mux_env):
+def test_executor_killed_mid_command(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     proc = _start_sleeper(ssh_cluster, mux_env, tmp_path)
     try:
         shell = int((tmp_path / "shell.pid").read_text())
@@ -214,7 +227,9 @@ def test_executor_killed_mid_command(ssh_cluster, tmp_path, mux_env):
         assert (out.returncode, out.stdout) == (0, b"next\n"), out.stderr
 
 
-def test_mux_stop_lets_running_commands_end(ssh_cluster, tmp_path, mux_env):
+def test_mux_stop_lets_running_commands_end(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     runtime = tmp_path / "run" / "dsh"
     assert run_dsh(ssh_cluster, mux_env, "--mux-stop", cwd=tmp_path).stderr == (
         b"dsh: no mux is running\n"
@@ -248,7 +263,9 @@ def test_mux_stop_lets_running_commands_end(ssh_cluster, tmp_path, mux_env):
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_direct_runs_without_a_mux(ssh_cluster, tmp_path, mux_env, how):
+def test_direct_runs_without_a_mux(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str], how: str
+) -> None:
     env = {**mux_env, "DSH_DIRECT": "1"} if how == "env" else mux_env
     args = ["--direct"] if how == "flag" else []
     out = run_dsh(ssh_cluster, env, *args, "sh", "-c", "echo ran", cwd=tmp_path)
@@ -257,7 +274,9 @@ def test_direct_runs_without_a_mux(ssh_cluster, tmp_path, mux_env, how):
 
 
 @pytest.mark.parametrize("path", ["direct", "channel", "executor"])
-def test_the_command_runs_the_way_asked(ssh_cluster, tmp_path, mux_env, path):
+def test_the_command_runs_the_way_asked(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str], path: str
+) -> None:
     env = {**mux_env, **PATH_ENV[path]}
     out = run_dsh(ssh_cluster, env, "sh", "-c", 'tr "\\0" " " < /proc/$PPID/cmdline', cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -276,7 +295,9 @@ def _imports(argv: list[str], env: dict[str, str], cwd: Path) -> set[str]:
     return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", out.stderr.decode(), re.M))
 
 
-def test_dsh_imports_neither_paramiko_nor_psutil(ssh_cluster, tmp_path, mux_env):
+def test_dsh_imports_neither_paramiko_nor_psutil(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     run = [DSH, *ssh_cluster.dsh_args(), "true"]
     assert run_dsh(ssh_cluster, mux_env, "true", cwd=tmp_path).returncode == 0  # mux up
     imported = _imports(["-X", "importtime", *run], mux_env, tmp_path)
@@ -291,7 +312,9 @@ def test_dsh_imports_neither_paramiko_nor_psutil(ssh_cluster, tmp_path, mux_env)
     assert not version & heavy
 
 
-def test_a_node_without_executor_gets_exec_channels(ssh_cluster, tmp_path, mux_env):
+def test_a_node_without_executor_gets_exec_channels(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     # A "python" on the node that cannot run the executor (but runs rexec.py).
     wrapper = tmp_path / "python-no-executor"
     wrapper.write_text(f'#!/bin/sh\n[ "$3" = dsh-executor ] && exit 3\nexec {PY} "$@"\n')
@@ -304,7 +327,9 @@ def test_a_node_without_executor_gets_exec_channels(ssh_cluster, tmp_path, mux_e
     assert "no executor on" in log and "the executor exited (status 3)" in log
 
 
-def test_a_private_directory_is_required(ssh_cluster, tmp_path, mux_env):
+def test_a_private_directory_is_required(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     runtime = tmp_path / "run" / "dsh"
     runtime.mkdir(mode=0o755)
     runtime.chmod(0o755)
@@ -322,7 +347,9 @@ def test_a_private_directory_is_required(ssh_cluster, tmp_path, mux_env):
             os.chown(runtime, 0, 0)
 
 
-def test_the_mux_takes_no_more_memory_for_100_mb(ssh_cluster, tmp_path, mux_env):
+def test_the_mux_takes_no_more_memory_for_100_mb(
+    ssh_cluster: SshCluster, tmp_path: Path, mux_env: dict[str, str]
+) -> None:
     import psutil
 
     assert run_dsh(ssh_cluster, mux_env, "true", cwd=tmp_path).returncode == 0

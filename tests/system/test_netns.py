@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def teardown() -> None:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path):
+def hosts(tmp_path: Path) -> Iterator[Path]:
     teardown()  # leftovers of an interrupted run
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -98,7 +99,7 @@ def nft(ns: str, *rules: str) -> None:
         sh("ip", "netns", "exec", ns, "sh", "-c", f"nft add rule inet dsht {rule}")
 
 
-def test_hosts_find_themselves_gossip_survive_loss_and_partition(hosts):
+def test_hosts_find_themselves_gossip_survive_loss_and_partition(hosts: Path) -> None:
     wait_for(all_up, 20, "three namespaced hosts up everywhere")
     # Each daemon found its own entry by its interface address (no --name).
     for i in (1, 2, 3):

@@ -44,7 +44,9 @@ def frozen_sshd_of(pid: int, listeners: set[int]) -> list[psutil.Process]:
     return sessions
 
 
-def test_a_node_that_stops_answering_fails_its_command_with_255(ssh_cluster, tmp_path, dsh_env):
+def test_a_node_that_stops_answering_fails_its_command_with_255(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     config = config_with_alive_check(ssh_cluster, tmp_path / "ssh_config", interval=1, count=2)
     listeners = {server.pid for server in ssh_cluster.sshd.values()}
     err = tmp_path / "err"

@@ -22,7 +22,7 @@ option_tokens = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(argv=option_tokens)
-def test_quick_parser_reads_what_argparse_reads(argv):
+def test_quick_parser_reads_what_argparse_reads(argv: list[str]) -> None:
     quick = parse_quick(argv)
     if quick is None:
         return  # argparse reads it (or reports the mistake), as before
@@ -38,14 +38,14 @@ def test_quick_parser_reads_what_argparse_reads(argv):
     assert got == vars(expected)
 
 
-def test_quick_parser_takes_the_usual_command_lines():
+def test_quick_parser_takes_the_usual_command_lines() -> None:
     assert parse_quick(["-v", "-H", "n:1", "gcc", "-c", "-o", "x.o", "x.c"]) is not None
     assert parse_quick(["--help"]) is None and parse_quick(["-vn", "true"]) is None
     options = parse_quick(["--version"])
     assert isinstance(options, Options) and options.version
 
 
-def test_argparse_namespace_matches_options():
+def test_argparse_namespace_matches_options() -> None:
     """Options has exactly the attributes argparse gives (plus version)."""
     parsed = build_parser().parse_args(["true"])
     assert set(vars(Options())) - {"version"} == set(vars(parsed))

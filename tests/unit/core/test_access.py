@@ -8,7 +8,7 @@ from dsh.core.access import allowed, parse_allow
 from dsh.errors import ConfigError
 
 
-def test_allow_rules():
+def test_allow_rules() -> None:
     rules = parse_allow(("loopback", "members", "10.1.0.0/16", "2001:db8::/32"))
     members = {"192.0.2.7"}.__contains__
     assert allowed("127.0.0.1", rules, members) and allowed("::1", rules, members)

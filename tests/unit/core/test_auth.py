@@ -33,7 +33,7 @@ def state(name: str = "b", seq: int = 1, sent_ms: int = NOW_MS, incarnation: int
     return State(name, incarnation, seq, sent_ms, 2, 0.5, 0.5, 1 << 30, 1 << 31)
 
 
-def test_seal_and_open_round_trip_and_hide_the_state():
+def test_seal_and_open_round_trip_and_hide_the_state() -> None:
     plain = encode_state(state())
     sealed = Sealer([K1]).seal(plain, b"\x01" * 12)
     assert is_sealed(sealed) and not is_sealed(plain)
@@ -43,14 +43,14 @@ def test_seal_and_open_round_trip_and_hide_the_state():
 
 
 @pytest.mark.parametrize("tamper", range(0, 80, 7))
-def test_any_changed_byte_is_rejected(tamper):
+def test_any_changed_byte_is_rejected(tamper: int) -> None:
     sealed = bytearray(Sealer([K1]).seal(encode_state(state()), b"\x02" * 12))
     sealed[tamper % len(sealed)] ^= 0x40
     with pytest.raises(WireError):
         Sealer([K1]).open(bytes(sealed))
 
 
-def test_wrong_key_plain_and_short_are_auth_errors():
+def test_wrong_key_plain_and_short_are_auth_errors() -> None:
     sealed = Sealer([K2]).seal(encode_state(state()), b"\x03" * 12)
     for bad in (sealed, encode_state(state()), sealed[:25], b""):
         with pytest.raises(AuthError):
@@ -60,7 +60,7 @@ def test_wrong_key_plain_and_short_are_auth_errors():
 
 @settings(max_examples=300)
 @given(data=st.binary(max_size=400))
-def test_opening_random_bytes_only_raises_auth_error(data):
+def test_opening_random_bytes_only_raises_auth_error(data: bytes) -> None:
     with pytest.raises(AuthError):
         Sealer([K1]).open(data)
 
@@ -75,7 +75,7 @@ def node(sealer_keys: list[bytes] | None, window_ms: int = 10_000) -> GossipNode
     return n
 
 
-def test_sealed_node_drops_everything_but_fresh_sealed_reports():
+def test_sealed_node_drops_everything_but_fresh_sealed_reports() -> None:
     n = node([K1])
     seal = Sealer([K1]).seal
     assert n.receive(encode_state(state()), "10.0.0.2", 0.0, NOW_MS) == BAD_AUTH
@@ -91,7 +91,7 @@ def test_sealed_node_drops_everything_but_fresh_sealed_reports():
     assert n.receive(future, "10.0.0.2", 0.2, NOW_MS) == REPLAYED
 
 
-def test_replay_cannot_revive_a_dead_node_even_after_our_restart():
+def test_replay_cannot_revive_a_dead_node_even_after_our_restart() -> None:
     seal = Sealer([K1]).seal
     capture = seal(encode_state(state(seq=7, sent_ms=NOW_MS)), os.urandom(12))
     n = node([K1])
@@ -104,14 +104,14 @@ def test_replay_cannot_revive_a_dead_node_even_after_our_restart():
     assert fresh_daemon.table.get("b").state is None  # type: ignore[union-attr]
 
 
-def test_unsealed_node_drops_sealed_datagrams_as_bad_auth():
+def test_unsealed_node_drops_sealed_datagrams_as_bad_auth() -> None:
     n = node(None)
     sealed = Sealer([K1]).seal(encode_state(state()), os.urandom(12))
     assert n.receive(sealed, "10.0.0.2", 0.0, NOW_MS) == BAD_AUTH
     assert n.receive(encode_state(state(sent_ms=0)), "10.0.0.2", 0.0, NOW_MS) == ACCEPTED
 
 
-def test_sealed_tick_sends_datagrams_peers_can_open():
+def test_sealed_tick_sends_datagrams_peers_can_open() -> None:
     from dsh.core.gossip import Sample
 
     n = node([K1])

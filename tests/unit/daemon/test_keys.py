@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dsh.daemon.keys import generate_key_file, load_keys
@@ -10,7 +12,7 @@ from dsh.errors import ConfigError
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 
 
-def test_key_file_generation_permissions_and_format(tmp_path):
+def test_key_file_generation_permissions_and_format(tmp_path: Path) -> None:
     path = tmp_path / "key"
     generate_key_file(str(path))
     assert path.stat().st_mode & 0o777 == 0o600

@@ -23,7 +23,7 @@ values = st.recursive(
 
 
 @given(body=st.dictionaries(st.text(max_size=8), values, max_size=6), cut=st.integers(0, 50))
-def test_mux_messages_round_trip_in_any_pieces(body, cut):
+def test_mux_messages_round_trip_in_any_pieces(body: dict[str, mp.Value], cut: int) -> None:
     data = mp.encode(mp.REQUEST, body) + mp.encode(mp.SIGNAL, {"signum": 2})
     reader = mp.MessageReader(mp.TO_MUX)
     got = reader.feed(data[:cut]) + reader.feed(data[cut:])
@@ -45,12 +45,12 @@ def test_mux_messages_round_trip_in_any_pieces(body, cut):
         (mp.header(10, mp.REQUEST) + b"d" + b"\x00\x00\x00\x01" + b"i" + b"\x00" * 4, "ends"),
     ],
 )
-def test_mux_reader_rejects_what_is_not_a_message(data, why):
+def test_mux_reader_rejects_what_is_not_a_message(data: bytes, why: str) -> None:
     with pytest.raises(mp.MuxProtocolError, match=why):
         mp.MessageReader(mp.TO_MUX).feed(data)
 
 
-def test_mux_fields_are_typed():
+def test_mux_fields_are_typed() -> None:
     body: dict[str, mp.Value] = {"n": 3, "b": True, "s": "x", "l": [b"a"], "f": 1}
     assert mp.get_int(body, "n") == 3 and mp.get_float(body, "f") == 1.0
     for getter, name in [(mp.get_int, "b"), (mp.get_str, "n"), (mp.get_bool, "n"),

@@ -7,7 +7,7 @@ import pytest
 from dsh.node import protocol as ep
 
 
-def test_executor_frames_are_strict():
+def test_executor_frames_are_strict() -> None:
     reader = ep.FrameReader(ep.TO_MUX)
     data = ep.frame(7, ep.STDOUT, b"abc") + ep.frame(7, ep.EXIT, ep.STATUS.pack(3))
     assert reader.feed(data[:5]) == []

@@ -3,13 +3,15 @@ its time values included, and one clear line for a value it cannot read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dsh.errors import NodeFailure
 from dsh.ssh import connect as ssh
 
 
-def test_alive_settings_come_from_the_ssh_config(tmp_path):
+def test_alive_settings_come_from_the_ssh_config(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text("Host quiet\n    ServerAliveInterval 0\n"
                       "Host slow\n    ServerAliveInterval 30\n    ServerAliveCountMax 5\n"
@@ -34,5 +36,5 @@ def test_alive_settings_come_from_the_ssh_config(tmp_path):
     ("", None), ("soon", None), ("1.5m", None), ("-1", None), ("nan", None), ("inf", None),
     ("1m 30s", None), ("30x", None), ("99999999w", None),
 ])  # fmt: skip
-def test_ssh_time_values_read_as_openssh_reads_them(text, value):
+def test_ssh_time_values_read_as_openssh_reads_them(text: str, value: float | None) -> None:
     assert ssh.seconds(text) == value
