@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much the mux and the executor save: issue 5's measures, side by side, in one run.
 
-A throw-away cluster on loopback, built from tests/support as tests/conftest.py
+A throw-away cluster on loopback, built from tests/support as tests/support/ssh_cluster.py
 builds its SshCluster, on addresses of its own (127.0.0.33-35, so that it can
 run beside bench/run.py): dshd on .33 (drained: dsh always goes remote), dshd +
 a real sshd on .34 and .35, and, when distcc is installed, distccd on .34 and .35.

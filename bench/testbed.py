@@ -1,6 +1,6 @@
 """The benchmarks' test beds: a loopback cluster with real sshd and dshd.
 
-Built from tests/support as tests/conftest.py builds its SshCluster, on other
+Built from tests/support as tests/support/ssh_cluster.py builds SshCluster, on other
 addresses so that it never collides with a test run: LoopbackBed is what every
 bench needs (bench/speed.py builds on it at 127.0.0.33-35); Bed adds a
 ControlMaster and a paramiko connection for bench/run.py, at 127.0.0.30-32.

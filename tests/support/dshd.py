@@ -10,16 +10,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from dsh.core.status import ClusterView, parse_status
 
+from .paths import DSHD, PY
 from .waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-DSHD = REPO / "dshd"
 
 
 def free_udp_tcp_port(addresses: list[str]) -> int:
@@ -72,7 +70,7 @@ class Node:
     def argv(self) -> list[str]:
         c = self.cluster
         return [
-            sys.executable, str(DSHD),
+            PY, str(DSHD),
             "-f", str(c.cluster_file),
             "--name", self.name,
             "--listen", self.name,
@@ -201,6 +199,19 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ClusterFactory(Protocol):
+    """The ``make_cluster`` fixture: a Cluster that is stopped when the test ends."""
+
+    def __call__(
+        self,
+        lines: list[str],
+        *,
+        interval: float = ...,
+        maxloops: int = ...,
+        port: int | None = ...,
+    ) -> Cluster: ...
 
 
 def pid_alive(pid: int) -> bool:

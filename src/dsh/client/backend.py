@@ -111,8 +111,8 @@ class Backend:
             raise Interrupted(signum)
         try:
             os.write(self.wakeup_w, bytes([signum]))
-        except BlockingIOError:
-            pass
+        except OSError:
+            pass  # a signal is waiting already (full), or the run is over (closed)
 
     def _relay(self, session: "Session | MuxCall") -> None:
         for signum in os.read(self.wakeup_r, 64):
@@ -121,6 +121,10 @@ class Backend:
                 # the remote helper kill the command's whole process group.
                 raise Interrupted(signum)
             session.relay_signal(signum)
+
+    def close(self) -> None:
+        for fd in (self.wakeup_r, self.wakeup_w):
+            os.close(fd)
 
     # -- the job -----------------------------------------------------------------
 

@@ -308,3 +308,5 @@ def run(config: ClientConfig, command: list[str], daemon: DaemonClient, dry_run:
     except DshError as exc:
         message(str(exc))
         return EXIT_FAILED
+    finally:
+        backend.close()

@@ -1,7 +1,8 @@
-"""dshd's command line in-process: config errors exit 2 with one line on stderr.
+"""dshd's main(argv) in this process: the flags and files it refuses before it binds
+anything, each with exit status 2 (1 for a control request) and one line on stderr.
 
-Every case fails before the daemon binds a socket, so nothing here needs the
-loopback addresses or ports of the system tests.
+The subprocess tests in tests/system check the real ``dshd`` script and what
+needs a running daemon; these check the argument and config handling.
 """
 
 from __future__ import annotations
@@ -14,143 +15,157 @@ from pathlib import Path
 import pytest
 
 from dsh import __version__
-from dsh.daemon.cli import EXIT_CONFIG, EXIT_FAILURE, main
+from dsh.daemon import cli
+from dsh.daemon.keys import load_keys
+
+A = "127.0.0.11"
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """main() points the "dsh" logger at stderr (capsys's, here); undo that after."""
+def daemon_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No cluster or key file of this machine's (DSH_KEY_FILE names one that is not
+    there), and the 'dsh' logger main() sets up put back afterwards."""
     monkeypatch.delenv("DSH_CLUSTER", raising=False)
-    monkeypatch.delenv("DSH_KEY_FILE", raising=False)
+    monkeypatch.setenv("DSH_KEY_FILE", str(tmp_path / "no-such-key"))
     logger = logging.getLogger("dsh")
     saved = (logger.handlers[:], logger.level, logger.propagate)
-    yield
-    logger.handlers[:], logger.level, logger.propagate = saved
+    try:
+        yield
+    finally:
+        logger.handlers[:], logger.level, logger.propagate = saved
 
 
-def _cluster(tmp_path: Path, text: str) -> str:
-    path = tmp_path / "cluster"
-    path.write_text(text)
-    return str(path)
+def one_line(err: str) -> str:
+    assert err.count("\n") == 1, err
+    return err.rstrip("\n")
 
 
-def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
-    out, err = capsys.readouterr()
-    assert out == ""
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
-
-
-@pytest.mark.parametrize(
-    ("text", "line", "what"),
-    [
-        ("127.0.0.1\n127.0.0.2 fast\n", 2, "loadscale 'fast' is not a number"),
-        ("# comment\n\nbad_name!\n", 3, "is not a host name or IP address"),
-        ("127.0.0.1\n127.0.0.1\n", 2, "duplicate node '127.0.0.1' (first on line 1)"),
-        ("127.0.0.1 1 1 1\n", 1, "unexpected '1'"),
-    ],
-)
-def test_a_broken_cluster_file_is_one_line_with_file_and_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, line: int, what: str
-) -> None:
-    path = _cluster(tmp_path, text)
-    assert main(["-f", path, "--no-key"]) == EXIT_CONFIG
-    message = _stderr_line(capsys)
-    assert message.startswith(f"dshd: {path}:{line}: "), message
-    assert what in message
-
-
-def test_an_unreadable_or_empty_cluster_file_names_the_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    missing = str(tmp_path / "missing")
-    assert main(["-f", missing, "--no-key"]) == EXIT_CONFIG
-    assert _stderr_line(capsys) == f"dshd: {missing}: cannot read: No such file or directory"
-    empty = _cluster(tmp_path, "# nobody\n")
-    assert main(["-f", empty, "--no-key"]) == EXIT_CONFIG
-    assert _stderr_line(capsys) == f"dshd: {empty}: no nodes defined"
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["-t", "0"],
-        ["-r", "65536"],
-        ["-u", "http"],
-        ["--interval", "0"],
-        ["--interval", "-1.5"],
-        ["--maxloops", "0"],
-        ["--maxloops", "2.5"],
-        ["--replay-window", "0"],
-        ["--extraload", "lots"],
-        ["--score", "fastest"],
-        ["--no-such-flag"],
-    ],
-)
-def test_a_bad_flag_value_exits_2_with_usage(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    # argparse exits by itself (SystemExit), before main() could return.
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == EXIT_CONFIG
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.startswith("usage: dshd ")
-    assert err.splitlines()[-1].startswith("dshd: error: ")
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr() == (f"dshd {__version__}\n", "")
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--allow", "everyone"], "dshd: --allow everyone: not a CIDR, 'loopback' or 'members'"),
-        (["--name", "ghost"], "dshd: --name ghost: not in {cluster}"),
+        (["--interval", "0"], "argument --interval: 0 must be positive"),
+        (["--maxloops", "-1"], "argument --maxloops: -1 must be positive"),
+        (["-t", "70000"], "argument -t: 70000 is not a port number"),
+        (["--score", "fastest"], "argument --score: invalid choice: 'fastest'"),
     ],
 )
-def test_a_bad_setting_is_a_config_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+def test_bad_flags_exit_2_with_argparses_message(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
-    # IP addresses: identify() resolves every name, and these need no DNS.
-    cluster = _cluster(tmp_path, "127.0.0.1\n127.0.0.2\n")
-    assert main(["-f", cluster, "--no-key", *argv]) == EXIT_CONFIG
-    assert _stderr_line(capsys) == message.format(cluster=cluster)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == cli.EXIT_CONFIG == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: dshd ")
+    assert err.splitlines()[-1].startswith(f"dshd: error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("127.0.0.11 1.0 1.0 extra\n", "cluster:1: unexpected 'extra' (expected NAME"),
+        ("127.0.0.11\n127.0.0.12 fast\n", "cluster:2: loadscale 'fast' is not a number"),
+        ("127.0.0.11\n# c\n127.0.0.12 1 -1\n", "cluster:3: memscale '-1' must be a positive"),
+        ("127.0.0.11\n127.0.0.11\n", "cluster:2: duplicate node '127.0.0.11' (first on line 1)"),
+        ("# nothing\n", "cluster: no nodes defined"),
+    ],
+)
+def test_bad_cluster_file_stops_start_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    (tmp_path / "cluster").write_text(content)
+    assert cli.main(["-f", str(tmp_path / "cluster"), "--name", A]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert one_line(err).startswith(f"dshd: {tmp_path / message}")
+
+
+def test_missing_cluster_file_and_env_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DSH_CLUSTER", str(tmp_path / "nope"))
+    assert cli.main([]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err == f"dshd: {tmp_path / 'nope'}: cannot read: No such file or directory"
+
+
+def test_no_matching_entry_lists_what_was_tried(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cluster").write_text("198.51.100.1\n198.51.100.2\n")  # TEST-NET-2
+    assert cli.main(["-f", str(tmp_path / "cluster")]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("dshd: no cluster entry matches this machine; tried addresses")
+    assert "127.0.0.1" in err and "--name" in err
+
+
+def test_a_name_not_in_the_cluster_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cluster").write_text(f"{A}\n")
+    assert cli.main(["-f", str(tmp_path / "cluster"), "--name", "127.0.0.12"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err == f"dshd: --name 127.0.0.12: not in {tmp_path / 'cluster'}"
+
+
+def test_bad_allow_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cluster").write_text(f"{A}\n")
+    argv = ["-f", str(tmp_path / "cluster"), "--name", A, "--no-key", "--allow", "10.0.0.0/33"]
+    assert cli.main(argv) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err == "dshd: --allow 10.0.0.0/33: not a CIDR, 'loopback' or 'members'"
+
+
+def test_gen_key_writes_a_private_file_and_never_overwrites(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    assert cli.main(["--gen-key", str(key)]) == 0
+    assert capsys.readouterr().out == f"dshd: new key in {key}; copy it to every node (mode 0600)\n"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert len(load_keys(str(key))) == 1
+    before = key.read_bytes()
+    assert cli.main(["--gen-key", str(key)]) == 2
+    assert "exists; not overwriting" in one_line(capsys.readouterr().err)
+    assert key.read_bytes() == before
 
 
 def test_a_key_file_others_can_read_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     key = tmp_path / "key"
-    key.write_text("00" * 32 + "\n")
-    os.chmod(key, 0o644)
-    cluster = _cluster(tmp_path, "127.0.0.1\n")
-    assert main(["-f", cluster, "--key-file", str(key)]) == EXIT_CONFIG
-    assert _stderr_line(capsys) == (
-        f"dshd: key file {key} is accessible by others (mode 0644); run: chmod 600 {key}"
-    )
+    assert cli.main(["--gen-key", str(key)]) == 0
+    key.chmod(0o644)
+    (tmp_path / "cluster").write_text(f"{A}\n")
+    assert cli.main(["-f", str(tmp_path / "cluster"), "--name", A, "--key-file", str(key)]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err == f"dshd: key file {key} is accessible by others (mode 0644); run: chmod 600 {key}"
 
 
-def test_gen_key_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    key = tmp_path / "key"
-    assert main(["--gen-key", str(key)]) == 0
-    assert capsys.readouterr().out.startswith(f"dshd: new key in {key};")
-    assert (key.stat().st_mode & 0o777) == 0o600
-    assert main(["--gen-key", str(key)]) == EXIT_CONFIG
-    assert _stderr_line(capsys) == f"dshd: {key} exists; not overwriting a key"
+def test_the_key_file_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "env.key"
+    key.write_text("not a key\n")
+    key.chmod(0o600)
+    monkeypatch.setenv("DSH_KEY_FILE", str(key))
+    (tmp_path / "cluster").write_text(f"{A}\n")
+    assert cli.main(["-f", str(tmp_path / "cluster"), "--name", A]) == 2
+    assert "env.key:1: not a key" in one_line(capsys.readouterr().err)
+    # --no-key: unauthenticated even though a default key file exists
+    assert cli.config_from_args(cli.build_parser().parse_args(["--no-key"])).key_file is None
 
 
-def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["--version"])
-    assert exc.value.code == 0
-    assert capsys.readouterr() == (f"dshd {__version__}\n", "")
-
-
-def test_drain_without_a_daemon_fails_with_one_line(
+def test_drain_without_a_daemon_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "dshd.sock"
-    assert main(["--drain", "--control", str(path)]) == EXIT_FAILURE
-    assert _stderr_line(capsys) == (
-        f"dshd: cannot reach the local daemon at {path}: No such file or directory"
-    )
+    control = tmp_path / "none.sock"
+    assert cli.main(["--drain", "--control", str(control)]) == cli.EXIT_FAILURE == 1
+    err = one_line(capsys.readouterr().err)
+    assert err == f"dshd: cannot reach the local daemon at {control}: No such file or directory"
+    assert not os.path.exists(control)

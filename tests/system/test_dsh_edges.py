@@ -7,24 +7,22 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import SshCluster, default_sigint
 from support.dshd import pid_alive
+from support.paths import DSH, PY
+from support.ssh_cluster import SshCluster, default_sigint
 from support.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
 
 
 def dsh_cmd(ssh_cluster: SshCluster, *args: str) -> list[str]:
     return [PY, DSH, *ssh_cluster.dsh_args(), *args]
 
 
-def test_a_closed_output_pipe_stops_the_remote_command(ssh_cluster, tmp_path, dsh_env):
+def test_a_closed_output_pipe_stops_the_remote_command(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     """`dsh yes | head -1` ends, as `yes | head -1` does, and yes is gone remotely."""
     import shlex
 
@@ -50,7 +48,9 @@ def test_a_closed_output_pipe_stops_the_remote_command(ssh_cluster, tmp_path, ds
         assert proc.stderr.read() == b""
 
 
-def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
+def test_ctrl_c_stops_a_shell_loop_around_dsh(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     """Ctrl-C at a terminal signals the whole foreground group: bash and dsh.
     bash ends its loop only if the child died of SIGINT (a child that exits 130
     is taken to have handled it), as a local command would have."""
@@ -79,7 +79,9 @@ def test_ctrl_c_stops_a_shell_loop_around_dsh(ssh_cluster, tmp_path, dsh_env):
         proc.wait()
 
 
-def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(ssh_cluster, tmp_path, dsh_env):
+def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     # 50 MB of stdin that the command never reads: the stdin pump is stuck in a
     # send, so the signal must get through some other way.
     feeder = subprocess.Popen(["head", "-c", "50000000", "/dev/zero"], stdout=subprocess.PIPE)
@@ -112,7 +114,9 @@ while [ ! -e stop ]; do sleep 0.1; done
 
 
 @pytest.mark.parametrize("stdin", ["input-between", "none"])
-def test_each_ctrl_c_arrives_exactly_once(ssh_cluster, tmp_path, dsh_env, stdin):
+def test_each_ctrl_c_arrives_exactly_once(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str], stdin: str
+) -> None:
     """dsh sends a signal as the SSH request plus an in-band frame, or, once it
     has sent input, as kill(1) over a second channel: each signal must arrive
     once, also when the two signals of one kind went different ways."""
@@ -148,7 +152,9 @@ def test_each_ctrl_c_arrives_exactly_once(ssh_cluster, tmp_path, dsh_env, stdin)
             proc.stdin.close()
 
 
-def test_sigterm_reaches_a_command_in_a_pseudo_terminal(ssh_cluster, tmp_path, dsh_env):
+def test_sigterm_reaches_a_command_in_a_pseudo_terminal(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     """Under -t, SIGTERM cannot travel in band (stdin is the terminal's) and
     root's sshd refuses the SSH request: it must still arrive, once."""
     script = ('trap "echo TERM >> got; exit 3" TERM; echo $$ > shell.pid; '
@@ -167,7 +173,9 @@ def test_sigterm_reaches_a_command_in_a_pseudo_terminal(ssh_cluster, tmp_path, d
         proc.wait()
 
 
-def test_background_processes_left_behind_get_a_hangup(ssh_cluster, tmp_path, dsh_env):
+def test_background_processes_left_behind_get_a_hangup(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     out = subprocess.run(
         dsh_cmd(ssh_cluster, "sh", "-c", "sleep 300 & echo $! > bg.pid"),
         capture_output=True, cwd=tmp_path, env=dsh_env, timeout=60, stdin=subprocess.DEVNULL,
@@ -177,7 +185,7 @@ def test_background_processes_left_behind_get_a_hangup(ssh_cluster, tmp_path, ds
     wait_for(lambda: not pid_alive(background), 15, "left-behind sleep gone")
 
 
-def test_dry_run_never_runs_the_command_even_without_a_daemon(tmp_path):
+def test_dry_run_never_runs_the_command_even_without_a_daemon(tmp_path: Path) -> None:
     target = tmp_path / "created"
     out = subprocess.run(
         [PY, DSH, "-H", "127.0.0.1:1", "--status-port", "1", "--dry-run", "touch", str(target)],
@@ -189,7 +197,7 @@ def test_dry_run_never_runs_the_command_even_without_a_daemon(tmp_path):
     assert not target.exists()
 
 
-def test_double_dash_ends_dshs_options(tmp_path):
+def test_double_dash_ends_dshs_options(tmp_path: Path) -> None:
     out = subprocess.run(
         [PY, DSH, "-H", "127.0.0.1:1", "--status-port", "1", "-q", "--", "echo", "-v"],
         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
@@ -198,7 +206,9 @@ def test_double_dash_ends_dshs_options(tmp_path):
 
 
 @pytest.mark.parametrize("dsh_path", ["executor", "direct", "channel"])
-def test_a_signal_ignored_at_start_stays_ignored(ssh_cluster, tmp_path, dsh_env):
+def test_a_signal_ignored_at_start_stays_ignored(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     """`nohup dsh ...` or `dsh ... &` in a script: SIGINT is ignored, as it would be
     by the command run here; SIGTERM still reaches it."""
     proc = subprocess.Popen(

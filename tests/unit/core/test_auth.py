@@ -1,4 +1,6 @@
-"""Sealing, key files and --allow rules: the pure parts of issue 4's defences."""
+"""Sealed gossip: the pure parts of issue 4's defences.
+
+Key files are in tests/unit/daemon/test_keys.py, --allow rules in test_access.py."""
 
 from __future__ import annotations
 
@@ -9,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.access import allowed, parse_allow
-from dsh.core.auth import AuthError, Sealer, is_sealed, key_id
+from dsh.core.auth import Sealer, is_sealed, key_id
 from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import (
     ACCEPTED,
@@ -22,8 +23,7 @@ from dsh.core.gossip import (
 )
 from dsh.core.score import score_load
 from dsh.core.wire import State, decode, encode_state
-from dsh.daemon.keys import generate_key_file, load_keys
-from dsh.errors import ConfigError, WireError
+from dsh.errors import AuthError, WireError
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
 NOW_MS = 1_800_000_000_000
@@ -33,7 +33,7 @@ def state(name: str = "b", seq: int = 1, sent_ms: int = NOW_MS, incarnation: int
     return State(name, incarnation, seq, sent_ms, 2, 0.5, 0.5, 1 << 30, 1 << 31)
 
 
-def test_seal_and_open_round_trip_and_hide_the_state():
+def test_seal_and_open_round_trip_and_hide_the_state() -> None:
     plain = encode_state(state())
     sealed = Sealer([K1]).seal(plain, b"\x01" * 12)
     assert is_sealed(sealed) and not is_sealed(plain)
@@ -43,14 +43,14 @@ def test_seal_and_open_round_trip_and_hide_the_state():
 
 
 @pytest.mark.parametrize("tamper", range(0, 80, 7))
-def test_any_changed_byte_is_rejected(tamper):
+def test_any_changed_byte_is_rejected(tamper: int) -> None:
     sealed = bytearray(Sealer([K1]).seal(encode_state(state()), b"\x02" * 12))
     sealed[tamper % len(sealed)] ^= 0x40
     with pytest.raises(WireError):
         Sealer([K1]).open(bytes(sealed))
 
 
-def test_wrong_key_plain_and_short_are_auth_errors():
+def test_wrong_key_plain_and_short_are_auth_errors() -> None:
     sealed = Sealer([K2]).seal(encode_state(state()), b"\x03" * 12)
     for bad in (sealed, encode_state(state()), sealed[:25], b""):
         with pytest.raises(AuthError):
@@ -60,7 +60,7 @@ def test_wrong_key_plain_and_short_are_auth_errors():
 
 @settings(max_examples=300)
 @given(data=st.binary(max_size=400))
-def test_opening_random_bytes_only_raises_auth_error(data):
+def test_opening_random_bytes_only_raises_auth_error(data: bytes) -> None:
     with pytest.raises(AuthError):
         Sealer([K1]).open(data)
 
@@ -75,7 +75,7 @@ def node(sealer_keys: list[bytes] | None, window_ms: int = 10_000) -> GossipNode
     return n
 
 
-def test_sealed_node_drops_everything_but_fresh_sealed_reports():
+def test_sealed_node_drops_everything_but_fresh_sealed_reports() -> None:
     n = node([K1])
     seal = Sealer([K1]).seal
     assert n.receive(encode_state(state()), "10.0.0.2", 0.0, NOW_MS) == BAD_AUTH
@@ -91,7 +91,7 @@ def test_sealed_node_drops_everything_but_fresh_sealed_reports():
     assert n.receive(future, "10.0.0.2", 0.2, NOW_MS) == REPLAYED
 
 
-def test_replay_cannot_revive_a_dead_node_even_after_our_restart():
+def test_replay_cannot_revive_a_dead_node_even_after_our_restart() -> None:
     seal = Sealer([K1]).seal
     capture = seal(encode_state(state(seq=7, sent_ms=NOW_MS)), os.urandom(12))
     n = node([K1])
@@ -104,56 +104,17 @@ def test_replay_cannot_revive_a_dead_node_even_after_our_restart():
     assert fresh_daemon.table.get("b").state is None  # type: ignore[union-attr]
 
 
-def test_unsealed_node_drops_sealed_datagrams_as_bad_auth():
+def test_unsealed_node_drops_sealed_datagrams_as_bad_auth() -> None:
     n = node(None)
     sealed = Sealer([K1]).seal(encode_state(state()), os.urandom(12))
     assert n.receive(sealed, "10.0.0.2", 0.0, NOW_MS) == BAD_AUTH
     assert n.receive(encode_state(state(sent_ms=0)), "10.0.0.2", 0.0, NOW_MS) == ACCEPTED
 
 
-def test_sealed_tick_sends_datagrams_peers_can_open():
+def test_sealed_tick_sends_datagrams_peers_can_open() -> None:
     from dsh.core.gossip import Sample
 
     n = node([K1])
     ((datagram, address),) = n.tick(Sample(2, 0.1, 0.1, 1 << 30, 1 << 31), 0.0, NOW_MS)
     assert address == "10.0.0.2" and is_sealed(datagram)
     assert decode(Sealer([K1]).open(datagram)).name == "a"
-
-
-def test_key_file_generation_permissions_and_format(tmp_path):
-    path = tmp_path / "key"
-    generate_key_file(str(path))
-    assert path.stat().st_mode & 0o777 == 0o600
-    (key,) = load_keys(str(path))
-    assert len(key) == 32
-    with pytest.raises(ConfigError, match="exists"):
-        generate_key_file(str(path))
-    path.write_text(f"# rotation\n{K2.hex()}\n\n{K1.hex()}  # old\n")
-    assert load_keys(str(path)) == [K2, K1]
-    path.chmod(0o640)
-    with pytest.raises(ConfigError, match=r"accessible by others \(mode 0640\); run: chmod 600"):
-        load_keys(str(path))
-    path.chmod(0o600)
-    path.write_text("abcd\n")
-    with pytest.raises(ConfigError, match=r"key:1: not a key \(expected 64 hex digits\)"):
-        load_keys(str(path))
-    path.write_text("# empty\n")
-    with pytest.raises(ConfigError, match="no key"):
-        load_keys(str(path))
-    with pytest.raises(ConfigError, match="cannot read key file"):
-        load_keys(str(tmp_path / "missing"))
-
-
-def test_allow_rules():
-    rules = parse_allow(("loopback", "members", "10.1.0.0/16", "2001:db8::/32"))
-    members = {"192.0.2.7"}.__contains__
-    assert allowed("127.0.0.1", rules, members) and allowed("::1", rules, members)
-    assert allowed("192.0.2.7", rules, members) and not allowed("192.0.2.8", rules, members)
-    assert allowed("10.1.200.3", rules, members) and not allowed("10.2.0.1", rules, members)
-    assert allowed("::ffff:10.1.0.9", rules, members)
-    assert allowed("2001:db8::5", rules, members) and not allowed("2001:db9::5", rules, members)
-    only = parse_allow(("10.0.0.1",))
-    assert not allowed("127.0.0.1", only, members) and allowed("10.0.0.1", only, members)
-    assert not allowed("not-an-ip", rules, members)
-    with pytest.raises(ConfigError, match=r"--allow 300\.1\.1\.1"):
-        parse_allow(("300.1.1.1",))

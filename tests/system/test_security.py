@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.dshd import DSHD, ask
+from support.dshd import Cluster, ClusterFactory, Node, ask
+from support.paths import DSHD
 from support.waiting import wait_for
 
 from dsh.core.auth import Sealer
@@ -50,8 +52,10 @@ def rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def keyed_cluster(make_cluster, tmp_path, names, key, **kwargs):
-    cluster = make_cluster(names, **kwargs)
+def keyed_cluster(
+    make_cluster: ClusterFactory, tmp_path: Path, names: list[str], key: Path, interval: float = 0.2
+) -> Cluster:
+    cluster = make_cluster(names, interval=interval)
     for node in cluster.nodes.values():
         node.key_file = key
     return cluster
@@ -60,7 +64,7 @@ def keyed_cluster(make_cluster, tmp_path, names, key, **kwargs):
 # -- keys -------------------------------------------------------------------------
 
 
-def test_gen_key_writes_a_private_file_and_never_overwrites(tmp_path):
+def test_gen_key_writes_a_private_file_and_never_overwrites(tmp_path: Path) -> None:
     key = gen_key(tmp_path / "key")
     assert key.stat().st_mode & 0o777 == 0o600
     assert len(load_keys(str(key))) == 1
@@ -69,7 +73,7 @@ def test_gen_key_writes_a_private_file_and_never_overwrites(tmp_path):
     assert again.returncode == 2 and "exists; not overwriting" in again.stderr
 
 
-def test_a_key_file_others_can_read_is_refused(tmp_path):
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
     key = gen_key(tmp_path / "key")
     key.chmod(0o644)
     (tmp_path / "cluster").write_text(f"{A}\n")
@@ -83,7 +87,7 @@ def test_a_key_file_others_can_read_is_refused(tmp_path):
     )
 
 
-def test_without_a_key_the_daemon_says_so_once(make_cluster):
+def test_without_a_key_the_daemon_says_so_once(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A])
     cluster.start()
     log = cluster.nodes[A].log.read_text()
@@ -93,7 +97,9 @@ def test_without_a_key_the_daemon_says_so_once(make_cluster):
 # -- sealed gossip, forgery and replay ----------------------------------------------
 
 
-def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_path):
+def test_sealed_cluster_gossips_and_forgeries_change_nothing(
+    make_cluster: ClusterFactory, tmp_path: Path
+) -> None:
     key = gen_key(tmp_path / "key")
     # SPY is a member no daemon runs on: the test listens there and so
     # captures the real sealed datagrams the daemons send to it.
@@ -104,11 +110,12 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
     try:
         cluster.start([A, B])
         wait_for(lambda: cluster.all_up([A, B]), 10, "A and B up")
-        captured = []
+        captured: list[bytes] = []
         while len(captured) < 3:
             data, source = spy.recvfrom(2048)
             if source[0] == B:
                 captured.append(data)
+        captured_at = time.time()  # the reports' sent_ms are at most this (same clock)
         node = cluster.nodes[A]
         before = node.counters()["datagrams"]
         plain = encode_state(State(B, 2**62, 1, int(time.time() * 1000), 64, 99.0, 99.0, 0, 1))
@@ -134,10 +141,16 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
         # B dies; replaying its captured reports must not bring it back.
         cluster.nodes[B].stop(signal.SIGKILL)
         wait_for(lambda: node.state_of(B) == "down", 10, "B down")
+        before = node.counters()["datagrams"]
         with sender(B) as s:
             for data in captured:
                 s.sendto(data, (A, cluster.port))
-        time.sleep(3 * cluster.interval)  # give a wrong acceptance time to show
+
+        def judged() -> bool:  # every replay counted, whatever as: A has decided
+            seen = sum(node.counters()["datagrams"].values()) - sum(before.values())
+            return seen >= len(captured)
+
+        wait_for(judged, 5, "replays counted")
         assert node.state_of(B) == "down"
 
         # A restarted daemon has forgotten B's sequence numbers; the replay
@@ -145,7 +158,9 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
         node.stop()
         node.extra_args = ["--replay-window", "1"]
         node.start()
-        time.sleep(1.2)
+        # The captures must be older than the 1 s window, and only time makes
+        # them so: what the restart has not used of 1.2 s is waited out.
+        time.sleep(max(0.0, captured_at + 1.2 - time.time()))
         before = node.counters()["datagrams"]
         with sender(B) as s:
             for data in captured:
@@ -157,7 +172,9 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(make_cluster, tmp_p
         spy.close()
 
 
-def test_a_node_with_the_wrong_key_is_not_heard(make_cluster, tmp_path):
+def test_a_node_with_the_wrong_key_is_not_heard(
+    make_cluster: ClusterFactory, tmp_path: Path
+) -> None:
     good, other = gen_key(tmp_path / "good"), gen_key(tmp_path / "other")
     cluster = keyed_cluster(make_cluster, tmp_path, [A, B], good)
     cluster.nodes[B].key_file = other
@@ -170,7 +187,9 @@ def test_a_node_with_the_wrong_key_is_not_heard(make_cluster, tmp_path):
 # -- floods -------------------------------------------------------------------------
 
 
-def test_100k_hostile_datagrams_leave_the_daemon_up_bounded_and_counting(make_cluster, tmp_path):
+def test_100k_hostile_datagrams_leave_the_daemon_up_bounded_and_counting(
+    make_cluster: ClusterFactory, tmp_path: Path
+) -> None:
     key = gen_key(tmp_path / "key")
     cluster = keyed_cluster(make_cluster, tmp_path, [A, B, C], key, interval=0.3)
     cluster.start()
@@ -187,7 +206,7 @@ def test_100k_hostile_datagrams_leave_the_daemon_up_bounded_and_counting(make_cl
 
     replayed = real.seal(encode_state(State(B, 2**62, 1, old_ms, 2, 0, 0, 0, 1)), os.urandom(12))
     sealed = real.seal(encode_state(State(B, 2**62, 1, old_ms, 2, 0, 0, 0, 1)), os.urandom(12))
-    kinds = {
+    kinds: dict[str, tuple[str, Callable[[], bytes], str]] = {
         # kind: (source, make datagram, the reason it must be counted under)
         "random": (B, lambda: rng.randbytes(rng.randrange(0, 300)), "bad_auth"),
         "truncated": (B, lambda: sealed[: rng.randrange(0, len(sealed))], "bad_auth"),
@@ -250,7 +269,7 @@ def _latency(address: str, port: int) -> float:
     return time.perf_counter() - started
 
 
-def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster):
+def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster: ClusterFactory) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     cluster = make_cluster([A, B], interval=0.2)
@@ -266,7 +285,7 @@ def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster):
             try:
                 with socket.create_connection((A, cluster.port), timeout=5) as s:
                     while not stop.is_set() and s.recv(1):
-                        time.sleep(0.05)
+                        time.sleep(0.05)  # slow on purpose: a reader of 20 bytes a second
             except OSError:
                 pass
 
@@ -295,7 +314,10 @@ def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster):
             s.close()
         for t in readers:
             t.join(10)
-    median = lambda xs: xs[len(xs) // 2] * 1000  # noqa: E731
+
+    def median(xs: list[float]) -> float:
+        return xs[len(xs) // 2] * 1000
+
     print(f"best-node latency: idle {median(idle):.2f} ms, under flood {median(flooded):.2f} ms")
     assert cluster.nodes[A].counters()["tcp"]["served"] >= 100
 
@@ -303,7 +325,7 @@ def test_tcp_flood_does_not_stop_answers_or_gossip(make_cluster):
 # -- rotation ------------------------------------------------------------------------
 
 
-def test_key_rotation_with_no_node_ever_down(make_cluster, tmp_path):
+def test_key_rotation_with_no_node_ever_down(make_cluster: ClusterFactory, tmp_path: Path) -> None:
     k1 = load_keys(str(gen_key(tmp_path / "k1")))[0].hex()
     k2 = load_keys(str(gen_key(tmp_path / "k2")))[0].hex()
     keyfile = tmp_path / "cluster.key"  # one file shared by the three daemons
@@ -321,17 +343,26 @@ def test_key_rotation_with_no_node_ever_down(make_cluster, tmp_path):
                 for line in node.status().nodes:
                     if line.state != "up":
                         downs.append(f"{line.name} {line.state} at {node.name}")
-            time.sleep(0.02)
+            time.sleep(0.02)  # the sampling period of the watch, not a wait for anything
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        for step in ([k1, k2], [k2, k1], [k2]):  # add, switch, retire
+        for done, step in enumerate(([k1, k2], [k2, k1], [k2]), start=1):  # add, switch, retire
             keyfile.write_text("".join(k + "\n" for k in step))
             for node in cluster.nodes.values():
                 node.send(signal.SIGHUP)
-                # Nodes reload one after another, as a sysadmin's loop does.
+
+                def reloaded(node: Node = node, done: int = done) -> bool:
+                    return node.log.read_text().count("keys reloaded") == done
+
+                wait_for(reloaded, 5, f"{node.name} reloaded its keys")
+                # Nodes reload one after another, as a sysadmin's loop does: for
+                # an interval this node has the new keys and the next the old
+                # ones, a mixed cluster that must stay up (it is what is tested).
                 time.sleep(cluster.interval)
+            # Staying up is what is tested: a node that could not open another's
+            # reports would show it down after maxloops intervals; watch twice that.
             time.sleep(cluster.interval * cluster.maxloops * 2)
     finally:
         stop.set()
@@ -356,7 +387,7 @@ def _refused_or_empty(source: str, target: str, port: int) -> bool:
             return True
 
 
-def test_allow_limits_who_is_answered(make_cluster):
+def test_allow_limits_who_is_answered(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B])
     node = cluster.nodes[A]
     # 127.0.0.1 is where the harness asks from (the source Linux picks on lo).
@@ -376,7 +407,7 @@ def test_allow_limits_who_is_answered(make_cluster):
     wait_for(lambda: node.counters()["tcp"]["denied"] == 2, 5, "denials counted")
 
 
-def test_listen_chooses_the_addresses(make_cluster):
+def test_listen_chooses_the_addresses(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A])
     cluster.start()  # the harness passes --listen 127.0.0.11
     assert ask(A, cluster.port + 1).strip() == A
@@ -384,7 +415,7 @@ def test_listen_chooses_the_addresses(make_cluster):
         socket.create_connection(("127.0.0.1", cluster.port + 1), timeout=5)
 
 
-def test_bad_allow_is_a_config_error(tmp_path):
+def test_bad_allow_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "cluster").write_text(f"{A}\n")
     out = subprocess.run(
         [sys.executable, str(DSHD), "-f", str(tmp_path / "cluster"), "--name", A, "--no-key",

@@ -64,10 +64,3 @@ def test_main_says_one_line_and_exits_2(monkeypatch: pytest.MonkeyPatch,
     assert cli.main(["--status"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err == "dsh: DSH_STATUS_PORT='abc' is not a port number (1-65535)\n"
-
-
-def test_main_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--version"]) == 0
-    assert capsys.readouterr().out.startswith("dsh ")
-    assert cli.main([]) == cli.EXIT_USAGE
-    assert capsys.readouterr().err.endswith("dsh: no command given\n")

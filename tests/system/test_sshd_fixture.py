@@ -15,27 +15,14 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
-# tests/ has no __init__.py: pytest puts tests/ itself on sys.path, and only
-# `python -m pytest` run from the repo root also puts the root there.
-try:
-    from tests.support.sshd import (
-        ClientKeys,
-        Sshd,
-        common_free_port,
-        free_port,
-        make_client_keys,
-        write_ssh_config,
-    )
-except ModuleNotFoundError:
-    from support.sshd import (  # type: ignore[no-redef]
-        ClientKeys,
-        Sshd,
-        common_free_port,
-        free_port,
-        make_client_keys,
-        write_ssh_config,
-    )
+from support.sshd import (
+    ClientKeys,
+    Sshd,
+    common_free_port,
+    free_port,
+    make_client_keys,
+    write_ssh_config,
+)
 
 ADDRESSES = ["127.0.0.11", "127.0.0.12"]
 

@@ -1,8 +1,8 @@
 """dsh against real sshd servers and real dshd daemons on loopback addresses.
 
-The session cluster (conftest.SshCluster) drains the local node, so every
+The session cluster (support.ssh_cluster.SshCluster) drains the local node, so every
 run goes to 127.0.0.21 or 127.0.0.22 over SSH unless a test says otherwise.
-Every test that runs dsh runs once per path (conftest.PATHS): --direct, the
+Every test that runs dsh runs once per path (support.ssh_cluster.PATHS): --direct, the
 mux with an exec channel per command, the mux with the node's executor.
 """
 
@@ -12,36 +12,46 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Protocol
 
 import pytest
-from conftest import LOCAL, R1, R2, SshCluster, default_sigint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.dshd import pid_alive
+from support.dshd import ClusterFactory, pid_alive
+from support.paths import DSH, PY, WAITFILE
+from support.ssh_cluster import LOCAL, R1, R2, SshCluster, default_sigint
 from support.waiting import wait_for
 
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
+
+class DshRun(Protocol):
+    """The ``dsh`` fixture: dsh's arguments in, the finished run out."""
+
+    def __call__(
+        self,
+        *args: str,
+        input: bytes | None = ...,
+        cwd: Path = ...,
+        extra_env: dict[str, str] | None = ...,
+        timeout: float = ...,
+        dsh_args: list[str] | None = ...,
+    ) -> subprocess.CompletedProcess[bytes]: ...
 
 
 @pytest.fixture
-def dsh(ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]):
+def dsh(ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]) -> DshRun:
     """Run dsh as a user would, in tmp_path, with its own backoff state."""
     env = dsh_env
 
-    def run(*args: str, input: bytes | None = b"", cwd: Path = tmp_path, extra_env=None,
-            timeout: float = 60, dsh_args=None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    def run(*args: str, input: bytes | None = b"", cwd: Path = tmp_path,
+            extra_env: dict[str, str] | None = None, timeout: float = 60,
+            dsh_args: list[str] | None = None) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
         e = {**env, "PWD": str(cwd), **(extra_env or {})}
         return subprocess.run(
             [PY, DSH, *(ssh_cluster.dsh_args() if dsh_args is None else dsh_args), *args],
             input=input, capture_output=True, cwd=cwd, env=e, timeout=timeout,
         )  # fmt: skip
 
-    run.env = env  # type: ignore[attr-defined]
     return run
 
 
@@ -53,18 +63,18 @@ def no_sync_files(directory: Path) -> bool:
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 255])
-def test_exit_status_is_the_remote_commands(dsh, code):
+def test_exit_status_is_the_remote_commands(dsh: DshRun, code: int) -> None:
     out = dsh("-v", "sh", "-c", f"exit {code}")
     assert out.returncode == code, out.stderr
     assert out.stderr.decode().startswith("dsh: running on 127.0.0.2")
 
 
-def test_killed_by_signal_gives_128_plus_n(dsh):
+def test_killed_by_signal_gives_128_plus_n(dsh: DshRun) -> None:
     out = dsh("sh", "-c", "kill -KILL $$")
     assert out.returncode == 128 + signal.SIGKILL, out.stderr
 
 
-def test_stdout_and_stderr_are_separate_and_byte_exact(dsh, tmp_path):
+def test_stdout_and_stderr_are_separate_and_byte_exact(dsh: DshRun, tmp_path: Path) -> None:
     blob = bytes(range(256)) * 64 + b"\r\n\x00no newline at end"
     (tmp_path / "blob").write_bytes(blob)
     out = dsh("sh", "-c", "cat blob; printf 'to stderr\\0\\377' >&2")
@@ -73,13 +83,13 @@ def test_stdout_and_stderr_are_separate_and_byte_exact(dsh, tmp_path):
     assert out.stderr == b"to stderr\x00\xff"
 
 
-def test_command_not_found_is_127_like_a_shell(dsh):
+def test_command_not_found_is_127_like_a_shell(dsh: DshRun) -> None:
     out = dsh("no-such-command-dsh-test", "arg")
     assert out.returncode == 127
     assert b"dsh: no-such-command-dsh-test: No such file or directory" in out.stderr
 
 
-def test_runs_in_the_current_directory_with_umask_and_locale(dsh, tmp_path):
+def test_runs_in_the_current_directory_with_umask_and_locale(dsh: DshRun, tmp_path: Path) -> None:
     work = tmp_path / "a dir with spaces"
     work.mkdir()
     out = dsh("sh", "-c", 'pwd; umask; echo "$LANG|$LC_TIME|$MYVAR|$NOTFORWARDED"', cwd=work,
@@ -93,7 +103,9 @@ def test_runs_in_the_current_directory_with_umask_and_locale(dsh, tmp_path):
     assert lines[2] == "C.UTF-8|C|x y|"
 
 
-def test_umask_is_the_callers(ssh_cluster, tmp_path, dsh_env):
+def test_umask_is_the_callers(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     env = dsh_env
     out = subprocess.run(
         ["sh", "-c", 'umask 027; exec "$@"', "sh", PY, DSH, *ssh_cluster.dsh_args(),
@@ -105,7 +117,7 @@ def test_umask_is_the_callers(ssh_cluster, tmp_path, dsh_env):
     assert lines[1].startswith("-rw-r-----")
 
 
-def test_logical_pwd_is_kept_through_a_symlink(dsh, tmp_path):
+def test_logical_pwd_is_kept_through_a_symlink(dsh: DshRun, tmp_path: Path) -> None:
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
@@ -113,7 +125,9 @@ def test_logical_pwd_is_kept_through_a_symlink(dsh, tmp_path):
     assert out.stdout.decode().strip() == str(tmp_path / "link")
 
 
-def test_output_is_streamed_not_buffered(ssh_cluster, tmp_path, dsh_env):
+def test_output_is_streamed_not_buffered(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     env = dsh_env
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "echo first; sleep 3; echo second"],
@@ -131,7 +145,9 @@ def test_output_is_streamed_not_buffered(ssh_cluster, tmp_path, dsh_env):
         proc.stdout.close()  # type: ignore[union-attr]
 
 
-def test_100_mb_of_output_in_bounded_memory(ssh_cluster, tmp_path, dsh_env):
+def test_100_mb_of_output_in_bounded_memory(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     # A child python runs dsh and reports dsh's peak RSS (its only child).
     probe = (
         "import resource, subprocess, sys\n"
@@ -156,19 +172,21 @@ def test_100_mb_of_output_in_bounded_memory(ssh_cluster, tmp_path, dsh_env):
 # -- stdin ---------------------------------------------------------------------------
 
 
-def test_stdin_10_mb_binary_is_forwarded(dsh):
+def test_stdin_10_mb_binary_is_forwarded(dsh: DshRun) -> None:
     data = os.urandom(10 * 1024 * 1024)
     out = dsh("sha256sum", input=data, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
 
 
-def test_n_never_reads_stdin(dsh):
+def test_n_never_reads_stdin(dsh: DshRun) -> None:
     out = dsh("-n", "wc", "-c", input=b"x" * 1000)
     assert out.stdout.strip() == b"0"
 
 
-def test_terminal_stdin_is_not_read(ssh_cluster, tmp_path, dsh_env):
+def test_terminal_stdin_is_not_read(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     controller, terminal = os.openpty()
     env = dsh_env
     try:
@@ -183,7 +201,7 @@ def test_terminal_stdin_is_not_read(ssh_cluster, tmp_path, dsh_env):
         os.close(terminal)
 
 
-def test_t_gives_a_remote_terminal(dsh):
+def test_t_gives_a_remote_terminal(dsh: DshRun) -> None:
     out = dsh("-t", "sh", "-c", "test -t 0 && test -t 1 && echo tty")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == b"tty"
@@ -196,7 +214,7 @@ ECHO_ARGS = (
 )
 
 argument = st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"),
             max_size=20),
     st.sampled_from(["", " ", "'", '"', "$HOME", "`id`", "$(id)", ";", "&&", "*", "?", "~",
                      "\n", "\\", "a b", "ü€😀", "-c", "--", "|", ">", "<", "#", "!", "%s"]),
@@ -208,13 +226,13 @@ argument = st.one_of(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(args=st.lists(argument, max_size=6))
-def test_arguments_arrive_byte_for_byte(dsh, args):
+def test_arguments_arrive_byte_for_byte(dsh: DshRun, args: list[str]) -> None:
     out = dsh(PY, "-c", ECHO_ARGS, *args)
     assert out.returncode == 0, out.stderr
     assert out.stdout.decode() == repr([os.fsencode(a) for a in args])
 
 
-def test_glob_and_variables_are_not_expanded_remotely(dsh, tmp_path):
+def test_glob_and_variables_are_not_expanded_remotely(dsh: DshRun, tmp_path: Path) -> None:
     (tmp_path / "file1").write_text("")
     out = dsh("echo", "*", "$HOME", "$(echo hi)", "a;b")
     assert out.stdout == b"* $HOME $(echo hi) a;b\n"
@@ -223,7 +241,7 @@ def test_glob_and_variables_are_not_expanded_remotely(dsh, tmp_path):
 # -- failures, retries and fallback --------------------------------------------------
 
 
-def test_daemon_unreachable_runs_locally_and_says_so(dsh, ssh_cluster):
+def test_daemon_unreachable_runs_locally_and_says_so(dsh: DshRun, ssh_cluster: SshCluster) -> None:
     unused = ["-H", "127.0.0.1:1", "--status-port", "1",
               "--ssh-config", str(ssh_cluster.ssh_config)]  # fmt: skip
     out = dsh("sh", "-c", "echo ran; exit 4", dsh_args=unused)
@@ -238,7 +256,9 @@ def test_daemon_unreachable_runs_locally_and_says_so(dsh, ssh_cluster):
     assert "not running locally (--no-fallback)" in strict.stderr.decode()
 
 
-def test_best_node_is_self_runs_locally_without_ssh(tmp_path, make_cluster, dsh_env):
+def test_best_node_is_self_runs_locally_without_ssh(
+    tmp_path: Path, make_cluster: ClusterFactory, dsh_env: dict[str, str]
+) -> None:
     cluster = make_cluster(["127.0.0.40"])  # a one-node cluster: the best node is us
     cluster.start()
     env = dsh_env
@@ -252,7 +272,9 @@ def test_best_node_is_self_runs_locally_without_ssh(tmp_path, make_cluster, dsh_
     assert no_sync_files(tmp_path)
 
 
-def test_retry_on_another_node_when_sshd_is_down(dsh, ssh_cluster, tmp_path):
+def test_retry_on_another_node_when_sshd_is_down(
+    dsh: DshRun, ssh_cluster: SshCluster, tmp_path: Path
+) -> None:
     ssh_cluster.sshd[R1].stop()
     try:
         # Until the daemon names R1 once (its load is sampled, so R2 may win a
@@ -279,7 +301,7 @@ def test_retry_on_another_node_when_sshd_is_down(dsh, ssh_cluster, tmp_path):
         ssh_cluster.sshd[R1].start()
 
 
-def test_a_failing_command_does_not_count_against_its_node(dsh, tmp_path):
+def test_a_failing_command_does_not_count_against_its_node(dsh: DshRun, tmp_path: Path) -> None:
     for _ in range(3):
         assert dsh("false").returncode == 1
     assert not (tmp_path / "run" / "dsh" / "backoff").exists() or not list(
@@ -287,7 +309,9 @@ def test_a_failing_command_does_not_count_against_its_node(dsh, tmp_path):
     )
 
 
-def test_all_nodes_failing_falls_back_to_local(dsh, ssh_cluster, tmp_path):
+def test_all_nodes_failing_falls_back_to_local(
+    dsh: DshRun, ssh_cluster: SshCluster, tmp_path: Path
+) -> None:
     for server in ssh_cluster.sshd.values():
         server.stop()
     try:
@@ -302,7 +326,9 @@ def test_all_nodes_failing_falls_back_to_local(dsh, ssh_cluster, tmp_path):
             server.start()
 
 
-def test_unknown_and_changed_host_keys_are_refused(dsh, ssh_cluster, tmp_path):
+def test_unknown_and_changed_host_keys_are_refused(
+    dsh: DshRun, ssh_cluster: SshCluster, tmp_path: Path
+) -> None:
     config = ssh_cluster.ssh_config.read_text()
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
@@ -333,7 +359,9 @@ def test_unknown_and_changed_host_keys_are_refused(dsh, ssh_cluster, tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_path, sig, dsh_env):
+def test_signal_reaches_the_remote_command_and_its_children(
+    ssh_cluster: SshCluster, tmp_path: Path, sig: signal.Signals, dsh_env: dict[str, str]
+) -> None:
     env = dsh_env
     # The remote shell records its PID and a background child's, then waits.
     script = "sleep 300 & echo $! > child.pid; echo $$ > shell.pid; wait"
@@ -355,7 +383,9 @@ def test_signal_reaches_the_remote_command_and_its_children(ssh_cluster, tmp_pat
         proc.wait()
 
 
-def test_killed_dsh_leaves_nothing_running_remotely(ssh_cluster, tmp_path, dsh_env):
+def test_killed_dsh_leaves_nothing_running_remotely(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     env = dsh_env
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", "echo $$ > shell.pid; sleep 300"],
@@ -375,7 +405,9 @@ def test_killed_dsh_leaves_nothing_running_remotely(ssh_cluster, tmp_path, dsh_e
 # -- the sync-file protocol ----------------------------------------------------------
 
 
-def test_sync_file_exists_remotely_before_the_command_and_is_gone_after(dsh, tmp_path):
+def test_sync_file_exists_remotely_before_the_command_and_is_gone_after(
+    dsh: DshRun, tmp_path: Path
+) -> None:
     out = dsh("sh", "-c", "ls -a")
     names = out.stdout.decode().split()
     sync = [n for n in names if n.startswith(".dsh-sync.")]
@@ -388,28 +420,30 @@ def test_sync_file_exists_remotely_before_the_command_and_is_gone_after(dsh, tmp
     )
 
 
-def test_no_sync_file_is_left_after_failures(dsh, tmp_path):
+def test_no_sync_file_is_left_after_failures(dsh: DshRun, tmp_path: Path) -> None:
     assert dsh("sh", "-c", "exit 3").returncode == 3
     assert dsh("no-such-command-dsh-test").returncode == 127
     assert no_sync_files(tmp_path)
 
 
-def test_waitfile_script(tmp_path):
-    waitfile = str(REPO / "waitfile")
+def test_waitfile_script(tmp_path: Path) -> None:
+    waitfile = WAITFILE
     target = tmp_path / "later"
     out = subprocess.run([waitfile, str(target), "0.2"], capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stderr == f"waitfile: {target} did not appear within 0.2s\n"
     proc = subprocess.Popen([waitfile, str(target), "10"])
-    time.sleep(0.1)
-    assert proc.poll() is None  # still waiting
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(0.1)  # it keeps waiting: a while with no file is what is tested
     target.write_text("")
     assert proc.wait(10) == 0
     assert subprocess.run([waitfile], capture_output=True).returncode == 2
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace for sshd needs root")
-def test_directory_missing_on_the_node(tmp_path, make_cluster, dsh_env):
+def test_directory_missing_on_the_node(
+    tmp_path: Path, make_cluster: ClusterFactory, dsh_env: dict[str, str]
+) -> None:
     """A node where the project directory is not mounted: clear error, no sync file."""
     from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config
 
@@ -451,11 +485,13 @@ def test_directory_missing_on_the_node(tmp_path, make_cluster, dsh_env):
 # -- the daemon's answers through dsh ------------------------------------------------
 
 
-def test_dry_run_slots_and_status(dsh):
+def test_dry_run_slots_and_status(dsh: DshRun) -> None:
     out = dsh("--dry-run", "anything")
     assert out.stdout.decode().strip() in (R1, R2)
     slots = dsh("--slots")
-    assert int(slots.stdout) == 2 * os.cpu_count()  # R1 and R2; LOCAL is drained
+    cpus = os.cpu_count()
+    assert cpus is not None
+    assert int(slots.stdout) == 2 * cpus  # R1 and R2; LOCAL is drained
     status = dsh("--status").stdout.decode()
     assert status.startswith("# name") and f"# self {LOCAL}" in status
 
@@ -465,7 +501,9 @@ def test_dry_run_slots_and_status(dsh):
 MAIN_C = '#include <stdio.h>\n{decls}\nint main(void) {{ long t = 0; {calls} printf("%ld\\n", t); return 0; }}\n'  # noqa: E501
 
 
-def test_make_j4_with_dsh_gcc_matches_a_local_build(ssh_cluster, tmp_path, dsh_env):
+def test_make_j4_with_dsh_gcc_matches_a_local_build(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     n = 8
     for i in range(n):
         (tmp_path / f"f{i}.c").write_text(f"long f{i}(void) {{ return {i} * {i} + 1; }}\n")

@@ -11,10 +11,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.dshd import DSHD, ask
+from support.dshd import ask
+from support.paths import DSHD
 from support.waiting import wait_for
 
 from dsh.core.status import parse_status
@@ -41,7 +43,7 @@ def teardown() -> None:
 
 
 @pytest.fixture
-def hosts(tmp_path: Path):
+def hosts(tmp_path: Path) -> Iterator[Path]:
     teardown()  # leftovers of an interrupted run
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -97,7 +99,7 @@ def nft(ns: str, *rules: str) -> None:
         sh("ip", "netns", "exec", ns, "sh", "-c", f"nft add rule inet dsht {rule}")
 
 
-def test_hosts_find_themselves_gossip_survive_loss_and_partition(hosts):
+def test_hosts_find_themselves_gossip_survive_loss_and_partition(hosts: Path) -> None:
     wait_for(all_up, 20, "three namespaced hosts up everywhere")
     # Each daemon found its own entry by its interface address (no --name).
     for i in (1, 2, 3):
@@ -110,7 +112,7 @@ def test_hosts_find_themselves_gossip_survive_loss_and_partition(hosts):
     while time.monotonic() < deadline:
         seen = states(3)
         samples.append(seen[f"{NET}.1"] == "up" and seen[f"{NET}.2"] == "up")
-        time.sleep(0.1)
+        time.sleep(0.1)  # the sampling period over 5 s, not a wait for anything
     print(f"with 30% loss, host 3 saw both peers up in {sum(samples)}/{len(samples)} samples")
     assert sum(samples) >= 0.75 * len(samples)  # expected ~95%: 3 losses in a row
     # A partition: host 3 neither hears nor is heard.

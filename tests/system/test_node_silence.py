@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 from pathlib import Path
 
 import psutil
-import pytest
-from conftest import SshCluster
 from support.dshd import pid_alive
+from support.paths import DSH, PY
+from support.ssh_cluster import SshCluster
 from support.waiting import wait_for
-
-REPO = Path(__file__).resolve().parents[1]
-DSH = str(REPO / "dsh")
-PY = sys.executable
 
 
 def config_with_alive_check(ssh_cluster: SshCluster, path: Path, interval: int, count: int) -> Path:
@@ -49,7 +44,9 @@ def frozen_sshd_of(pid: int, listeners: set[int]) -> list[psutil.Process]:
     return sessions
 
 
-def test_a_node_that_stops_answering_fails_its_command_with_255(ssh_cluster, tmp_path, dsh_env):
+def test_a_node_that_stops_answering_fails_its_command_with_255(
+    ssh_cluster: SshCluster, tmp_path: Path, dsh_env: dict[str, str]
+) -> None:
     config = config_with_alive_check(ssh_cluster, tmp_path / "ssh_config", interval=1, count=2)
     listeners = {server.pid for server in ssh_cluster.sshd.values()}
     err = tmp_path / "err"
@@ -82,37 +79,3 @@ def test_a_node_that_stops_answering_fails_its_command_with_255(ssh_cluster, tmp
     again = subprocess.run(dsh_cmd(ssh_cluster, config, "echo", "again"), cwd=tmp_path,
                            env=dsh_env, capture_output=True, timeout=60)  # fmt: skip
     assert (again.returncode, again.stdout) == (0, b"again\n"), again.stderr
-
-
-def test_alive_settings_come_from_the_ssh_config(tmp_path):
-    from dsh.errors import NodeFailure
-    from dsh.ssh import connect as ssh
-
-    config = tmp_path / "config"
-    config.write_text("Host quiet\n    ServerAliveInterval 0\n"
-                      "Host slow\n    ServerAliveInterval 30\n    ServerAliveCountMax 5\n"
-                      "Host minutes\n    ServerAliveInterval 1m30s\n"
-                      "Host broken\n    ServerAliveInterval soon\n"
-                      "Host endless\n    ServerAliveInterval inf\n"
-                      "Host many\n    ServerAliveCountMax lots\n")  # fmt: skip
-    default = ssh.target_for("other", str(config), 10.0)
-    assert (default.alive_interval, default.alive_count) == (15.0, 3)  # on by default
-    assert ssh.target_for("quiet", str(config), 10.0).alive_interval == 0  # off, as in OpenSSH
-    slow = ssh.target_for("slow", str(config), 10.0)
-    assert (slow.alive_interval, slow.alive_count) == (30.0, 5)
-    assert ssh.target_for("minutes", str(config), 10.0).alive_interval == 90  # as OpenSSH reads it
-    for host, word in (("broken", "soon"), ("endless", "inf"), ("many", "lots")):
-        with pytest.raises(NodeFailure, match=f"'{word}' is not") as failed:
-            ssh.target_for(host, str(config), 10.0)
-        assert "\n" not in str(failed.value)
-
-
-@pytest.mark.parametrize(("text", "value"), [
-    ("90", 90.0), ("0", 0.0), ("0.5", 0.5), ("1m30s", 90.0), ("2H", 7200.0), ("1w", 604800.0),
-    ("", None), ("soon", None), ("1.5m", None), ("-1", None), ("nan", None), ("inf", None),
-    ("1m 30s", None), ("30x", None), ("99999999w", None),
-])  # fmt: skip
-def test_ssh_time_values_read_as_openssh_reads_them(text, value):
-    from dsh.ssh import connect as ssh
-
-    assert ssh.seconds(text) == value

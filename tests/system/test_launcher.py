@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DSH = REPO / "dsh"
+from support.paths import DSH, REPO
+
 VERSION = subprocess.run([sys.executable, str(DSH), "--version"], capture_output=True,
                          text=True, check=True).stdout  # fmt: skip
 
@@ -36,7 +36,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_the_checkout_dsh_starts_python_without_site(tmp_path):
+def test_the_checkout_dsh_starts_python_without_site(tmp_path: Path) -> None:
     log = tmp_path / "args"
     env = {**base_env(tmp_path), "DSH_PYTHON": str(recording_python(tmp_path / "py", log))}
     out = run([str(DSH), "--version"], env, tmp_path)
@@ -66,7 +66,7 @@ def make_venv(tmp_path: Path) -> tuple[Path, Path]:
     return venv, site_packages
 
 
-def test_an_installed_dsh_finds_its_package_without_site(tmp_path):
+def test_an_installed_dsh_finds_its_package_without_site(tmp_path: Path) -> None:
     venv, site_packages = make_venv(tmp_path)
     (site_packages / "dsh").symlink_to(REPO / "src" / "dsh")
     mark = tmp_path / "mark"
@@ -76,7 +76,7 @@ def test_an_installed_dsh_finds_its_package_without_site(tmp_path):
     assert not mark.exists()  # site's .pth files were not read
 
 
-def test_an_installed_dsh_runs_the_python3_beside_it(tmp_path):
+def test_an_installed_dsh_runs_the_python3_beside_it(tmp_path: Path) -> None:
     """In a venv or a prefix, bin/python3 is the interpreter dsh was installed for;
     python3 on $PATH may be another one, or a wrapper such as a pyenv shim."""
     bin_dir = tmp_path / "bin"
@@ -98,7 +98,7 @@ def test_an_installed_dsh_runs_the_python3_beside_it(tmp_path):
     assert log.read_text().splitlines()[:2] == ["-S", str(bin_dir / "dsh")]
 
 
-def test_an_editable_install_is_found_through_site(tmp_path):
+def test_an_editable_install_is_found_through_site(tmp_path: Path) -> None:
     venv, site_packages = make_venv(tmp_path)
     (site_packages / "dsh-src.pth").write_text(f"{REPO / 'src'}\n")  # what pip install -e does
     mark = tmp_path / "mark"
@@ -108,7 +108,7 @@ def test_an_editable_install_is_found_through_site(tmp_path):
     assert mark.exists()  # here site had to run
 
 
-def test_a_link_to_an_installed_dsh_runs_the_python3_beside_the_real_file(tmp_path):
+def test_a_link_to_an_installed_dsh_runs_the_python3_beside_the_real_file(tmp_path: Path) -> None:
     """pipx, or `ln -s venv/bin/dsh ~/bin/`: the link's own directory has no python3."""
     bin_dir = tmp_path / "venv-bin"
     bin_dir.mkdir()
@@ -125,7 +125,7 @@ def test_a_link_to_an_installed_dsh_runs_the_python3_beside_the_real_file(tmp_pa
     assert log.read_text().splitlines()[:2] == ["-S", str(links / "dsh")]
 
 
-def test_an_interpreter_without_the_package_is_one_clear_line(tmp_path):
+def test_an_interpreter_without_the_package_is_one_clear_line(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shutil.copy2(DSH, bin_dir / "dsh")  # no src/ beside it, nothing installed for it

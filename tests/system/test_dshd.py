@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.dshd import DSHD, ask, free_udp_tcp_port, pid_alive
+from support.dshd import ClusterFactory, ask, free_udp_tcp_port, pid_alive
+from support.paths import DSHD
 from support.waiting import wait_for
 
 from dsh.core.wire import State, encode_state
@@ -28,7 +29,7 @@ def run_dshd(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str
     )  # fmt: skip
 
 
-def test_every_node_lists_every_other(make_cluster):
+def test_every_node_lists_every_other(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B, C])
     started = time.monotonic()
     cluster.start()
@@ -50,7 +51,7 @@ def test_every_node_lists_every_other(make_cluster):
     print(f"all three nodes saw each other {took:.2f}s after start")
 
 
-def test_burst_of_best_queries_spreads_over_equal_nodes(make_cluster):
+def test_burst_of_best_queries_spreads_over_equal_nodes(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B, C])
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
@@ -59,7 +60,7 @@ def test_burst_of_best_queries_spreads_over_equal_nodes(make_cluster):
     assert min(answers.values()) >= 3, answers
 
 
-def test_loadscale_makes_a_node_chosen_less(make_cluster):
+def test_loadscale_makes_a_node_chosen_less(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, f"{B} 4.0", C])
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
@@ -67,7 +68,7 @@ def test_loadscale_makes_a_node_chosen_less(make_cluster):
     assert answers[B] < answers[A] and answers[B] < answers[C], answers
 
 
-def test_drain_and_undrain(make_cluster):
+def test_drain_and_undrain(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B])
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
@@ -84,20 +85,20 @@ def test_drain_and_undrain(make_cluster):
     assert B in {cluster.nodes[A].best() for _ in range(10)}
 
 
-def test_drain_keyword_in_cluster_file(make_cluster):
+def test_drain_keyword_in_cluster_file(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, f"{B} 1.0 1.0 drain"])
     cluster.start()
     wait_for(lambda: cluster.nodes[A].state_of(B) == "drained", 5, "B shown drained")
     assert {cluster.nodes[A].best() for _ in range(10)} == {A}
 
 
-def test_drain_without_daemon_is_a_clear_error(tmp_path):
+def test_drain_without_daemon_is_a_clear_error(tmp_path: Path) -> None:
     out = run_dshd("--drain", "--control", str(tmp_path / "none.sock"))
     assert out.returncode == 1
     assert "cannot reach the local daemon" in out.stderr
 
 
-def test_killed_daemon_is_shown_down_in_time_and_comes_back(make_cluster):
+def test_killed_daemon_is_shown_down_in_time_and_comes_back(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B, C], interval=0.3, maxloops=3)
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
@@ -131,7 +132,9 @@ def _counters(text: str) -> dict[str, int]:
     raise AssertionError("no counters line")
 
 
-def test_foreign_and_garbage_datagrams_change_nothing_and_are_counted(make_cluster):
+def test_foreign_and_garbage_datagrams_change_nothing_and_are_counted(
+    make_cluster: ClusterFactory,
+) -> None:
     cluster = make_cluster([A, B])
     cluster.start()
     wait_for(cluster.all_up, 10, "all up")
@@ -165,7 +168,7 @@ def test_foreign_and_garbage_datagrams_change_nothing_and_are_counted(make_clust
     assert cluster.all_up()
 
 
-def test_clients_that_never_read_do_not_block_others(make_cluster):
+def test_clients_that_never_read_do_not_block_others(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A])
     cluster.start()
     idle = []
@@ -181,7 +184,7 @@ def test_clients_that_never_read_do_not_block_others(make_cluster):
             s.close()
 
 
-def test_background_pidfile_and_sigterm(tmp_path):
+def test_background_pidfile_and_sigterm(tmp_path: Path) -> None:
     port = free_udp_tcp_port([A])
     (tmp_path / "cluster").write_text(f"{A}\n{B}\n")
     pidfile = tmp_path / "dshd.pid"
@@ -210,7 +213,7 @@ def test_background_pidfile_and_sigterm(tmp_path):
     assert not (tmp_path / "ctl").exists()
 
 
-def test_foreground_sigterm_exits_zero(make_cluster):
+def test_foreground_sigterm_exits_zero(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A])
     cluster.start()
     assert cluster.nodes[A].stop(signal.SIGTERM) == 0
@@ -218,7 +221,7 @@ def test_foreground_sigterm_exits_zero(make_cluster):
     assert cluster.nodes[A].stop(signal.SIGINT) == 0
 
 
-def test_background_start_failure_is_reported(tmp_path):
+def test_background_start_failure_is_reported(tmp_path: Path) -> None:
     port = free_udp_tcp_port([A])
     (tmp_path / "cluster").write_text(f"{A}\n")
     with socket.socket() as blocker:
@@ -233,7 +236,7 @@ def test_background_start_failure_is_reported(tmp_path):
     assert f"cannot listen on {A}:{port + 1}/tcp" in out.stderr
 
 
-def test_sighup_picks_up_an_added_node(make_cluster):
+def test_sighup_picks_up_an_added_node(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B, C])
     cluster.write([A, B])
     cluster.start([A, B])
@@ -263,7 +266,9 @@ def test_sighup_picks_up_an_added_node(make_cluster):
         ("# nothing\n", "cluster: no nodes defined"),
     ],
 )
-def test_bad_cluster_file_stops_start_with_file_and_line(tmp_path, content, message):
+def test_bad_cluster_file_stops_start_with_file_and_line(
+    tmp_path: Path, content: str, message: str
+) -> None:
     (tmp_path / "cluster").write_text(content)
     out = run_dshd("-f", str(tmp_path / "cluster"), "--name", A)
     assert out.returncode == 2
@@ -271,14 +276,14 @@ def test_bad_cluster_file_stops_start_with_file_and_line(tmp_path, content, mess
     assert len(out.stderr.splitlines()) == 1
 
 
-def test_missing_cluster_file_and_env_default(tmp_path):
+def test_missing_cluster_file_and_env_default(tmp_path: Path) -> None:
     env = {**os.environ, "DSH_CLUSTER": str(tmp_path / "nope")}
     out = subprocess.run([sys.executable, str(DSHD)], capture_output=True, text=True, env=env)
     assert out.returncode == 2
     assert f"{tmp_path / 'nope'}: cannot read: No such file or directory" in out.stderr
 
 
-def test_no_matching_entry_lists_what_was_tried(tmp_path):
+def test_no_matching_entry_lists_what_was_tried(tmp_path: Path) -> None:
     (tmp_path / "cluster").write_text("198.51.100.1\n198.51.100.2\n")  # TEST-NET-2
     out = run_dshd("-f", str(tmp_path / "cluster"))
     assert out.returncode == 2
@@ -286,7 +291,7 @@ def test_no_matching_entry_lists_what_was_tried(tmp_path):
     assert "127.0.0.1" in out.stderr and "--name" in out.stderr
 
 
-def test_unresolvable_node_is_reported_and_skipped(make_cluster):
+def test_unresolvable_node_is_reported_and_skipped(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A, B])
     cluster.write([A, B, "no-such-node.invalid"])
     cluster.start()
@@ -296,7 +301,7 @@ def test_unresolvable_node_is_reported_and_skipped(make_cluster):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dropping privileges needs root")
-def test_user_drops_privileges_after_binding(make_cluster):
+def test_user_drops_privileges_after_binding(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster([A])
     node = cluster.nodes[A]
     node.extra_args = ["--user", "nobody"]

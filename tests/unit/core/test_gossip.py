@@ -30,7 +30,7 @@ from dsh.core.gossip import (
     Sample,
     normalize_address,
 )
-from dsh.core.score import GIB, score_load
+from dsh.core.score import GIB, NodeView, score_load
 from dsh.core.wire import State, decode, encode_state
 
 CLUSTER = """\
@@ -583,7 +583,11 @@ def test_best_answers_even_when_scores_are_not_finite() -> None:
     # name a candidate rather than fail in the path that answers the port.
     for value in (math.inf, math.nan):
         node = new_node("a.foo.bar", "a.foo.bar\nb.foo.bar\n")
-        node.score_fn = lambda _view, value=value: value
+
+        def score(_view: NodeView, value: float = value) -> float:
+            return value
+
+        node.score_fn = score
         node.tick(Sample(ncpu=4, load=8.0, load1=8.0, mem_avail=GIB, mem_total=GIB), 0.0, EPOCH_MS)
         assert node.best(0.0) == "a.foo.bar"
 
