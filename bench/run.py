@@ -28,7 +28,7 @@ from pathlib import Path
 # testbed comes first: it puts src/ and tests/ on sys.path
 from testbed import DSH, LOCAL, PY, R1, R2, REPO, Bed, BenchError, run, timed
 
-from dsh.client.picker import ask_best, ask_status
+from dsh.client.daemon_client import ask_best, ask_status
 from dsh.ssh import connect as ssh
 from dsh.ssh.session import Request, command_line
 
@@ -180,7 +180,7 @@ PARTS = [
     ("python_S", "`python3 -S -c pass` (no site, no .pth files)"),
     ("imp_cli", "`-X importtime`, `import dsh.client.cli`, cumulative"),
     ("imp_paramiko", "`-X importtime`, `import paramiko`, cumulative (--direct imports it)"),
-    ("daemon", "ask dshd: best node + status (dsh.client.picker, in-process)"),
+    ("daemon", "ask dshd: best node + status (dsh.client.daemon_client, in-process)"),
     (
         "connect",
         "paramiko connect + auth (dsh.ssh.connect.connect, in-process; what --direct does)",
