@@ -29,8 +29,9 @@ from pathlib import Path
 from testbed import DSH, LOCAL, PY, R1, R2, REPO, Bed, BenchError, run, timed
 
 from dsh.client.daemon_client import ask_best, ask_status
+from dsh.request import Request
 from dsh.ssh import connect as ssh
-from dsh.ssh.session import Request, command_line
+from dsh.ssh.session import command_line
 
 SRC_ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}
 FILES = 60  # generated C files besides main.c
