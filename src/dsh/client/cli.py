@@ -19,14 +19,14 @@ import sys
 
 from .. import __version__
 from ..errors import ConfigError, DaemonUnreachable, DshError, Interrupted
-from .backend import Backend, message
 from .config import ClientConfig, config_from
-from .daemon_client import DaemonClient, ask
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
     import argparse
     from typing import NoReturn
+
+    from .daemon_client import DaemonClient
 
 EXIT_USAGE = 2  # bad dsh options
 EXIT_FAILED = 255  # dsh could not run the command, or lost it (as ssh)
@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "version", False):  # (argparse's --version prints it itself)
         print(f"dsh {__version__}")
         return 0
+    # Only now what a run needs (--version and --help are answered without it).
+    from .backend import message
+    from .daemon_client import DaemonClient, ask
+
     try:
         config = config_from(args)
     except ConfigError as exc:
@@ -293,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     return run(config, args.command, daemon, dry_run=args.dry_run)
 
 
-def run(config: ClientConfig, command: list[str], daemon: DaemonClient, dry_run: bool) -> int:
+def run(config: ClientConfig, command: list[str], daemon: "DaemonClient", dry_run: bool) -> int:
+    from .backend import Backend, message
     from .backoff import Backoff
     from .runner import Runner
 
