@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.cluster_files import BAD_CLUSTER_FILES
 from support.dshd import ClusterFactory, ask, free_udp_tcp_port, pid_alive
 from support.paths import DSHD
 from support.waiting import wait_for
@@ -256,16 +257,7 @@ def test_sighup_picks_up_an_added_node(make_cluster: ClusterFactory) -> None:
     assert cluster.all_up()
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("127.0.0.11 1.0 1.0 extra\n", "cluster:1: unexpected 'extra' (expected NAME"),
-        ("127.0.0.11\n127.0.0.12 fast\n", "cluster:2: loadscale 'fast' is not a number"),
-        ("127.0.0.11\n# c\n127.0.0.12 1 -1\n", "cluster:3: memscale '-1' must be a positive"),
-        ("127.0.0.11\n127.0.0.11\n", "cluster:2: duplicate node '127.0.0.11' (first on line 1)"),
-        ("# nothing\n", "cluster: no nodes defined"),
-    ],
-)
+@pytest.mark.parametrize(("content", "message"), BAD_CLUSTER_FILES)
 def test_bad_cluster_file_stops_start_with_file_and_line(
     tmp_path: Path, content: str, message: str
 ) -> None:
