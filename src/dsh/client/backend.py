@@ -73,6 +73,13 @@ def waitfile_path() -> str:
     return shutil.which("waitfile") or "waitfile"
 
 
+def absolute(path: str) -> str:
+    """The mux runs in /: a relative --ssh-config is made absolute for it."""
+    if path.startswith(("~", "$")) or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
 def run_locally(command: list[str]) -> "NoReturn":
     for sig in RELAYED:
         signal.signal(sig, signal.SIG_DFL)
@@ -143,8 +150,6 @@ class Backend:
             waitfile=waitfile_path(),
             pty=c.tty,
         )
-        from .direct import absolute
-
         return Job(
             request,
             node=node,

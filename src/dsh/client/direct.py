@@ -5,7 +5,6 @@ import, some 150 ms), which the mux exists to save; it is what dsh falls
 back to when no mux can take the command, and what dsh 0.1 always did.
 """
 
-import os
 import sys
 
 from ..request import Job
@@ -62,10 +61,3 @@ def run_direct(
         ended(status is not None and session is not None and session.aborted_by is None)
         if client is not None:
             client.close()
-
-
-def absolute(path: str) -> str:
-    """The mux runs in /: a relative --ssh-config is made absolute for it."""
-    if path.startswith(("~", "$")) or os.path.isabs(path):
-        return path
-    return os.path.abspath(path)
