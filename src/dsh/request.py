@@ -67,20 +67,21 @@ REQUEST_FIELDS: "tuple[tuple[str, str, Any], ...]" = (
     ("umask", "int", _REQUIRED),
     ("env", "bytes_dict", {}),  # variables to set over the node's own environment
     ("sync", "opt_str", None),  # the sync file to wait for, then remove (README: NFS)
-    ("sync_timeout", "float", 10.0),  # seconds the node waits for it
+    ("sync_timeout", "float", 10.0),  # seconds the node waits for it (dsh: --sync-timeout)
     ("waitfile", "str", "waitfile"),  # the program that waits for it (same path everywhere)
     ("pty", "bool", False),  # in sshd's pseudo-terminal (dsh -t)
 )
 
 # The fields of a Job besides its request. Part of the mux protocol.
 JOB_FIELDS: "tuple[tuple[str, str, Any], ...]" = (
+    # What dsh always sends (its defaults are ClientConfig's):
     ("node", "str", _REQUIRED),
-    ("ssh_config", "str", "~/.ssh/config"),  # absolute or ~: the mux runs in /
-    ("connect_timeout", "float", 10.0),  # seconds for TCP connect + SSH handshake + auth
-    ("start_grace", "float", 30.0),  # seconds beyond sync_timeout for the node to say "started"
-    ("python", "str", "python3"),  # the node's interpreter for rexec.py and the executor
-    ("executor", "bool", True),  # the node's resident executor, else one channel per command
-    ("stdin", "bool", False),  # forward dsh's stdin (a pipe or a file; never a terminal)
+    ("ssh_config", "str", _REQUIRED),  # absolute or ~: the mux runs in /
+    ("connect_timeout", "float", _REQUIRED),  # seconds: TCP connect + SSH handshake + auth
+    ("start_grace", "float", _REQUIRED),  # seconds beyond sync_timeout to say "started"
+    ("python", "str", _REQUIRED),  # the node's interpreter for rexec.py and the executor
+    ("executor", "bool", _REQUIRED),  # the resident executor, else a channel per command
+    ("stdin", "bool", _REQUIRED),  # forward dsh's stdin (a pipe or a file, or with -t)
     ("term", "str", "vt100"),  # for -t: $TERM and the window size of dsh's terminal
     ("columns", "int", 80),
     ("lines", "int", 24),
@@ -107,17 +108,21 @@ def _fill(record: object, fields: "tuple[tuple[str, str, Any], ...]", values: "d
         object.__setattr__(record, name, value)
 
 
-class _Record:
-    """Frozen, compared by value; the fields come from the subclass's table."""
+class Record:
+    """Frozen, compared by value, its fields its ``__slots__``: the base of
+    Request, Job and dsh's ClientConfig (no dataclasses on dsh's fast path)."""
 
     __slots__ = ()
-    _fields: "tuple[tuple[str, str, Any], ...]" = ()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is frozen: use replace({name}=...)")
 
     def as_dict(self) -> "dict[str, Any]":
-        return {name: getattr(self, name) for name, _kind, _default in self._fields}
+        names: tuple[str, ...] = self.__slots__
+        return {name: getattr(self, name) for name in names}
+
+    def replace(self, **changes: "Any") -> "Any":
+        return type(self)(**{**self.as_dict(), **changes})
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self.as_dict() == other.as_dict()
@@ -126,14 +131,12 @@ class _Record:
         return hash(repr(self))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(" + ", ".join(
-            f"{k}={v!r}" for k, v in self.as_dict().items()
-        ) + ")"  # fmt: skip
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"{type(self).__name__}({fields})"
 
 
-class Request(_Record):
+class Request(Record):
     __slots__ = tuple(name for name, _kind, _default in REQUEST_FIELDS)
-    _fields = REQUEST_FIELDS
 
     argv: list[bytes]
     cwd: bytes
@@ -144,13 +147,11 @@ class Request(_Record):
     waitfile: str
     pty: bool
 
-    def __init__(self, **values: "Any") -> None:
+    # (self positional-only: a field called "self" is an unknown field, not a TypeError)
+    def __init__(self, /, **values: "Any") -> None:
         _fill(self, REQUEST_FIELDS, values)
         if not self.argv:
             raise RequestError("field 'argv' is empty")
-
-    def replace(self, **changes: "Any") -> "Request":
-        return Request(**{**self.as_dict(), **changes})
 
     def to_value(self) -> "dict[str, Any]":
         return self.as_dict()
@@ -171,9 +172,13 @@ class Request(_Record):
             return b64encode(data).decode("ascii")
 
         body = self.as_dict()
-        body["argv"] = [b64(a) for a in self.argv]
-        body["cwd"] = b64(self.cwd)
-        body["env"] = {k: b64(v) for k, v in self.env.items()}
+        for name, kind, _default in REQUEST_FIELDS:
+            if kind == "bytes":
+                body[name] = b64(body[name])
+            elif kind == "bytes_list":
+                body[name] = [b64(v) for v in body[name]]
+            elif kind == "bytes_dict":
+                body[name] = {k: b64(v) for k, v in body[name].items()}
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -182,18 +187,25 @@ class Request(_Record):
         import json
         from base64 import b64decode
 
+        def b64(value: object) -> bytes:
+            if not isinstance(value, str):
+                raise TypeError("not base64 text")
+            return b64decode(value, validate=True)
+
         try:
             body = json.loads(data)
             if not isinstance(body, dict):
                 raise RequestError("a request is not a JSON object")
-            for name in ("argv", "cwd", "env"):
+            for name, kind, _default in REQUEST_FIELDS:
                 value = body.get(name)
-                if name == "argv" and isinstance(value, list):
-                    body[name] = [b64decode(a, validate=True) for a in value]
-                elif name == "cwd" and isinstance(value, str):
-                    body[name] = b64decode(value, validate=True)
-                elif name == "env" and isinstance(value, dict):
-                    body[name] = {k: b64decode(v, validate=True) for k, v in value.items()}
+                if value is None:
+                    continue  # missing: _fill says so, or takes the default
+                if kind == "bytes":
+                    body[name] = b64(value)
+                elif kind == "bytes_list" and isinstance(value, list):
+                    body[name] = [b64(v) for v in value]
+                elif kind == "bytes_dict" and isinstance(value, dict):
+                    body[name] = {k: b64(v) for k, v in value.items()}
         except (ValueError, TypeError, binascii.Error) as exc:
             if isinstance(exc, RequestError):
                 raise
@@ -201,9 +213,8 @@ class Request(_Record):
         return cls(**body)
 
 
-class Job(_Record):
+class Job(Record):
     __slots__ = (*(name for name, _kind, _default in JOB_FIELDS), "request")
-    _fields = JOB_FIELDS
 
     node: str
     ssh_config: str
@@ -217,21 +228,19 @@ class Job(_Record):
     lines: int
     request: Request
 
-    def __init__(self, request: Request, **values: "Any") -> None:
+    def __init__(self, request: Request, /, **values: "Any") -> None:
         if not isinstance(request, Request):
             raise RequestError("field 'request' is not a request")
         _fill(self, JOB_FIELDS, values)
         object.__setattr__(self, "request", request)
 
-    def as_dict(self) -> "dict[str, Any]":
-        return {**super().as_dict(), "request": self.request}
-
     def replace(self, **changes: "Any") -> "Job":
-        return Job(**{**self.as_dict(), **changes})
+        values = {**self.as_dict(), **changes}
+        return Job(values.pop("request"), **values)
 
     def to_value(self) -> "dict[str, Any]":
         """The mux protocol's REQUEST body."""
-        return {**super().as_dict(), "request": self.request.to_value()}
+        return {**self.as_dict(), "request": self.request.to_value()}
 
     @classmethod
     def from_value(cls, value: object) -> "Job":

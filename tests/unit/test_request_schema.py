@@ -24,7 +24,10 @@ def request(**changes: object) -> Request:
 
 
 def job(**changes: object) -> Job:
-    values: dict[str, object] = {"node": "n1", "python": "/opt/dsh/bin/python3", "stdin": True}
+    values: dict[str, object] = {
+        "node": "n1", "ssh_config": "~/.ssh/config", "connect_timeout": 10.0, "start_grace": 30,
+        "python": "/opt/dsh/bin/python3", "executor": True, "stdin": True,
+    }  # fmt: skip
     values.update(changes)
     return Job(request(), **values)
 
@@ -46,8 +49,10 @@ def test_defaults_fill_what_is_not_given() -> None:
     r = Request(argv=[b"true"], cwd=b"/", umask=0o22)
     assert (r.env, r.sync, r.sync_timeout, r.waitfile, r.pty) == ({}, None, 10.0, "waitfile", False)
     assert Request(argv=[b"true"], cwd=b"/", umask=0).env is not r.env  # no shared default
-    j = Job(r, node="n")
-    assert (j.executor, j.stdin, j.term, j.columns, j.lines) == (True, False, "vt100", 80, 24)
+    j = job()
+    assert (j.term, j.columns, j.lines, j.start_grace) == ("vt100", 80, 24, 30.0)
+    with pytest.raises(RequestError, match="'ssh_config' missing"):
+        Job(r, node="n")  # what dsh always sends has no default here: ClientConfig's count
 
 
 @pytest.mark.parametrize(
@@ -74,6 +79,11 @@ def test_missing_fields_are_named() -> None:
         Request(argv=[b"x"], umask=0)
     with pytest.raises(RequestError, match="'node' missing"):
         Job(request())
+    with pytest.raises(RequestError, match="unknown field 'self'"):
+        Request(argv=[b"x"], cwd=b"/", umask=0, self=1)  # not a TypeError
+    with pytest.raises(RequestError, match="unknown field 'request'"):
+        Job(request(), request=request(), **{k: v for k, v in job().to_value().items()
+                                              if k != "request"})  # fmt: skip
     with pytest.raises(RequestError, match="a request is not a map"):
         Job.from_value({"node": "n", "request": "argv"})
 

@@ -12,6 +12,7 @@ import sys
 
 from .. import defaults
 from ..errors import ConfigError
+from ..request import Record
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ _FIELDS = (
 )  # fmt: skip
 
 
-class ClientConfig:
+class ClientConfig(Record):
     __slots__ = _FIELDS
 
     daemon_host: str
@@ -110,23 +111,8 @@ class ClientConfig:
         for name in _FIELDS:
             object.__setattr__(self, name, values[name])
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"ClientConfig is frozen: use replace({name}=...)")
-
     def replace(self, **changes: "Any") -> "ClientConfig":
         return ClientConfig(**{**self.as_dict(), **changes})
-
-    def as_dict(self) -> "dict[str, Any]":
-        return {name: getattr(self, name) for name in _FIELDS}
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ClientConfig) and self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().values()))
-
-    def __repr__(self) -> str:
-        return "ClientConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items()) + ")"
 
 
 # -- the command line and the environment -----------------------------------------

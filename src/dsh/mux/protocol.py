@@ -234,17 +234,6 @@ def get_str(body: dict[str, Value], name: str) -> str:
     return value
 
 
-def get_opt_str(body: dict[str, Value], name: str) -> str | None:
-    return None if body.get(name) is None else get_str(body, name)
-
-
-def get_bytes(body: dict[str, Value], name: str) -> bytes:
-    value = body.get(name)
-    if not isinstance(value, bytes):
-        raise _bad(name, "bytes")
-    return value
-
-
 def get_int(body: dict[str, Value], name: str) -> int:
     value = body.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
@@ -252,29 +241,8 @@ def get_int(body: dict[str, Value], name: str) -> int:
     return value
 
 
-def get_float(body: dict[str, Value], name: str) -> float:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(name, "a number")
-    return float(value)
-
-
 def get_bool(body: dict[str, Value], name: str) -> bool:
     value = body.get(name)
     if not isinstance(value, bool):
         raise _bad(name, "true or false")
     return value
-
-
-def get_bytes_list(body: dict[str, Value], name: str) -> list[bytes]:
-    value = body.get(name)
-    if not isinstance(value, list) or not all(isinstance(v, bytes) for v in value):
-        raise _bad(name, "a list of bytes")
-    return value  # type: ignore[return-value]
-
-
-def get_bytes_dict(body: dict[str, Value], name: str) -> dict[str, bytes]:
-    value = body.get(name)
-    if not isinstance(value, dict) or not all(isinstance(v, bytes) for v in value.values()):
-        raise _bad(name, "a dict of bytes")
-    return value  # type: ignore[return-value]

@@ -37,13 +37,12 @@ from ..request import Request, RequestError
 from .launch import (
     KILL_GRACE,
     command_env,
-    directory_problem,
     exit_status,
     killpg,
+    prepare,
     remove_sync,
     spawn,
     spawn_failure,
-    start_waitfile,
     waitfile_problem,
 )
 from .protocol import (
@@ -282,15 +281,11 @@ class Executor:
 
     def _prepare(self, command: Command) -> None:
         """Enter the directory and wait for the sync file: what may fail before the start."""
-        problem = directory_problem(command.request.cwd)
-        if problem is None:
-            waiter = start_waitfile(command.request)
-            if isinstance(waiter, subprocess.Popen):
-                command.waiter = waiter  # READY or FAILED when it exits (_reap)
-                return
-            problem = waiter
+        waiter, problem = prepare(command.request)
         if problem is not None:
             self._fail(command, problem)
+        elif waiter is not None:
+            command.waiter = waiter  # READY or FAILED when it exits (_reap)
         else:
             self._ready(command)
 

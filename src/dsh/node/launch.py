@@ -7,10 +7,10 @@ that uses them). Every name here is unique across the assembled text.
 The order is the same on both ways, and what can fail before the command
 starts is said before anything runs, so that dsh can still try another node:
 
-1. the caller's directory must be enterable (``directory_problem``);
-2. the sync file must be visible here (``start_waitfile``, then
-   ``waitfile_problem`` with its exit status), so that the command sees
-   everything the caller wrote before;
+1. the caller's directory must be enterable, and
+2. the sync file must be visible here (``prepare``, then ``waitfile_problem``
+   once waitfile has exited), so that the command sees everything the caller
+   wrote before;
 3. the command starts in that directory, under the caller's umask, with the
    node's own environment plus the forwarded variables and the caller's
    logical ``PWD`` (``spawn``); a command that cannot be executed gets a
@@ -40,34 +40,36 @@ KILL_GRACE = 2.0
 EXIT_NOT_STARTED = 254
 
 
-def directory_problem(cwd: bytes) -> str | None:
-    """Why the command cannot run in ``cwd`` (a FAILED text), or None."""
+def prepare(request: Request) -> tuple[subprocess.Popen[bytes] | None, str | None]:
+    """What may fail before the start, in order: the directory, then the sync
+    file. (waitfile, None): wait for it, then ``waitfile_problem``; (None, why
+    not) as a FAILED text; (None, None): ready to start."""
+    cwd = request.cwd
     try:
         if not stat.S_ISDIR(os.stat(cwd).st_mode):
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         if not os.access(cwd, os.X_OK):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as exc:
-        return f"cwd cannot enter {os.fsdecode(cwd)}: {exc.strerror}"
-    return None
-
-
-def start_waitfile(request: Request) -> subprocess.Popen[bytes] | str | None:
-    """``waitfile SYNC TIMEOUT`` started in the command's directory; None when
-    there is nothing to wait for; a FAILED text when it cannot be started."""
+        return None, cannot_enter(cwd, exc)
     sync = request.sync
     if not sync or os.path.exists(sync):
-        return None
+        return None, None
     try:
-        return subprocess.Popen(
+        waiter = subprocess.Popen(
             [request.waitfile, sync, str(request.sync_timeout)],
-            cwd=request.cwd,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
     except OSError as exc:
-        return f"sync cannot run {request.waitfile}: {exc}"
+        return None, f"sync cannot run {request.waitfile}: {exc}"
+    return waiter, None
+
+
+def cannot_enter(cwd: bytes, exc: OSError) -> str:
+    return f"cwd cannot enter {os.fsdecode(cwd)}: {exc.strerror}"
 
 
 def waitfile_problem(waiter: subprocess.Popen[bytes]) -> str | None:

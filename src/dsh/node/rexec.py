@@ -47,13 +47,13 @@ from ..request import Request, RequestError
 from .launch import (
     EXIT_NOT_STARTED,
     KILL_GRACE,
+    cannot_enter,
     command_env,
-    directory_problem,
     exit_status,
+    prepare,
     remove_sync,
     spawn,
     spawn_failure,
-    start_waitfile,
     waitfile_problem,
 )
 
@@ -194,19 +194,15 @@ class Runner:
     def run(self) -> int:
         req = self.request
         os.umask(req.umask)
-        problem = directory_problem(req.cwd)
+        waiter, problem = prepare(req)
+        if waiter is not None:
+            waiter.wait()
+            problem = waitfile_problem(waiter)
         if problem is None:
             try:
                 os.chdir(req.cwd)
             except OSError as exc:
-                problem = f"cwd cannot enter {os.fsdecode(req.cwd)}: {exc.strerror}"
-        if problem is None:
-            waiter = start_waitfile(req)
-            if isinstance(waiter, subprocess.Popen):
-                waiter.wait()
-                problem = waitfile_problem(waiter)
-            else:
-                problem = waiter
+                problem = cannot_enter(req.cwd, exc)
         if problem is not None:
             _say(f"err {problem}")
             return EXIT_NOT_STARTED

@@ -6,7 +6,7 @@ is all that is assumed). So the programs import nothing of dsh's at run
 time: each file marks its dsh imports ``# dsh:strip`` (one line) or
 ``# dsh:strip-begin`` ... ``# dsh:strip-end``, and the files they come from
 are put ahead of it here. Every ``from __future__`` line goes and one comes
-first, where Python requires it. tests/unit/node checks that the parts
+first, where Python requires it; the module docstrings stay behind. tests/unit/node checks that the parts
 define no top-level name twice and import nothing outside the standard
 library, and the system tests run the result on real nodes.
 """
@@ -25,7 +25,11 @@ EXECUTOR_PARTS = ("request.py", "node/launch.py", "node/protocol.py", "node/exec
 
 
 def strip(text: str) -> str:
-    """A part's text without its dsh imports and its ``from __future__`` line."""
+    """A part's text without its module docstring (the node does not read it,
+    and the text travels with every command on an exec channel), its dsh
+    imports and its ``from __future__`` line."""
+    if text.startswith('"""'):
+        text = text[text.index('"""', 3) + 3 :]
     lines = []
     skipping = False
     for line in text.splitlines():
