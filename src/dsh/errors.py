@@ -31,8 +31,15 @@ user's to fix, a ``WireError`` is a remote peer's (or an attacker's) and must
 never stop the daemon, a ``NodeFailure`` counts against a node (when
 ``transport``) and lets dsh try another, while ``ConnectionLost`` and
 ``MuxLost`` come after the command started, when trying again would run it
-twice. Rules of this file: no imports (dsh imports it on its fast path).
+twice. dsh's exit statuses for these outcomes are here too. Rules of this
+file: no imports (dsh imports it on its fast path).
 """
+
+# dsh's own exit statuses, besides the command's (README.md, dsh --help)
+EXIT_USAGE = 2  # bad dsh options or environment
+EXIT_CANNOT_EXECUTE = 126  # the command exists but cannot be run (as in a shell)
+EXIT_NOT_FOUND = 127  # the command was not found (as in a shell)
+EXIT_FAILED = 255  # dsh could not run the command, or lost it (as ssh)
 
 
 class DshError(Exception):

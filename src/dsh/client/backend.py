@@ -8,7 +8,7 @@ needs is imported on that path.
 import os
 import sys
 
-from ..errors import Interrupted, MuxUnavailable
+from ..errors import EXIT_CANNOT_EXECUTE, EXIT_NOT_FOUND, Interrupted, MuxUnavailable
 from ..request import Job, Request
 from .config import FORWARDED_ENV, FORWARDED_ENV_PREFIXES, ClientConfig
 from .terminal import raw_terminal, stdin_is_tty, terminal_size
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 else:
     import _signal as signal  # signal.py's enums: 6 ms at import on the test machine
 
-EXIT_CANNOT_EXECUTE = 126  # the command exists but cannot be run (as in a shell)
-EXIT_NOT_FOUND = 127  # the command was not found (as in a shell)
 
 RELAYED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

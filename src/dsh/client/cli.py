@@ -17,8 +17,15 @@ imports are strings.
 import os
 import sys
 
-from .. import __version__
-from ..errors import ConfigError, DaemonUnreachable, DshError, Interrupted
+from .. import __version__, defaults
+from ..errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    DaemonUnreachable,
+    DshError,
+    Interrupted,
+)
 from .config import ClientConfig, config_from
 
 TYPE_CHECKING = False  # mypy knows this name; typing is not imported at run time
@@ -28,13 +35,11 @@ if TYPE_CHECKING:
 
     from .daemon_client import DaemonClient
 
-EXIT_USAGE = 2  # bad dsh options
-EXIT_FAILED = 255  # dsh could not run the command, or lost it (as ssh)
 
-HELP_EPILOG = """\
+HELP_EPILOG = f"""\
 environment:
-  DSH_DAEMON       HOST[:PORT] of the dshd best-node port (default localhost:8282)
-  DSH_STATUS_PORT  its status port (default 8181)
+  DSH_DAEMON       HOST[:PORT] of the dshd best-node port (default localhost:{defaults.BEST_PORT})
+  DSH_STATUS_PORT  its status port (default {defaults.STATUS_PORT})
   DSH_SSH_CONFIG   ssh config file (default ~/.ssh/config)
   DSH_ENV          names of further variables to pass to the remote command
                    (LANG, LANGUAGE, TZ and LC_* always are)
@@ -148,13 +153,13 @@ def build_parser() -> "argparse.ArgumentParser":
         "-H",
         dest="daemon",
         metavar="HOST[:PORT]",
-        help="dshd to ask (default $DSH_DAEMON or localhost:8282)",
+        help=f"dshd to ask (default $DSH_DAEMON or localhost:{defaults.BEST_PORT})",
     )
     p.add_argument(
         "--status-port",
         type=int,
         metavar="PORT",
-        help="dshd's status port (default $DSH_STATUS_PORT or 8181)",
+        help=f"dshd's status port (default $DSH_STATUS_PORT or {defaults.STATUS_PORT})",
     )
     p.add_argument(
         "-n", dest="no_stdin", action="store_true", help="never read stdin (like ssh -n)"

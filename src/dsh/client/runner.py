@@ -17,7 +17,7 @@ tested with a fake daemon answer and a fake backend (tests/unit/client).
 """
 
 from ..core.status import ClusterView
-from ..errors import DaemonUnreachable, NodeFailure
+from ..errors import EXIT_FAILED, DaemonUnreachable, NodeFailure
 from .backoff import Backoff, next_node
 from .config import ClientConfig
 
@@ -33,9 +33,6 @@ if TYPE_CHECKING:
     class Runs(Protocol):
         def run_remote(self, node: str, started: "Callable[[], None]") -> int: ...
         def run_local(self) -> int: ...  # in dsh, exec: it never returns
-
-
-EXIT_FAILED = 255  # dsh could not run the command, or lost it (as ssh)
 
 
 class Runner:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class MuxConfig:
+    # From the dsh that starts the mux (its ClientConfig has the defaults):
     socket: str  # the Unix socket it listens on (in the user's runtime directory)
-    idle: float = 60.0  # seconds the mux lives on with nothing to do (DSH_MUX_IDLE)
-    executor_max_age: float = 300.0  # seconds an executor takes new commands, then retires
-    executor_retry: float = 60.0  # seconds a node whose executor failed uses channels
+    idle: float  # seconds the mux lives on with nothing to do (DSH_MUX_IDLE)
+    executor_max_age: float  # seconds an executor takes new commands, then retires
+    executor_retry: float  # seconds a node whose executor failed uses channels
+    # The mux's own:
     # seconds clients get to hear that their commands were lost when the mux stops
     shutdown_grace: float = 2.0
     # seconds between looks at the shell start-up files' mtimes (a change retires executors)

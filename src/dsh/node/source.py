@@ -6,9 +6,10 @@ is all that is assumed). So the programs import nothing of dsh's at run
 time: each file marks its dsh imports ``# dsh:strip`` (one line) or
 ``# dsh:strip-begin`` ... ``# dsh:strip-end``, and the files they come from
 are put ahead of it here. Every ``from __future__`` line goes and one comes
-first, where Python requires it; the module docstrings stay behind. tests/unit/node checks that the parts
-define no top-level name twice and import nothing outside the standard
-library, and the system tests run the result on real nodes.
+first, where Python requires it; the module docstrings stay behind.
+tests/unit/node checks that the parts define no top-level name twice and
+import nothing outside the standard library, and the system tests run the
+result on real nodes.
 """
 
 from __future__ import annotations

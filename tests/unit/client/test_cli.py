@@ -19,6 +19,7 @@ import pytest
 from dsh import __version__
 from dsh.client import cli
 from dsh.client.backend import RELAYED
+from dsh.errors import EXIT_FAILED, EXIT_USAGE
 
 USAGE = "usage: dsh [OPTIONS] COMMAND [ARGS...]\n"
 NO_DAEMON = ["-H", "127.0.0.1:1", "--status-port", "1"]
@@ -58,7 +59,7 @@ def test_help_is_usage_options_and_environment(capsys: pytest.CaptureFixture[str
 
 @pytest.mark.parametrize("argv", [[], ["-v"], ["--"], ["-v", "--"]])
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
-    assert cli.main(argv) == cli.EXIT_USAGE == 2
+    assert cli.main(argv) == EXIT_USAGE == 2
     assert capsys.readouterr() == ("", USAGE + "dsh: no command given\n")
 
 
@@ -94,7 +95,7 @@ def test_dry_run_never_runs_the_command_even_without_a_daemon(
 def test_no_fallback_without_a_daemon_fails_and_says_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main([*NO_DAEMON, "--no-fallback", "true"]) == cli.EXIT_FAILED == 255
+    assert cli.main([*NO_DAEMON, "--no-fallback", "true"]) == EXIT_FAILED == 255
     assert capsys.readouterr() == ("", f"dsh: {REFUSED}; not running locally (--no-fallback)\n")
 
 

@@ -8,7 +8,7 @@ import pytest
 from dsh.client import cli
 from dsh.client.cli import parse_quick
 from dsh.client.config import ClientConfig, config_from
-from dsh.errors import ConfigError
+from dsh.errors import EXIT_USAGE, ConfigError
 
 
 def config(argv: list[str], env: dict[str, str]) -> ClientConfig:
@@ -61,6 +61,6 @@ def test_a_bad_value_is_a_config_error(name: str, value: str) -> None:
 def test_main_says_one_line_and_exits_2(monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     monkeypatch.setenv("DSH_STATUS_PORT", "abc")
-    assert cli.main(["--status"]) == cli.EXIT_USAGE
+    assert cli.main(["--status"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err == "dsh: DSH_STATUS_PORT='abc' is not a port number (1-65535)\n"

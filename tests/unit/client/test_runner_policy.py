@@ -11,9 +11,9 @@ import pytest
 
 from dsh.client.backoff import Backoff
 from dsh.client.config import ClientConfig
-from dsh.client.runner import EXIT_FAILED, Runner
+from dsh.client.runner import Runner
 from dsh.core.status import ClusterView, Member
-from dsh.errors import DaemonUnreachable, NodeFailure
+from dsh.errors import EXIT_FAILED, DaemonUnreachable, NodeFailure
 
 LOCAL = "local"
 

@@ -8,12 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
+from support.gossip_node import make_node
 
 from dsh.daemon.config import DaemonConfig
 from dsh.daemon.control import ControlSocket, request
 from dsh.errors import DaemonUnreachable, DshError
-
-from ._node import make_node
 
 
 def test_drain_and_undrain_tell_the_peers_at_once(tmp_path: Path) -> None:

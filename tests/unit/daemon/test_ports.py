@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from support.gossip_node import PEER, SELF, make_node
+
 from dsh.daemon.config import DaemonConfig
 from dsh.daemon.ports import TcpPorts
-
-from ._node import PEER, SELF, make_node
 
 
 async def _ask(port: int) -> bytes:
