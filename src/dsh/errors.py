@@ -4,7 +4,8 @@
 
     DshError                  anything dsh or dshd reports to a user as one line
     ├── ConfigError           the user's input is wrong (cluster file, flags, environment); exit 2
-    │   └── ClusterFileError  FILE:LINE: what is wrong
+    │   └── ConfigFileError   FILE:LINE: what is wrong (dshd.conf)
+    │       └── ClusterFileError  the same, in the cluster file
     ├── WireError             a datagram that does not decode; counted and dropped
     │   └── AuthError         not sealed with one of our keys (or sealed when we have none)
     ├── DaemonUnreachable     dsh could not get an answer from the local dshd
@@ -50,12 +51,18 @@ class ConfigError(DshError):
     """Invalid configuration: a bad flag value, variable or cluster file."""
 
 
-class ClusterFileError(ConfigError):
+class ConfigFileError(ConfigError):
+    """FILE:LINE: what is wrong (FILE: what, without a line)."""
+
     def __init__(self, filename: str, line: int, message: str) -> None:
         self.filename = filename
         self.line = line
         self.message = message
         super().__init__(f"{filename}:{line}: {message}" if line else f"{filename}: {message}")
+
+
+class ClusterFileError(ConfigFileError):
+    """In the cluster file."""
 
 
 class WireError(DshError):

@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--undrain", action="store_const", const="undrain", dest="command", help="undo --drain"
     )
+    p.add_argument(
+        "--list-sensors",
+        action="store_true",
+        help="list every sensor: available here or why not, its fields and units, "
+        "its default interval and options; then exit",
+    )
     p.add_argument("--version", action="version", version=f"dshd {__version__}")
     return p
 
@@ -272,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command:
         return control(args.control, args.command)
+    if args.list_sensors:
+        from .sensors.catalogue import list_sensors
+
+        sys.stdout.write(list_sensors())
+        return EXIT_OK
     if args.gen_key:
         try:
             generate_key_file(args.gen_key)

@@ -1,0 +1,205 @@
+"""dshd's configuration file (``/etc/dsh/dshd.conf``, ``--config FILE``): INI,
+read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
+
+    [sensor:CPUPercent]          one section per sensor to run (dshd --list-sensors)
+    time_interval = 10           seconds between readings; the sensor's default if absent
+    [sensor:DiskUsage]
+    path = /                     a sensor's options (DiskUsage: path, repeatable)
+    path = /scratch
+    [graphite]                   (or FrUCToSA's [Graphite])
+    host = carbon.example.org
+    carbon receiver pickle port = 2004      FrUCToSA's key: protocol pickle, that port
+    protocol = plaintext | pickle           dshd's keys: protocol, port, prefix, interval
+
+Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
+is named in the result, for one log line, and otherwise ignored. Anything
+else that does not fit is a ``ConfigFileError`` naming the file and line,
+so that a typo stops dshd at start (exit 2) and, on SIGHUP, keeps the old
+configuration. This is the file's pure reader: no I/O but ``load_conf``.
+
+The reader is dshd's own rather than configparser's because every error
+must carry its line, and a repeatable option (``path``) may appear more than
+once in a section, which configparser refuses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigFileError
+from .sensors.catalogue import SENSORS, TIME_INTERVAL
+
+DEFAULT_CONF = "/etc/dsh/dshd.conf"
+GRAPHITE_PORTS = {"plaintext": 2003, "pickle": 2004}  # carbon's defaults
+_FRUCTOSA_PICKLE_PORT = "carbon receiver pickle port"
+_FRUCTOSA_PLAINTEXT_PORT = "carbon receiver plaintext port"
+
+
+@dataclass(frozen=True)
+class SensorConf:
+    name: str
+    interval: float  # seconds
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    line: int = 0  # of its section header, for later messages
+
+
+@dataclass(frozen=True)
+class GraphiteConf:
+    host: str
+    port: int
+    protocol: str = "plaintext"  # or "pickle"
+    prefix: str = ""  # paths are PREFIX.HOST.Sensor.field (no prefix: HOST.Sensor.field)
+    interval: float | None = None  # seconds between sends; None: as each sensor reads
+
+
+@dataclass(frozen=True)
+class DshdConf:
+    sensors: dict[str, SensorConf] = field(default_factory=dict)
+    graphite: GraphiteConf | None = None
+    ignored: tuple[tuple[str, int], ...] = ()  # (section, line) of sections that are not dshd's
+
+
+def _seconds(text: str, what: str, filename: str, lineno: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise ConfigFileError(filename, lineno, f"{what} {text!r} is not a number of seconds > 0")
+    return value
+
+
+def _port(text: str, what: str, filename: str, lineno: int) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigFileError(filename, lineno, f"{what} {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def _sections(text: str, filename: str) -> list[tuple[str, int, list[tuple[str, str, int]]]]:
+    """(section, its line, [(key, value, line)]) in order; INI as configparser reads it:
+    ``#`` and ``;`` comment lines, ``key = value`` or ``key: value``, keys case-insensitive."""
+    sections: list[tuple[str, int, list[tuple[str, str, int]]]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            if not line.endswith("]") or len(line) < 3:
+                raise ConfigFileError(filename, lineno, f"bad section header {line!r}")
+            sections.append((line[1:-1].strip(), lineno, []))
+            continue
+        key, sep, value = min((raw.partition(s) for s in "=:" if s in raw), key=lambda p: len(p[0]),
+                              default=(raw, "", ""))  # fmt: skip
+        if not sep or not key.strip():
+            raise ConfigFileError(filename, lineno, f"expected KEY = VALUE, not {line!r}")
+        if not sections:
+            raise ConfigFileError(filename, lineno, "a setting before the first [section]")
+        sections[-1][2].append((" ".join(key.lower().split()), value.strip(), lineno))
+    return sections
+
+
+def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename: str
+            ) -> SensorConf:  # fmt: skip
+    sensor = SENSORS.get(name)
+    if sensor is None:
+        raise ConfigFileError(
+            filename, header, f"unknown sensor {name!r} (dshd --list-sensors lists them)"
+        )
+    interval = sensor.interval
+    options: dict[str, list[str]] = {}
+    known = {o.name: o for o in sensor.options}
+    seen_interval = 0
+    for key, value, lineno in items:
+        if key == TIME_INTERVAL:
+            if seen_interval:
+                raise ConfigFileError(
+                    filename, lineno, f"{TIME_INTERVAL} given twice (first on line {seen_interval})"
+                )
+            interval, seen_interval = _seconds(value, TIME_INTERVAL, filename, lineno), lineno
+            continue
+        option = known.get(key)
+        if option is None:
+            takes = ", ".join([TIME_INTERVAL, *known])
+            raise ConfigFileError(
+                filename, lineno, f"sensor {name} has no option {key!r} (it takes: {takes})"
+            )
+        if key in options and not option.repeatable:
+            raise ConfigFileError(filename, lineno, f"option {key!r} of {name} given twice")
+        if not value:
+            raise ConfigFileError(filename, lineno, f"option {key!r} of {name} has no value")
+        options.setdefault(key, []).append(value)
+    return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header)
+
+
+def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> GraphiteConf:
+    values: dict[str, tuple[str, int]] = {}
+    allowed = ("host", "port", "protocol", "prefix", "interval", _FRUCTOSA_PICKLE_PORT,
+               _FRUCTOSA_PLAINTEXT_PORT)  # fmt: skip
+    for key, value, lineno in items:
+        if key not in allowed:
+            raise ConfigFileError(
+                filename,
+                lineno,
+                f"[graphite] has no setting {key!r} (it takes: {', '.join(allowed)})",
+            )
+        if key in values:
+            raise ConfigFileError(filename, lineno, f"{key!r} given twice in [graphite]")
+        values[key] = (value, lineno)
+    if "host" not in values:
+        raise ConfigFileError(filename, header, "[graphite] needs a host")
+    protocol, where = values.get("protocol", ("", header))
+    ports = [(k, v) for k, v in values.items() if k in ("port", _FRUCTOSA_PICKLE_PORT,
+                                                        _FRUCTOSA_PLAINTEXT_PORT)]  # fmt: skip
+    if len(ports) > 1:
+        raise ConfigFileError(filename, ports[1][1][1], "[graphite] gives more than one port")
+    if not protocol:  # FrUCToSA names the protocol by its port's key
+        protocol = {_FRUCTOSA_PICKLE_PORT: "pickle"}.get(ports[0][0], "plaintext") if ports else (
+            "plaintext")  # fmt: skip
+    if protocol not in GRAPHITE_PORTS:
+        raise ConfigFileError(filename, where,
+                              f"protocol {protocol!r} is not plaintext or pickle")  # fmt: skip
+    port = GRAPHITE_PORTS[protocol]
+    if ports:
+        key, (text, lineno) = ports[0]
+        port = _port(text, key, filename, lineno)
+    interval = None
+    if "interval" in values:
+        interval = _seconds(values["interval"][0], "interval", filename, values["interval"][1])
+    return GraphiteConf(host=values["host"][0], port=port, protocol=protocol,
+                        prefix=values.get("prefix", ("", 0))[0].strip("."),
+                        interval=interval)  # fmt: skip
+
+
+def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
+    sensors: dict[str, SensorConf] = {}
+    graphite: GraphiteConf | None = None
+    ignored: list[tuple[str, int]] = []
+    for section, header, items in _sections(text, filename):
+        kind, colon, name = section.partition(":")
+        if colon and kind.strip().lower() == "sensor":
+            name = name.strip()
+            if name in sensors:
+                raise ConfigFileError(
+                    filename,
+                    header,
+                    f"[sensor:{name}] given twice (first on line {sensors[name].line})",
+                )
+            sensors[name] = _sensor(name, header, items, filename)
+        elif section.lower() == "graphite":
+            if graphite is not None:
+                raise ConfigFileError(filename, header, "[graphite] given twice")
+            graphite = _graphite(header, items, filename)
+        else:
+            ignored.append((section, header))
+    return DshdConf(sensors, graphite, tuple(ignored))
+
+
+def load_conf(path: str | Path) -> DshdConf:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigFileError(str(path), 0, f"cannot read: {reason}") from None
+    return parse_conf(text, str(path))

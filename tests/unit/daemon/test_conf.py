@@ -1,0 +1,158 @@
+"""daemon/conf.py: dshd.conf as FrUCToSA's lagent.conf is written, and every
+way a line can be wrong, each as FILE:LINE: what."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsh.daemon.conf import GraphiteConf, SensorConf, load_conf, parse_conf
+from dsh.errors import ConfigFileError
+
+# FrUCToSA's documented example lagent.conf, as it is (README, "Usage", step 5)
+LAGENT_CONF = """\
+[lmaster]
+host = localhost
+incoming data port = 7888
+
+[Graphite]
+host = localhost
+carbon receiver pickle port = 2004
+
+[logging]
+filename = /tmp/limon.log
+maxBytes = 1073741824
+backupCount = 10
+level = DEBUG
+
+[sensor:CPUPercent]
+time_interval = 10
+
+[sensor:VirtualMemory]
+time_interval = 30
+
+[sensor:CPUTimes]
+time_interval = 30
+
+[sensor:CPUTimesPercent]
+time_interval = 10
+
+[sensor:CPUCount]
+time_interval = 300
+
+[sensor:CPUStats]
+time_interval = 30
+
+[sensor:CPUFreq]
+time_interval = 300
+
+[sensor:SwapMemory]
+time_interval = 60
+
+[sensor:DiskPartitions]
+time_interval = 60
+
+[sensor:DiskUsage]
+time_interval = 30
+#path = /
+
+[sensor:DiskIOCounters]
+time_interval = 20
+
+[sensor:NetIOCounters]
+time_interval = 10
+
+[sensor:NetConnections]
+time_interval = 20
+
+[sensor:NetIFAddrs]
+time_interval = 30
+
+[sensor:NetIFStats]
+time_interval = 30
+
+[sensor:SensorsTemperatures]
+time_interval = 30
+
+[sensor:SensorsFans]
+time_interval = 30
+
+[sensor:SensorsBattery]
+time_interval = 30
+
+[sensor:BootTime]
+time_interval = 300
+
+[sensor:Users]
+time_interval = 10
+"""
+
+
+def test_fructosas_lagent_conf_works_as_it_is() -> None:
+    conf = parse_conf(LAGENT_CONF, "lagent.conf")
+    assert len(conf.sensors) == 20
+    assert conf.sensors["CPUPercent"] == SensorConf("CPUPercent", 10.0, {}, 15)
+    assert conf.sensors["DiskUsage"].options == {}  # (its path is commented out)
+    assert conf.graphite == GraphiteConf("localhost", 2004, "pickle")
+    assert conf.ignored == (("lmaster", 1), ("logging", 9))
+
+
+def test_dshds_own_keys_and_repeatable_options() -> None:
+    conf = parse_conf(
+        "; dshd\n[sensor:DiskUsage]\npath = /\npath: /scratch\n[sensor:BootTime]\n"
+        "[graphite]\nhost = carbon\nprotocol = plaintext\nprefix = .cluster.\ninterval = 15\n"
+    )
+    assert conf.sensors["DiskUsage"].options == {"path": ("/", "/scratch")}
+    assert conf.sensors["BootTime"].interval == 300.0  # the sensor's default
+    assert conf.graphite == GraphiteConf("carbon", 2003, "plaintext", "cluster", 15.0)
+    assert parse_conf("[graphite]\nhost = c\nprotocol = pickle\n").graphite == GraphiteConf(
+        "c", 2004, "pickle"
+    )
+    assert parse_conf("[Graphite]\nhost = c\nport = 2103\n").graphite == GraphiteConf("c", 2103)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("[sensor:CPUPercnt]\n", 1, "unknown sensor 'CPUPercnt' (dshd --list-sensors"),
+        ("[sensor:CPUPercent]\ntime_interval = ten\n", 2, "time_interval 'ten' is not a number"),
+        ("[sensor:CPUPercent]\ntime_interval = 0\n", 2, "is not a number of seconds > 0"),
+        ("[sensor:CPUPercent]\ntime_interval = inf\n", 2, "is not a number of seconds > 0"),
+        ("[sensor:CPUPercent]\ntime_interval = 1\ntime_interval = 2\n", 3, "given twice"),
+        ("[sensor:CPUPercent]\npath = /\n", 2, "CPUPercent has no option 'path' (it takes: time_"),
+        ("[sensor:DiskUsage]\npath =\n", 2, "option 'path' of DiskUsage has no value"),
+        (
+            "[sensor:DiskPartitions]\nall = yes\nall = no\n",
+            3,
+            "'all' of DiskPartitions given twice",
+        ),
+        ("[sensor:BootTime]\n[sensor:BootTime]\n", 2, "[sensor:BootTime] given twice (first on"),
+        ("time_interval = 10\n", 1, "a setting before the first [section]"),
+        ("[sensor:BootTime\n", 1, "bad section header"),
+        ("[sensor:BootTime]\njust words\n", 2, "expected KEY = VALUE"),
+        ("[graphite]\nport = 2003\n", 1, "[graphite] needs a host"),
+        ("[graphite]\nhost = c\nport = 99999\n", 3, "port '99999' is not a port number"),
+        ("[graphite]\nhost = c\nprotocol = udp\n", 3, "protocol 'udp' is not plaintext or pickle"),
+        ("[graphite]\nhost = c\nport = 1\ncarbon receiver pickle port = 2\n", 4, "more than one"),
+        ("[graphite]\nhost = c\nhots = d\n", 3, "[graphite] has no setting 'hots'"),
+        ("[graphite]\nhost = c\n[Graphite]\nhost = d\n", 3, "[graphite] given twice"),
+    ],
+)
+def test_a_bad_line_is_file_line_what(text: str, where: int, what: str) -> None:
+    with pytest.raises(ConfigFileError) as caught:
+        parse_conf(text, "/etc/dsh/dshd.conf")
+    assert str(caught.value).startswith(f"/etc/dsh/dshd.conf:{where}: "), str(caught.value)
+    assert what in str(caught.value)
+
+
+def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="cannot read: No such file"):
+        load_conf(tmp_path / "no-such.conf")
+    binary = tmp_path / "binary.conf"
+    binary.write_bytes(b"\xff\xfe[sensor")
+    with pytest.raises(ConfigFileError, match="cannot read: not UTF-8 text"):
+        load_conf(binary)
+    good = tmp_path / "dshd.conf"
+    good.write_text("[sensor:Users]\ntime_interval = 5\n")
+    assert load_conf(good).sensors["Users"].interval == 5.0
