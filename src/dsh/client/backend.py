@@ -97,8 +97,13 @@ class Backend:
         self.config = config
         self.command = command
         self.committed = False  # the command has started somewhere: never run it again
+        # The request is on its way to the node: the command may be running
+        # there before dsh hears so. A signal now is kept for it (see _on_signal).
+        self.handing_over = False
+        self.kept = 0  # signals kept while handing over
         self.received_signals: set[int] = set()  # INT, TERM, HUP: see die_as_the_command
         self.wakeup_r, self.wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)  # (read only when select says so, or to drain)
         os.set_blocking(self.wakeup_w, False)
 
     # -- signals -----------------------------------------------------------------
@@ -111,9 +116,16 @@ class Backend:
                 signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        """Before the request leaves, a signal ends dsh (nothing ran). Once it
+        is on its way, the command may have started already, as a local one
+        would have at once, so the signal is kept and relayed when the start
+        is confirmed (or ends dsh if the start fails); a second one ends the
+        wait. After the start it goes to the command (see _relay)."""
         self.received_signals.add(signum)
         if not self.committed:
-            raise Interrupted(signum)
+            if not self.handing_over or self.kept:
+                raise Interrupted(signum)
+            self.kept += 1
         try:
             os.write(self.wakeup_w, bytes([signum]))
         except OSError:
@@ -126,6 +138,22 @@ class Backend:
                 # the remote helper kill the command's whole process group.
                 raise Interrupted(signum)
             session.relay_signal(signum)
+
+    def _hand_over(self) -> None:
+        self.handing_over = True
+
+    def _not_started(self) -> None:
+        """The start failed (or was given up): a signal kept meanwhile ends dsh
+        now, rather than trying another node."""
+        if self.committed or not self.handing_over:
+            return
+        self.handing_over, self.kept = False, 0
+        try:
+            kept = os.read(self.wakeup_r, 64)
+        except BlockingIOError:
+            kept = b""
+        if kept:
+            raise Interrupted(kept[0])
 
     def close(self) -> None:
         for fd in (self.wakeup_r, self.wakeup_w):
@@ -221,7 +249,12 @@ class Backend:
         sync = self._sync_file(cwd)
         status: int | None = None
         try:
-            call.start(self.job(node, cwd, sync).to_value())
+            self._hand_over()
+            try:
+                call.start(self.job(node, cwd, sync).to_value())
+            except BaseException:
+                self._not_started()
+                raise
             started()
             with raw_terminal(c.tty):
                 status = call.finish(self.wakeup_r, self._relay)
@@ -236,7 +269,11 @@ class Backend:
         cwd = working_directory()
         sync = self._sync_file(cwd)
         job = self.job(node, cwd, sync)
-        return run_direct(
-            job, self.wakeup_r, self._relay, started,
-            lambda ended: self._end_sync(sync, ended),
-        )  # fmt: skip
+        try:
+            return run_direct(
+                job, self.wakeup_r, self._relay, self._hand_over, started,
+                lambda ended: self._end_sync(sync, ended),
+            )  # fmt: skip
+        except BaseException:
+            self._not_started()
+            raise

@@ -21,12 +21,14 @@ def run_direct(
     job: Job,
     wakeup_fd: int,
     on_signal: "Callable[[Session], None]",
+    handing_over: "Callable[[], None]",
     on_started: "Callable[[], None]",
     ended: "Callable[[bool], None]",
 ) -> int:
     """Run the job over a connection of this process's own; its exit status.
 
-    ``on_started`` once the command is committed, ``ended(True)`` after it
+    ``handing_over`` just before the request leaves (from then on the command
+    may run), ``on_started`` once the command is committed, ``ended(True)`` after it
     ended on the node and ``ended(False)`` when its end was not seen there
     (a failure, a lost connection, an abort): the caller's sync file waits
     only for the first.
@@ -52,6 +54,7 @@ def run_direct(
             tty=job.request.pty,
             stdio=Stdio(term=job.term, columns=job.columns, lines=job.lines),
         )
+        handing_over()
         session.start(job.request, job.python, job.start_grace)
         on_started()
         with raw_terminal(job.request.pty):
