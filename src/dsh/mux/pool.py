@@ -88,8 +88,6 @@ class _Executor:
 class NodePool:
     def __init__(self, config: MuxConfig) -> None:
         self.config = config
-        self.executor_max_age = config.executor_max_age
-        self.executor_retry = config.executor_retry
         self._lock = threading.Lock()
         self._connections: dict[tuple[str, str, int], _Connections] = {}
         self._executors: dict[tuple[str, str, int, str], _Executor] = {}
@@ -187,11 +185,12 @@ class NodePool:
             link = slot.link
             if link is not None:
                 age = time.monotonic() - link.started_at
-                if link.alive and age <= self.executor_max_age and slot.startup_mtime == startup:
+                max_age = self.config.executor_max_age
+                if link.alive and age <= max_age and slot.startup_mtime == startup:
                     return link
                 if link.alive:
-                    why = "shell start-up files changed" if age <= self.executor_max_age else (
-                        f"older than {self.executor_max_age:g}s")  # fmt: skip
+                    why = "shell start-up files changed" if age <= max_age else (
+                        f"older than {max_age:g}s")  # fmt: skip
                     log.info("%s retired: %s", link, why)
                 link.retire()
                 slot.link = None
@@ -201,10 +200,10 @@ class NodePool:
             try:
                 link.start()
             except ExecutorUnavailable as exc:
-                slot.failed_until = time.monotonic() + self.executor_retry
+                slot.failed_until = time.monotonic() + self.config.executor_retry
                 log.warning(
                     "no executor on %s (%s): one exec channel per command for %gs",
-                    job.node, exc, self.executor_retry,
+                    job.node, exc, self.config.executor_retry,
                 )  # fmt: skip
                 return None
             slot.link, slot.startup_mtime = link, startup

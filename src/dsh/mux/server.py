@@ -178,8 +178,6 @@ class ClientHandler:
 class MuxServer:
     def __init__(self, config: MuxConfig, pool: NodePool) -> None:
         self.config = config
-        self.path = config.socket
-        self.idle = config.idle
         self.pool = pool
         self.active = 0
         self.draining = False  # dsh --mux-stop: no new clients, exit when the last one ends
@@ -201,8 +199,8 @@ class MuxServer:
 
     def serve(self, ready_fd: int | None) -> int:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self.path)
-        st = os.stat(self.path)
+        listener.bind(self.config.socket)
+        st = os.stat(self.config.socket)
         self._bound = (st.st_dev, st.st_ino)
         listener.listen(128)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -210,7 +208,12 @@ class MuxServer:
         if ready_fd is not None:
             os.write(ready_fd, b"ok")
             os.close(ready_fd)
-        log.info("mux %d listening on %s (idle timeout %gs)", os.getpid(), self.path, self.idle)
+        log.info(
+            "mux %d listening on %s (idle timeout %gs)",
+            os.getpid(),
+            self.config.socket,
+            self.config.idle,
+        )
         try:
             self._loop(listener)
         finally:
@@ -229,8 +232,8 @@ class MuxServer:
             if listener.fileno() in readable:
                 self._accept(listener)
             with self._lock:
-                if self.active == 0 and time.monotonic() - self.last_active >= self.idle:
-                    log.info("mux %d: idle for %gs, exiting", os.getpid(), self.idle)
+                if self.active == 0 and time.monotonic() - self.last_active >= self.config.idle:
+                    log.info("mux %d: idle for %gs, exiting", os.getpid(), self.config.idle)
                     return
         # dsh --mux-stop: the socket goes now (the next dsh starts a new mux);
         # this one exits when its commands have ended.
@@ -282,15 +285,15 @@ class MuxServer:
         """Close the listener and remove the socket, unless a new mux has it by now."""
         if listener.fileno() < 0:
             return
-        lock = os.open(os.path.join(os.path.dirname(self.path), LOCK_NAME),
+        lock = os.open(os.path.join(os.path.dirname(self.config.socket), LOCK_NAME),
                        os.O_RDWR | os.O_CREAT, 0o600)  # fmt: skip
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)  # not while a dsh is starting a new mux
             listener.close()
             try:
-                st = os.stat(self.path)
+                st = os.stat(self.config.socket)
                 if (st.st_dev, st.st_ino) == self._bound:
-                    os.unlink(self.path)
+                    os.unlink(self.config.socket)
             except OSError:
                 pass
         finally:
