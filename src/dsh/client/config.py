@@ -129,7 +129,7 @@ def _env_port(environ: "Mapping[str, str]", name: str, default: int) -> int:
     text = environ.get(name) or ""
     if not text:
         return default
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not defaults.is_port(text):
         raise ConfigError(f"{name}={text!r} is not a port number (1-65535)")
     return int(text)
 

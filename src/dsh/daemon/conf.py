@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import defaults
 from ..errors import ConfigFileError
 from .sensors.catalogue import SENSORS, TIME_INTERVAL
 
@@ -72,7 +73,7 @@ def _seconds(text: str, what: str, filename: str, lineno: int) -> float:
 
 
 def _port(text: str, what: str, filename: str, lineno: int) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not defaults.is_port(text):
         raise ConfigFileError(filename, lineno, f"{what} {text!r} is not a port number (1-65535)")
     return int(text)
 
