@@ -1,4 +1,4 @@
-"""A real GossipNode for the daemon's unit tests, on loopback names that need no DNS."""
+"""A real GossipNode for unit tests: by default on loopback names that need no DNS."""
 
 from __future__ import annotations
 
@@ -11,18 +11,28 @@ from dsh.core.score import score_load
 SELF, PEER = "127.0.0.1", "127.0.0.2"
 
 
-def make_node() -> GossipNode:
+def make_node(
+    cluster: str = f"{SELF}\n{PEER}\n",
+    name: str = SELF,
+    addresses: dict[str, str] | None = None,
+    seed: int = 1,
+) -> GossipNode:
+    """A node of ``cluster`` (cluster-file text) named ``name``; members get the
+    ``addresses`` given (by default: every member its own name, an IP address)."""
+    specs = parse_cluster(cluster)
     node = GossipNode(
-        parse_cluster(f"{SELF}\n{PEER}\n"),
-        SELF,
+        specs,
+        name,
         score_load,
         dead_after=4.5,
         extraload=1.0,
         extra_reports=2,
         extra_ttl=5.0,
         incarnation=1,
-        rng=random.Random(1),
+        rng=random.Random(seed),
     )
-    for name in (SELF, PEER):
-        node.set_addresses(name, (name,))
+    if addresses is None:
+        addresses = {spec.name: spec.name for spec in specs}
+    for member, address in addresses.items():
+        node.set_addresses(member, (address,))
     return node

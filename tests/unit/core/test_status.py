@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import random
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.gossip_node import make_node
 
-from dsh.core.cluster import parse_cluster
-from dsh.core.gossip import OUTCOMES, GossipNode, Sample, StatusRow
-from dsh.core.score import GIB, score_load
+from dsh.core.gossip import OUTCOMES, Sample, StatusRow
+from dsh.core.score import GIB
 from dsh.core.status import ClusterView, Member, format_status, parse_status
 from dsh.core.wire import State, encode_state
 
@@ -121,19 +119,12 @@ def test_parse_status_round_trip() -> None:
 
 
 def test_parse_status_of_a_real_nodes_rows() -> None:
-    specs = parse_cluster("newton.foo.bar\ngalileo.foo.bar 2.0\nkepler.foo.bar\n")
-    node = GossipNode(
-        specs,
+    node = make_node(
+        "newton.foo.bar\ngalileo.foo.bar 2.0\nkepler.foo.bar\n",
         "newton.foo.bar",
-        score_load,
-        dead_after=4.5,
-        extraload=1.0,
-        extra_reports=2,
-        extra_ttl=5.0,
-        incarnation=1,
-        rng=random.Random(0),
+        {"galileo.foo.bar": "10.0.0.2"},
+        seed=0,
     )
-    node.set_addresses("galileo.foo.bar", ("10.0.0.2",))
     node.tick(Sample(ncpu=4, load=1.0, load1=1.0, mem_avail=GIB, mem_total=GIB), 0.0, 0)
     state = State("galileo.foo.bar", 1, 1, 0, 16, 0.0, 0.0, GIB, 2 * GIB)
     node.receive(encode_state(state), "10.0.0.2", 0.0)
