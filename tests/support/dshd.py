@@ -31,10 +31,11 @@ def free_udp_tcp_port(addresses: list[str]) -> int:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                     with socket.socket(socket.AF_INET, kind) as s:
                         s.bind((address, port))
-            # status uses `port`, best-node `port + 1`: check that one too
+            # status uses `port`, best-node `port + 1`, HTTP `port + 2`: check those too
             for address in addresses:
-                with socket.socket() as s:
-                    s.bind((address, port + 1))
+                for other in (port + 1, port + 2):
+                    with socket.socket() as s:
+                        s.bind((address, other))
             return port
         except OSError:
             continue
@@ -75,6 +76,7 @@ class Node:
             "--name", self.name,
             "--listen", self.name,
             "-u", str(c.port), "-t", str(c.port), "-r", str(c.port + 1),
+            "--http", str(c.http_port),
             "--interval", str(c.interval),
             "--maxloops", str(c.maxloops),
             "--control", self.control,
@@ -170,6 +172,7 @@ class Cluster:
         self.write(lines)
         names = [line.split()[0] for line in lines]
         self.port = port or free_udp_tcp_port(names)
+        self.http_port = self.port + 2
         self.nodes = {name: Node(name, self) for name in names}
 
     def write(self, lines: list[str]) -> None:

@@ -21,7 +21,7 @@ from .auth import Sealer, is_sealed
 from .cluster import NodeSpec
 from .score import NodeView, ScoreFunction
 from .table import Changes, Peer, PeerTable
-from .wire import State, decode, encode_state
+from .wire import State, Usage, decode, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Sample:
     load1: float
     mem_avail: int
     mem_total: int
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class StatusRow:
     load1: float | None
     extra: float
     is_self: bool
+    mem_total: int | None = None
+    drained: bool = False
+    usage: Usage | None = None  # None for a node never heard, or one that sends version 1
 
 
 def normalize_address(addr: str) -> str:
@@ -197,6 +201,7 @@ class GossipNode:
             mem_avail=sample.mem_avail,
             mem_total=sample.mem_total,
             drained=self.drained,
+            usage=sample.usage,
         )
         self.table.merge(state, now)
         self.table.expire(now)
@@ -271,6 +276,9 @@ class GossipNode:
                     load1=s.load1 if s else None,
                     extra=peer.extra,
                     is_self=peer is self.table.me,
+                    mem_total=s.mem_total if s else None,
+                    drained=peer.drained,
+                    usage=s.usage if s else None,
                 )
             )
         return rows

@@ -55,6 +55,24 @@ _STATE_MIN = _HEADER.size + _STATE.size + 1
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a cluster view shows of a node beyond load and memory (datagram version 2).
+
+    Rates and shares are over the sender's last report interval."""
+
+    cpu_user: float  # share of all CPUs' time, 0..1 (user includes nice)
+    cpu_system: float  # system, irq and softirq
+    cpu_idle: float
+    cpu_iowait: float
+    disk_read: float  # bytes/s, all disks
+    disk_write: float
+    net_receive: float  # bytes/s, all interfaces but loopback
+    net_transmit: float
+    swap_used: int  # bytes
+    swap_total: int
+
+
+@dataclass(frozen=True)
 class State:
     """One node's state as its own daemon reports it."""
 
@@ -68,6 +86,7 @@ class State:
     mem_avail: int
     mem_total: int
     drained: bool = False
+    usage: Usage | None = None  # None from a node that sends version 1
 
     @property
     def order(self) -> tuple[int, int]:

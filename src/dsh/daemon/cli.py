@@ -14,11 +14,14 @@ from ..core.access import parse_allow
 from ..core.cluster import NodeSpec, load_cluster
 from ..core.score import SCORES
 from ..errors import ConfigError, DshError
+from .conf import DshdConf, load_conf
 from .config import (
+    DEFAULT_CONFIG,
     DEFAULT_CONTROL,
     DEFAULT_KEY_FILE,
     DaemonConfig,
     default_cluster_file,
+    default_config_file,
     default_key_file,
 )
 from .control import request
@@ -45,6 +48,10 @@ def _port(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text} is not a port number")
     return value
+
+
+def _http_port(text: str) -> int | None:
+    return None if text in ("0", "off", "none") else _port(text)
 
 
 def _positive(kind: type[int] | type[float]):  # type: ignore[no-untyped-def]
@@ -110,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="UDP port of the gossip, the same on every node (default %(default)s)",
     )
     p.add_argument(
+        "--http",
+        dest="http_port",
+        metavar="PORT",
+        type=_http_port,
+        default=d.http_port,
+        help="TCP port of the HTTP server (GET /metrics for Prometheus); "
+        "0 or off: none (default %(default)s)",
+    )
+    p.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        default=default_config_file(),
+        help="sensors and exporters, INI; a FrUCToSA lagent.conf works as it is "
+        f"(default $DSH_CONFIG or {DEFAULT_CONFIG} if it exists; without one, the "
+        "default sensors and no Graphite)",
+    )
+    p.add_argument(
         "--name",
         help="this node's entry in the cluster file (default: found "
         "by matching interface addresses and host names)",
@@ -119,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         action="append",
         default=[],
-        help="address for the TCP ports (repeatable; default all addresses)",
+        help="address for the TCP ports, HTTP's too (repeatable; default all addresses)",
     )
     p.add_argument(
         "--interval",
@@ -187,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CIDR",
         action="append",
         default=[],
-        help="who the TCP ports answer: a CIDR, 'loopback' or 'members' "
+        help="who the TCP ports and HTTP answer: a CIDR, 'loopback' or 'members' "
         "(repeatable; default loopback and members)",
     )
     p.add_argument(
@@ -223,6 +248,16 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
     return replace(DaemonConfig(), **fields)
 
 
+def read_conf(config: DaemonConfig) -> DshdConf:
+    """The sensors and exporters: the config file's, or the defaults without one."""
+    if config.config_file is None:
+        return DshdConf.defaults()
+    conf = load_conf(config.config_file)
+    for section, line in conf.ignored:
+        log.info("%s:%d: section [%s] is not dshd's; ignored", config.config_file, line, section)
+    return conf
+
+
 def control(path: str, command: str) -> int:
     """dshd --drain/--undrain: one request to the running daemon (control.py)."""
     try:
@@ -256,11 +291,12 @@ async def _serve(
     self_name: str,
     resolved: dict[str, tuple[str, ...]],
     keys: list[bytes] | None,
+    conf: DshdConf,
     readiness: Readiness,
 ) -> None:
     from .server import Daemon
 
-    daemon = Daemon(config, specs, self_name, resolved, keys)
+    daemon = Daemon(config, specs, self_name, resolved, keys, conf)
     await daemon.start()
     if config.pidfile:
         write_pidfile(config.pidfile, config.user)
@@ -297,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         parse_allow(config.allow)
         keys = load_keys(config.key_file) if config.key_file else None
         specs = load_cluster(config.cluster_file)
+        conf = read_conf(config)
         self_name, resolved = identify(config, specs)
     except ConfigError as exc:
         print(f"dshd: {exc}", file=sys.stderr)
@@ -313,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
                 "address can report its load (create a key with dshd --gen-key %s)",
                 DEFAULT_KEY_FILE,
             )
-        asyncio.run(_serve(config, specs, self_name, resolved, keys, readiness))
+        asyncio.run(_serve(config, specs, self_name, resolved, keys, conf, readiness))
     except DshError as exc:
         log.error("%s", exc)
         readiness.failed(f"dshd: {exc}")

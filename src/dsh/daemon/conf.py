@@ -3,6 +3,7 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
 
     [sensor:CPUPercent]          one section per sensor to run (dshd --list-sensors)
     time_interval = 10           seconds between readings; the sensor's default if absent
+    timeout = 2                  seconds a reading may take (dshd's; default 5, <= interval)
     [sensor:DiskUsage]
     path = /                     a sensor's options (DiskUsage: path, repeatable)
     path = /scratch
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import ConfigFileError
-from .sensors.catalogue import SENSORS, TIME_INTERVAL
+from .sensors.catalogue import SENSORS, TIME_INTERVAL, TIMEOUT
 
 DEFAULT_CONF = "/etc/dsh/dshd.conf"
 GRAPHITE_PORTS = {"plaintext": 2003, "pickle": 2004}  # carbon's defaults
@@ -44,6 +45,7 @@ class SensorConf:
     interval: float  # seconds
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)
     line: int = 0  # of its section header, for later messages
+    timeout: float | None = None  # seconds a reading may take; None: runner.DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,22 @@ class GraphiteConf:
     interval: float | None = None  # seconds between sends; None: as each sensor reads
 
 
+# Without a config file: what the node view and the dashboards need, at the
+# sensors' own intervals; the cheap ones (each reads a file or two of /proc).
+DEFAULT_SENSORS = ("CPUTimes", "CPUFreq", "LoadAvg", "VirtualMemory", "SwapMemory",
+                   "DiskUsage", "DiskIOCounters", "NetIOCounters", "NetIFStats", "CPUStats",
+                   "BootTime")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DshdConf:
     sensors: dict[str, SensorConf] = field(default_factory=dict)
     graphite: GraphiteConf | None = None
     ignored: tuple[tuple[str, int], ...] = ()  # (section, line) of sections that are not dshd's
+
+    @classmethod
+    def defaults(cls) -> DshdConf:
+        return cls({n: SensorConf(n, SENSORS[n].interval) for n in DEFAULT_SENSORS})
 
 
 def _seconds(text: str, what: str, filename: str, lineno: int) -> float:
@@ -111,8 +124,16 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
     interval = sensor.interval
     options: dict[str, list[str]] = {}
     known = {o.name: o for o in sensor.options}
-    seen_interval = 0
+    seen_interval = seen_timeout = 0
+    timeout = None
     for key, value, lineno in items:
+        if key == TIMEOUT:
+            if seen_timeout:
+                raise ConfigFileError(
+                    filename, lineno, f"{TIMEOUT} given twice (first on line {seen_timeout})"
+                )
+            timeout, seen_timeout = _seconds(value, TIMEOUT, filename, lineno), lineno
+            continue
         if key == TIME_INTERVAL:
             if seen_interval:
                 raise ConfigFileError(
@@ -122,7 +143,7 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
             continue
         option = known.get(key)
         if option is None:
-            takes = ", ".join([TIME_INTERVAL, *known])
+            takes = ", ".join([TIME_INTERVAL, TIMEOUT, *known])
             raise ConfigFileError(
                 filename, lineno, f"sensor {name} has no option {key!r} (it takes: {takes})"
             )
@@ -131,7 +152,7 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
         if not value:
             raise ConfigFileError(filename, lineno, f"option {key!r} of {name} has no value")
         options.setdefault(key, []).append(value)
-    return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header)
+    return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header, timeout)
 
 
 def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> GraphiteConf:

@@ -22,10 +22,17 @@ DEFAULT_STATUS_PORT = defaults.STATUS_PORT  # TCP, full status (the original -t)
 DEFAULT_BEST_PORT = defaults.BEST_PORT  # TCP, best node (the original -r)
 DEFAULT_CONTROL = "/run/dshd.sock"  # Unix socket of dshd --drain/--undrain
 DEFAULT_KEY_FILE = "/etc/dsh/key"  # used when it exists and no --key-file is given
+DEFAULT_HTTP_PORT = defaults.HTTP_PORT  # TCP, /metrics
+DEFAULT_CONFIG = "/etc/dsh/dshd.conf"  # sensors and exporters (conf.py); used when it exists
 
 
 def default_cluster_file() -> str:
     return os.environ.get("DSH_CLUSTER") or DEFAULT_CLUSTER_FILE
+
+
+def default_config_file() -> str | None:
+    path = os.environ.get("DSH_CONFIG") or DEFAULT_CONFIG
+    return path if os.path.exists(path) else None
 
 
 def default_key_file() -> str | None:
@@ -40,6 +47,8 @@ class DaemonConfig:
     gossip_port: int = DEFAULT_GOSSIP_PORT  # UDP port number
     status_port: int = DEFAULT_STATUS_PORT  # TCP port number
     best_port: int = DEFAULT_BEST_PORT  # TCP port number
+    http_port: int | None = DEFAULT_HTTP_PORT  # TCP port of /metrics; None = no HTTP
+    config_file: str | None = None  # sensors and exporters (conf.py); None = the defaults
     listen: tuple[str, ...] = ()  # TCP listen addresses; () = all addresses
     interval: float = 1.5  # seconds between two reports of this node
     jitter: float = 0.1  # each interval is drawn from interval * (1 +- jitter)

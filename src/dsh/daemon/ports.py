@@ -37,6 +37,10 @@ class TcpPorts:
         self.node = node
         self._allow = parse_allow(config.allow)
         self.counters = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0})
+        # Where the best-node answers went: the jobs each node was given.
+        self.best_answers: Counter[str] = Counter()
+        # More '#' lines of the status footer (the sensors', the exporters').
+        self.footers: list[Callable[[], list[str]]] = []
         self._clients = 0
 
     async def listen(self) -> list[asyncio.Server]:
@@ -72,12 +76,15 @@ class TcpPorts:
                 f"self {self.node.name}",
                 f"dshd {__version__} score={c.score} interval={c.interval:g}"
                 f" maxloops={c.maxloops} extraload={c.extraload:g}",
+                *(line for footer in self.footers for line in footer()),
             ],
             {"datagrams": dict(self.node.counters), "tcp": dict(self.counters)},
         )
 
     def best_text(self) -> str:
-        return (self.node.best(time.monotonic()) or "NONE") + "\n"
+        best = self.node.best(time.monotonic()) or "NONE"
+        self.best_answers[best] += 1
+        return best + "\n"
 
     def allowed(self, address: str) -> bool:
         return allowed(address, self._allow, lambda a: self.node.member_at(a) is not None)

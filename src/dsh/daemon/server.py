@@ -25,11 +25,13 @@ from ..core.gossip import GossipNode
 from ..core.score import SCORES
 from ..core.wire import MAX_DATAGRAM
 from ..errors import DshError
+from .conf import DshdConf
 from .config import DaemonConfig
 from .control import ControlSocket
 from .keys import load_keys
 from .ports import TcpPorts
 from .sampler import Sampler
+from .sensors.runner import SensorRunner
 from .whoami import resolve
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,10 @@ class Daemon:
         self_name: str,
         resolved: dict[str, tuple[str, ...]],
         keys: list[bytes] | None = None,
+        conf: DshdConf | None = None,
     ) -> None:
         self.config = config
+        self.conf = conf if conf is not None else DshdConf.defaults()
         self.rng = random.Random()
         self.node = GossipNode(
             specs,
@@ -78,6 +82,8 @@ class Daemon:
         for spec in specs:
             self.node.set_addresses(spec.name, resolved.get(spec.key, ()))
         self.sampler = Sampler()
+        self.sensors = SensorRunner(self.conf.sensors)
+        self.ports.footers.append(self.sensors.footer)
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._gossip: socket.socket | None = None
@@ -135,6 +141,7 @@ class Daemon:
         control = await self.control.listen()
         if control is not None:
             self._servers.append(control)
+        self.sensors.prime()
         self.tick()  # the first report at once: see _ticker
         log.info(
             "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, %d nodes",
@@ -153,6 +160,7 @@ class Daemon:
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._resolver(), name="resolver"),
+            asyncio.create_task(self.sensors.run(), name="sensors"),
         ]
         await self._stopping.wait()
         await self._shutdown()
@@ -177,14 +185,21 @@ class Daemon:
         self.control.remove()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the cluster file; keep the old one if the new one is bad."""
+        """SIGHUP: re-read the cluster, key and config files; keep the old ones if one is bad."""
+        from .cli import read_conf
+
         try:
             specs = load_cluster(self.config.cluster_file)
             keys = load_keys(self.config.key_file) if self.config.key_file else None
+            conf = read_conf(self.config)
             changes = self.node.reload(specs)
         except (DshError, ValueError) as exc:
-            log.error("reload failed, keeping the old cluster and keys: %s", exc)
+            log.error("reload failed, keeping the old cluster, keys and config: %s", exc)
             return
+        if conf != self.conf:
+            self.conf = conf
+            self.sensors.reconfigure(conf.sensors)
+            log.info("config reloaded: sensors %s", " ".join(conf.sensors) or "none")
         if keys:
             self.node.sealer = Sealer(keys)
             log.info("keys reloaded: %d key(s)", len(keys))

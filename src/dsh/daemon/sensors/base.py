@@ -55,6 +55,9 @@ class Sensor(ABC):
         """None when it can read here, else why not (one line)."""
         return None
 
+    def prime(self) -> None:  # noqa: B027  (a hook: most sensors need no first reading)
+        """Take a first, discarded reading (sensors that measure since the last one)."""
+
     @abstractmethod
     def read(self, options: Options) -> list[Value]:
         """Measure now (in a worker thread: it may block, and is given a deadline)."""

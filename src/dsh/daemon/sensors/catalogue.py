@@ -9,6 +9,7 @@ from .psutil_sensors import PSUTIL_SENSORS
 _CLASSES: tuple[type[Sensor], ...] = (*PSUTIL_SENSORS, GPU)
 SENSORS: dict[str, Sensor] = {cls.name: cls() for cls in _CLASSES}
 TIME_INTERVAL = "time_interval"  # the option every sensor takes (FrUCToSA's name), in seconds
+TIMEOUT = "timeout"  # dshd's: seconds a reading may take before the sensor is down
 
 
 def describe(sensor: Sensor) -> str:

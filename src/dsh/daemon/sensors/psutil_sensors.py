@@ -29,6 +29,9 @@ class CPUPercent(Sensor):
     def parse(percents: Sequence[float]) -> list[Value]:
         return [Value("percent", float(p), (("cpu", str(i)),)) for i, p in enumerate(percents)]
 
+    def prime(self) -> None:  # psutil's first call has no interval to measure over
+        psutil.cpu_percent(percpu=True)
+
     def read(self, options: Options) -> list[Value]:
         return self.parse(psutil.cpu_percent(percpu=True))
 
@@ -63,6 +66,9 @@ class CPUTimesPercent(Sensor):
     def parse(times: Any) -> list[Value]:
         return [Value("percent", float(getattr(times, m)), (("mode", m),))
                 for m in _CPU_MODES if getattr(times, m, None) is not None]  # fmt: skip
+
+    def prime(self) -> None:
+        psutil.cpu_times_percent(percpu=False)
 
     def read(self, options: Options) -> list[Value]:
         return self.parse(psutil.cpu_times_percent(percpu=False))
@@ -368,6 +374,23 @@ class SensorsBattery(Sensor):
         return self.parse(psutil.sensors_battery())
 
 
+class LoadAvg(Sensor):
+    name = "LoadAvg"
+    help = "the kernel's load averages over 1, 5 and 15 minutes (dshd's; not in FrUCToSA)"
+    fields = (Field("load1", "count", "runnable and uninterruptible tasks, 1-minute average"),
+              Field("load5", "count", "the same over 5 minutes"),
+              Field("load15", "count", "the same over 15 minutes"))  # fmt: skip
+    interval = 10.0
+
+    @staticmethod
+    def parse(averages: Sequence[float]) -> list[Value]:
+        return [Value(n, float(v)) for n, v in zip(("load1", "load5", "load15"), averages,
+                                                    strict=True)]  # fmt: skip
+
+    def read(self, options: Options) -> list[Value]:
+        return self.parse(psutil.getloadavg())
+
+
 class BootTime(Sensor):
     name = "BootTime"
     help = "when the node booted"
@@ -398,5 +421,6 @@ class Users(Sensor):
 PSUTIL_SENSORS: tuple[type[Sensor], ...] = (
     CPUPercent, CPUTimes, CPUTimesPercent, CPUCount, CPUStats, CPUFreq, VirtualMemory,
     SwapMemory, DiskPartitions, DiskUsage, DiskIOCounters, NetIOCounters, NetConnections,
-    NetIFAddrs, NetIFStats, SensorsTemperatures, SensorsFans, SensorsBattery, BootTime, Users,
+    NetIFAddrs, NetIFStats, SensorsTemperatures, SensorsFans, SensorsBattery, LoadAvg, BootTime,
+    Users,
 )  # fmt: skip

@@ -1,0 +1,227 @@
+"""Runs the configured sensors off the event loop, each on its own timer and deadline.
+
+Rules of this file: a sensor can never hold the loop or another sensor. Each
+reading runs in a thread of its own, a daemon thread, because a read stuck
+in the kernel (``statfs`` on a hung NFS or FUSE mount) cannot be cancelled,
+and a pool's worker that never returns would be lost for good, and would
+keep the process from exiting. A sensor has at most one reading in flight:
+while one hangs, its later turns are skipped and counted, and it is down
+(``up`` false, the error says since when); the others and the gossip go on.
+
+What the exporters read is ``SensorState``: the last good values, with when
+they were read, and how the last attempt went. The schedule itself is pure
+(``Schedule``: ``now`` in, what is due out) and unit-tested without threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from ..conf import SensorConf
+from .base import Sensor, Value
+from .catalogue import SENSORS
+
+log = logging.getLogger(__name__)
+
+# A reading that takes longer than this is abandoned (and the sensor is
+# down), unless the sensor's section sets ``timeout``; never longer than the
+# sensor's interval, so that a slow sensor cannot queue up behind itself.
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass
+class SensorState:
+    """One sensor as the exports and the status footer show it."""
+
+    name: str
+    interval: float  # seconds between two readings
+    timeout: float  # seconds a reading may take
+    options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    values: tuple[Value, ...] = ()  # the last good reading
+    read_at: float | None = None  # wall clock (time.time()) of that reading
+    up: bool | None = None  # None until the first reading ends; False: the last one failed
+    last_error: str | None = None  # one line: why the last failed reading failed
+    duration: float | None = None  # seconds the last finished (or abandoned) reading took
+    readings: int = 0  # readings that returned values
+    errors: int = 0  # readings that raised or were abandoned
+    skipped: int = 0  # turns skipped because the previous reading had not returned
+    busy_since: float | None = None  # monotonic start of the reading in flight
+
+    @property
+    def status(self) -> str:
+        """One word for the status footer: up, down, or waiting (no reading yet)."""
+        return "waiting" if self.up is None else "up" if self.up else "down"
+
+
+def timeout_of(conf: SensorConf) -> float:
+    return min(conf.timeout or DEFAULT_TIMEOUT, conf.interval)
+
+
+class Schedule:
+    """When each sensor is next due; pure: the caller passes ``now`` (monotonic)."""
+
+    def __init__(self, intervals: Mapping[str, float], now: float) -> None:
+        self.intervals = dict(intervals)
+        self.next_at = {name: now for name in intervals}  # every sensor at once at start
+
+    def due(self, now: float) -> list[str]:
+        """The sensors whose turn it is; each is then scheduled one interval on."""
+        out = [name for name, at in self.next_at.items() if at <= now]
+        for name in out:
+            at = self.next_at[name] + self.intervals[name]
+            # After a pause (a suspended VM, a stopped process) start afresh
+            # instead of running every missed turn in a row.
+            self.next_at[name] = at if at > now else now + self.intervals[name]
+        return out
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next sensor is due (0 if one is due now)."""
+        return max(0.0, min(self.next_at.values(), default=now + 60.0) - now)
+
+
+Listener = Callable[[SensorState], None]
+_Result = tuple[list[Value] | None, str | None, float]  # values or an error; seconds taken
+
+
+class SensorRunner:
+    """The sensors of one configuration; ``reconfigure`` swaps in another on SIGHUP."""
+
+    def __init__(self, confs: Mapping[str, SensorConf]) -> None:
+        self.states: dict[str, SensorState] = {}
+        self._sensors: dict[str, Sensor] = {}
+        self._listeners: list[Listener] = []
+        self._wake = asyncio.Event()
+        self._schedule = Schedule({}, 0.0)
+        self._configure(confs)
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener(state)`` runs on the loop after each good reading (Graphite)."""
+        self._listeners.append(listener)
+
+    def reconfigure(self, confs: Mapping[str, SensorConf]) -> None:
+        self._configure(confs)
+        self._wake.set()
+
+    def _configure(self, confs: Mapping[str, SensorConf]) -> None:
+        old, self.states = self.states, {}
+        for name, conf in confs.items():
+            state = old.get(name)
+            if state is not None and state.options == conf.options:
+                # The same sensor reads the same thing: the same state, with
+                # its history and its reading in flight (a hung one must
+                # stay counted as hung, and not be started twice).
+                state.interval, state.timeout = conf.interval, timeout_of(conf)
+            else:
+                state = SensorState(name, conf.interval, timeout_of(conf), dict(conf.options))
+            self.states[name] = state
+        self._sensors = {name: SENSORS[name] for name in confs}
+        self._schedule = Schedule({n: s.interval for n, s in self.states.items()}, time.monotonic())
+        for name, sensor in self._sensors.items():
+            why_not = sensor.available()
+            if why_not is not None:
+                log.warning("sensor %s: unavailable here: %s; it will report down", name, why_not)
+
+    def prime(self) -> None:
+        """Sensors that measure since their last reading take a first one now (in threads)."""
+        for sensor in self._sensors.values():
+            threading.Thread(target=_quietly, args=(sensor.prime,), daemon=True,
+                             name=f"prime {sensor.name}").start()  # fmt: skip
+
+    async def run(self) -> None:
+        while True:
+            for name in self._schedule.due(time.monotonic()):
+                self._start(self.states[name])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._schedule.wait(time.monotonic()))
+            self._wake.clear()
+
+    def _start(self, state: SensorState) -> None:
+        now = time.monotonic()
+        if state.busy_since is not None:
+            state.skipped += 1
+            state.last_error = f"no answer for {now - state.busy_since:.0f} s"
+            return
+        state.busy_since = now
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_Result] = loop.create_future()
+        sensor, options = self._sensors[state.name], state.options
+
+        def read() -> None:
+            start = time.monotonic()
+            try:
+                values: list[Value] | None = sensor.read(options)
+                error = None
+            except Exception as exc:  # a sensor's failure is its own, never the daemon's
+                values, error = None, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            result = (values, error, time.monotonic() - start)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: dshd is exiting
+                loop.call_soon_threadsafe(_settle, done, result)
+
+        threading.Thread(target=read, daemon=True, name=f"sensor {state.name}").start()
+        task = asyncio.ensure_future(self._finish(state, done))
+        task.add_done_callback(_log_failure)
+
+    async def _finish(self, state: SensorState, done: asyncio.Future[_Result]) -> None:
+        try:
+            values, error, duration = await asyncio.wait_for(asyncio.shield(done), state.timeout)
+        except TimeoutError:
+            self._fail(state, f"no answer in {state.timeout:g} s", state.timeout)
+            values, error, duration = await done  # the thread may yet come back
+            state.busy_since = None
+            log.warning("sensor %s answered again after %.1f s", state.name, duration)
+            return  # too late to count: the next turn reads afresh
+        state.busy_since = None
+        if values is None:
+            self._fail(state, error or "failed", duration)
+            return
+        if state.up is False:
+            log.info("sensor %s is up again", state.name)
+        state.values, state.read_at, state.up = tuple(values), time.time(), True
+        state.duration, state.last_error = duration, None
+        state.readings += 1
+        if self.states.get(state.name) is not state:
+            return  # configured away meanwhile
+        for listener in self._listeners:
+            try:
+                listener(state)
+            except Exception:  # an exporter's bug must not stop the sensors
+                log.exception("sensor listener failed")
+
+    def _fail(self, state: SensorState, error: str, duration: float) -> None:
+        if state.up is not False or state.last_error != error:
+            log.warning("sensor %s is down: %s", state.name, error)
+        state.up, state.last_error, state.duration = False, error, duration
+        state.errors += 1
+
+    def footer(self) -> list[str]:
+        """The status footer's line per sensor: ``sensor NAME up=... duration=... error=...``."""
+        lines = []
+        for s in self.states.values():
+            duration = "-" if s.duration is None else f"{s.duration:.3f}"
+            line = (f"sensor {s.name} {s.status} interval={s.interval:g} duration={duration}"
+                    f" readings={s.readings} errors={s.errors} skipped={s.skipped}")  # fmt: skip
+            if s.last_error and not s.up:
+                line += f" error={s.last_error}"
+            lines.append(line)
+        return lines
+
+
+def _settle(future: asyncio.Future[_Result], result: _Result) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):
+        fn()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sensor reading failed", exc_info=task.exception())
