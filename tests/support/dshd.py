@@ -59,6 +59,8 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
     key_file: Path | None = None  # None: unauthenticated (--no-key, whatever /etc/dsh has)
     verbose: bool = True  # -v: the log shows every decision (benchmarks turn it off)
+    program: str = str(DSHD)  # another release's dshd, for a rolling upgrade
+    http: bool = True  # --http (releases before the HTTP port do not know it)
 
     @property
     def control(self) -> str:
@@ -71,12 +73,12 @@ class Node:
     def argv(self) -> list[str]:
         c = self.cluster
         return [
-            PY, str(DSHD),
+            PY, self.program,
             "-f", str(c.cluster_file),
             "--name", self.name,
             "--listen", self.name,
             "-u", str(c.port), "-t", str(c.port), "-r", str(c.port + 1),
-            "--http", str(c.http_port),
+            *(["--http", str(c.http_port)] if self.http else []),
             "--interval", str(c.interval),
             "--maxloops", str(c.maxloops),
             "--control", self.control,

@@ -21,7 +21,7 @@ from .auth import Sealer, is_sealed
 from .cluster import NodeSpec
 from .score import NodeView, ScoreFunction
 from .table import Changes, Peer, PeerTable
-from .wire import State, Usage, decode, encode_state
+from .wire import VERSION, State, Usage, decode, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,24 @@ class GossipNode:
         )
         self.table.merge(state, now)
         self.table.expire(now)
-        datagram = encode_state(state)
-        if self.sealer is not None:
-            datagram = self.sealer.seal(datagram, self.nonce())
+        # Each peer gets the version it speaks (a rolling upgrade, wire.py);
+        # one not heard yet gets ours. Each version is encoded (and sealed) once.
+        datagrams: dict[int, bytes] = {}
         out = []
-        for key in self.table.peers:
+        for key, peer in self.table.peers.items():
             addresses = self._addresses.get(key)
-            if key != self.table.self_key and addresses:
-                out.append((datagram, addresses[0]))
+            if key == self.table.self_key or not addresses:
+                continue
+            version = VERSION if peer.state is None else min(peer.state.version, VERSION)
+            if state.usage is None:
+                version = 1
+            datagram = datagrams.get(version)
+            if datagram is None:
+                datagram = encode_state(state, version)
+                if self.sealer is not None:
+                    datagram = self.sealer.seal(datagram, self.nonce())
+                datagrams[version] = datagram
+            out.append((datagram, addresses[0]))
         return out
 
     # -- answers ---------------------------------------------------------------

@@ -5,6 +5,7 @@ dshd wrote; all of them through ``COLUMNS``.
 Format (documented in README.md, "The status port")::
 
     # name  state  load  cpus  freemem  loadscale  memscale  score  age  load1  extra
+      user  sys  idle  iowait  diskr  diskw  netrx  nettx  swap
     <one line per cluster member, whitespace-separated, '-' for unknown>
     # self NAME
     # <more '#' lines: version, settings, counters>
@@ -25,8 +26,13 @@ if TYPE_CHECKING:
 COLUMNS = (
     "name", "state", "load", "cpus", "freemem", "loadscale", "memscale",
     "score", "age", "load1", "extra",
+    # From datagram version 2 on ('-' for a node that sends version 1): CPU
+    # time in percent; disk and network KiB/s; swap used, MiB.
+    "user", "sys", "idle", "iowait", "diskr", "diskw", "netrx", "nettx", "swap",
 )  # fmt: skip
 MIB = 1024 * 1024
+KIB = 1024
+_NO_USAGE = ["-"] * 9
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -46,7 +52,20 @@ def _cells(row: "StatusRow") -> list[str]:
         _num(row.age, 1),
         _num(row.load1),
         _num(row.extra),
+        *_usage_cells(row),
     ]
+
+
+def _usage_cells(row: "StatusRow") -> list[str]:
+    u = row.usage
+    if u is None:
+        return _NO_USAGE
+    return [
+        *(f"{share * 100:.1f}" for share in (u.cpu_user, u.cpu_system, u.cpu_idle, u.cpu_iowait)),
+        *(str(round(rate / KIB)) for rate in (u.disk_read, u.disk_write, u.net_receive,
+                                              u.net_transmit)),
+        str(u.swap_used // MIB),
+    ]  # fmt: skip
 
 
 def format_status(

@@ -8,7 +8,7 @@ Rules of this file:
   short, long or trailing bytes, unknown versions or types, impossible values.
   Every failure is a ``WireError``; nothing else may escape, whatever the bytes.
 
-Layout (network byte order), 52 bytes plus the name::
+Layout (network byte order), version 1: 52 bytes plus the name::
 
     magic    2s  b"\\xd5h"
     version  B   1
@@ -24,19 +24,33 @@ Layout (network byte order), 52 bytes plus the name::
     total    Q   total memory, bytes
     namelen  B   1..255
     name     *   UTF-8, the sender's name as written in the cluster file
+
+Version 2 (108 bytes plus the name) is version 1 with ``Usage`` between
+``namelen`` and ``name``::
+
+    user, system, idle, iowait   4 x H   shares of all CPUs' time x 10000, sum <= 10000
+    disk_read, disk_write        2 x Q   bytes/s
+    net_receive, net_transmit    2 x Q   bytes/s
+    swap_used, swap_total        2 x Q   bytes, used <= total
+
+A rolling upgrade: ``decode`` takes both versions; a daemon sends each peer
+the version that peer last sent (gossip.py), version 2 to a peer not heard
+yet, so a version-1 daemon, which drops version 2, is answered in version 1
+from its first report on.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ..errors import WireError
 
 MAGIC = b"\xd5h"
-VERSION = 1
-MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 307 bytes
+VERSION = 2  # what this daemon sends unless a peer speaks an older one
+VERSIONS = (1, 2)  # what it decodes
+MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 363 bytes
 
 
 class MessageType(IntEnum):
@@ -51,7 +65,8 @@ _KNOWN_FLAGS = FLAG_DRAINED
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
-_STATE_MIN = _HEADER.size + _STATE.size + 1
+_USAGE = struct.Struct("!HHHHQQQQQQ")
+_SHARE = 10000  # CPU shares on the wire: units of 0.01 %
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,9 @@ class State:
     mem_total: int
     drained: bool = False
     usage: Usage | None = None  # None from a node that sends version 1
+    # The datagram's version: what the sender speaks. Not part of the state's
+    # value: the same report reads the same in either version.
+    version: int = field(default=VERSION, compare=False)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -98,12 +116,38 @@ def _milli(value: float) -> int:
     return max(0, min(0xFFFFFFFF, round(value * 1000)))
 
 
-def encode_state(state: State) -> bytes:
+def _share(value: float) -> int:
+    return max(0, min(_SHARE, round(value * _SHARE)))
+
+
+def _rate(value: float) -> int:
+    return max(0, min(0xFFFFFFFFFFFFFFFF, round(value)))
+
+
+def _encode_usage(u: Usage) -> bytes:
+    shares = [_share(v) for v in (u.cpu_user, u.cpu_system, u.cpu_idle, u.cpu_iowait)]
+    while sum(shares) > _SHARE:  # rounding four shares may overshoot by a unit or two
+        shares[shares.index(max(shares))] -= 1
+    total = _rate(u.swap_total)
+    return _USAGE.pack(*shares, _rate(u.disk_read), _rate(u.disk_write), _rate(u.net_receive),
+                       _rate(u.net_transmit), min(_rate(u.swap_used), total), total)  # fmt: skip
+
+
+def encode_state(state: State, version: int | None = None) -> bytes:
+    """The datagram of ``state`` in ``version`` (version 1 drops the usage).
+
+    Without a version: the newest, or 1 for a state without usage."""
+    if version is None:
+        version = VERSION if state.usage is not None else 1
     name = state.name.encode("utf-8")
     if not 1 <= len(name) <= 255:
         raise ValueError(f"node name must be 1..255 bytes, got {len(name)}")
+    if version not in VERSIONS:
+        raise ValueError(f"no datagram version {version}")
+    if version == 2 and state.usage is None:
+        raise ValueError("version 2 needs the usage")
     return (
-        _HEADER.pack(MAGIC, VERSION, MessageType.STATE)
+        _HEADER.pack(MAGIC, version, MessageType.STATE)
         + _STATE.pack(
             state.incarnation,
             state.seq,
@@ -116,6 +160,7 @@ def encode_state(state: State) -> bytes:
             state.mem_total,
             len(name),
         )
+        + (_encode_usage(state.usage) if version == 2 and state.usage is not None else b"")
         + name
     )
 
@@ -127,18 +172,18 @@ def decode(data: bytes) -> State:
     magic, version, mtype = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise WireError("bad magic")
-    if version != VERSION:
+    if version not in VERSIONS:
         raise WireError(f"unsupported version {version}")
     if mtype == MessageType.SEALED:
         raise WireError("sealed datagram, but no key configured")
     if mtype != MessageType.STATE:
         raise WireError(f"unknown message type {mtype}")
-    if len(data) < _STATE_MIN:
+    start = _HEADER.size + _STATE.size + (_USAGE.size if version == 2 else 0)
+    if len(data) < start + 1:
         raise WireError(f"short state message ({len(data)} bytes)")
     (incarn, seq, sent_ms, flags, ncpu, load, load1, avail, total, namelen) = _STATE.unpack_from(
         data, _HEADER.size
     )
-    start = _HEADER.size + _STATE.size
     if len(data) != start + namelen:
         raise WireError(f"length {len(data)} does not match name length {namelen}")
     if namelen == 0:
@@ -149,6 +194,7 @@ def decode(data: bytes) -> State:
         raise WireError("zero CPUs")
     if avail > total:
         raise WireError("available memory exceeds total")
+    usage = _decode_usage(data, _HEADER.size + _STATE.size) if version == 2 else None
     try:
         name = data[start:].decode("utf-8")
     except UnicodeDecodeError:
@@ -164,4 +210,18 @@ def decode(data: bytes) -> State:
         mem_avail=avail,
         mem_total=total,
         drained=bool(flags & FLAG_DRAINED),
+        usage=usage,
+        version=version,
     )
+
+
+def _decode_usage(data: bytes, offset: int) -> Usage:
+    user, system, idle, iowait, dread, dwrite, rx, tx, swap_used, swap_total = _USAGE.unpack_from(
+        data, offset
+    )
+    if user + system + idle + iowait > _SHARE:
+        raise WireError("CPU shares add up to more than 100 %")
+    if swap_used > swap_total:
+        raise WireError("swap used exceeds total")
+    shares = (user / _SHARE, system / _SHARE, idle / _SHARE, iowait / _SHARE)
+    return Usage(*shares, float(dread), float(dwrite), float(rx), float(tx), swap_used, swap_total)

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from support.gossip_node import make_node
 
 from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import (
@@ -31,7 +32,7 @@ from dsh.core.gossip import (
     normalize_address,
 )
 from dsh.core.score import GIB, NodeView, score_load
-from dsh.core.wire import State, decode, encode_state
+from dsh.core.wire import State, Usage, decode, encode_state
 
 CLUSTER = """\
 newton.foo.bar 1.0 1.0
@@ -637,3 +638,42 @@ def test_status_rows_of_a_never_heard_node() -> None:
         None,
         None,
     )
+
+
+# -- a rolling upgrade: each peer hears the version it speaks ---------------------
+
+USAGE = Usage(0.5, 0.25, 0.25, 0.0, 1e6, 2e6, 3e6, 4e6, GIB, 2 * GIB)
+
+
+def sample_with_usage() -> Sample:
+    return Sample(ncpu=2, load=0.5, load1=0.25, mem_avail=GIB, mem_total=2 * GIB, usage=USAGE)
+
+
+def sent_versions(node: GossipNode, now: float) -> dict[str, int]:
+    sent = node.tick(sample_with_usage(), now, EPOCH_MS)
+    return {address: decode(data).version for data, address in sent}
+
+
+def test_each_peer_is_sent_the_version_it_last_sent() -> None:
+    a, b, c = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+    node = make_node(f"{a}\n{b}\n{c}\n")
+    assert sent_versions(node, 1.0) == {b: 2, c: 2}  # not heard yet: the newest
+    old = report(b, seq=1)  # a state without usage encodes as version 1
+    assert decode(old).version == 1
+    assert node.receive(old, b, 1.5) == ACCEPTED
+    assert sent_versions(node, 2.0) == {b: 1, c: 2}  # b runs the previous release
+    rows = {r.name: r for r in node.status_rows(2.0)}
+    assert rows[b].state == "up" and rows[b].usage is None
+    upgraded = report(b, seq=1, incarnation=EPOCH_MS + 1, usage=USAGE)  # b restarted, upgraded
+    assert node.receive(upgraded, b, 2.5) == ACCEPTED
+    assert sent_versions(node, 3.0) == {b: 2, c: 2}
+    assert {r.name: r for r in node.status_rows(3.0)}[b].usage == USAGE
+
+
+def test_a_version_1_receiver_accepts_what_it_is_sent() -> None:
+    # What a daemon of the previous release decodes: exactly the version-1 layout.
+    a, b = "127.0.0.1", "127.0.0.2"
+    node = make_node(f"{a}\n{b}\n")
+    node.receive(report(b), b, 0.5)
+    ((data, _),) = node.tick(sample_with_usage(), 1.0, EPOCH_MS)
+    assert data[2] == 1 and len(data) == 52 + len(a)

@@ -9,12 +9,14 @@ from support.gossip_node import make_node
 from dsh.core.gossip import OUTCOMES, Sample, StatusRow
 from dsh.core.score import GIB
 from dsh.core.status import ClusterView, Member, format_status, parse_status
-from dsh.core.wire import State, encode_state
+from dsh.core.wire import State, Usage, encode_state
 
 MIB = 1024 * 1024
 # The documented column order (status.py docstring, README "The status port").
 DOCUMENTED = ["name", "state", "load", "cpus", "freemem", "loadscale", "memscale", "score", "age",
-              "load1", "extra"]  # fmt: skip
+              "load1", "extra", "user", "sys", "idle", "iowait", "diskr", "diskw", "netrx",
+              "nettx", "swap"]  # fmt: skip
+USAGE = Usage(0.25, 0.125, 0.5, 0.125, 2048.0, 1536.4, 10 * 1024.0, 512.0, 3 * MIB + 7, 8 * GIB)
 
 
 def row(name: str = "newton", state: str = "up", **kw: object) -> StatusRow:
@@ -45,7 +47,7 @@ COUNTERS = {
 
 def test_format_status_layout() -> None:
     rows = [
-        row("newton.foo.bar", is_self=True),
+        row("newton.foo.bar", is_self=True, usage=USAGE),
         row("galileo.foo.bar", "down", extra=0.0, **UNKNOWN),
         row("k", "drained", load=12.5, ncpu=128, score=10.0),
     ]
@@ -69,10 +71,12 @@ def test_format_status_layout() -> None:
         "1.0",
         "0.50",
         "1.00",
-    ]
-    # unknowns are '-', so awk's column numbers never shift
+        # version 2's usage: CPU percent, disk and network KiB/s, swap MiB
+        "25.0", "12.5", "50.0", "12.5", "2", "2", "10", "0", "3",
+    ]  # fmt: skip
+    # unknowns are '-', so awk's column numbers never shift (a node of version 1: no usage)
     assert cells[1] == ["galileo.foo.bar", "down", "-", "-", "-", "2.00", "0.50", "-", "-", "-",
-                        "0.00"]  # fmt: skip
+                        "0.00", *["-"] * 9]  # fmt: skip
     assert cells[2][:4] == ["k", "drained", "12.50", "128"]
     # everything after the nodes is a comment
     tail = lines[4:]

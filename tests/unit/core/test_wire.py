@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.wire import MAX_DATAGRAM, State, decode, encode_state
+from dsh.core.wire import MAX_DATAGRAM, State, Usage, decode, encode_state
 from dsh.errors import WireError
 
 # The layout as wire.py's docstring documents it, spelled out here on purpose
@@ -165,7 +165,8 @@ BAD = [
     ("wrong magic", packed(magic=b"\xd5i")),
     ("magic reversed", packed(magic=b"h\xd5")),
     ("version 0", packed(version=0)),
-    ("version 2", packed(version=2)),
+    ("version 2 with a version-1 body", packed(version=2)),
+    ("version 3", packed(version=3)),
     ("unknown type 0", packed(mtype=0)),
     ("unknown type 2", packed(mtype=2)),
     ("unknown flag bit 1", packed(flags=0x02)),
@@ -256,3 +257,87 @@ def test_a_flipped_flag_bit_never_slips_through() -> None:
 def test_order_compares_incarnation_before_seq() -> None:
     assert a_state(incarnation=2, seq=0).order > a_state(incarnation=1, seq=U32).order
     assert a_state(incarnation=1, seq=3).order > a_state(incarnation=1, seq=2).order
+
+
+# -- version 2: the usage between namelen and the name -------------------------
+
+DOC_USAGE = struct.Struct("!HHHHQQQQQQ")
+SHARES = (2500, 1250, 6000, 250)  # user, system, idle, iowait in units of 0.01 %
+RATES = (4096, 1024, 123_456, 654_321)  # disk read, write; net receive, transmit: bytes/s
+USAGE = Usage(0.25, 0.125, 0.6, 0.025, 4096.0, 1024.0, 123_456.0, 654_321.0, 2**20, 2**30)
+
+
+def packed2(name: bytes = b"newton", shares: tuple[int, ...] = SHARES,
+            rates: tuple[int, ...] = RATES, swap: tuple[int, int] = (2**20, 2**30),
+            **kw: object) -> bytes:  # fmt: skip
+    v1 = packed(name, version=2, **kw)  # type: ignore[arg-type]
+    body = v1[: len(v1) - len(name)]
+    return body + DOC_USAGE.pack(*shares, *rates, *swap) + name
+
+
+def test_version_2_hand_packed_decodes_with_its_usage() -> None:
+    state = decode(packed2())
+    assert state == a_state(usage=USAGE) and state.version == 2
+    assert decode(packed()).usage is None and decode(packed()).version == 1
+
+
+def test_version_2_encodes_as_documented_and_version_1_on_request() -> None:
+    assert encode_state(a_state(usage=USAGE)) == packed2()
+    assert encode_state(a_state(usage=USAGE), 1) == packed()  # for a peer that speaks 1
+    with pytest.raises(ValueError):
+        encode_state(a_state(), 2)  # version 2 carries usage, or it is not version 2
+
+
+def test_version_2_sizes() -> None:
+    assert len(encode_state(a_state(name="n", usage=USAGE))) == 108 + 1
+    biggest = encode_state(a_state(name="x" * 255, usage=USAGE))
+    assert len(biggest) == 108 + 255 < 600  # the target, any name the file allows
+    assert len(encode_state(a_state(name="node-0042.cluster.example.org", usage=USAGE))) < 150
+
+
+def test_version_2_shares_are_rounded_down_to_a_whole() -> None:
+    # Four shares that each round up must not add up to more than 100 %.
+    third = 1 / 3 + 1e-9
+    usage = decode(encode_state(a_state(usage=Usage(third, third, third, 0.0, 0, 0, 0, 0, 0, 0))))
+    assert usage.usage is not None
+    assert sum((usage.usage.cpu_user, usage.usage.cpu_system, usage.usage.cpu_idle)) <= 1.0
+
+
+BAD2 = [
+    ("shares over 100 %", packed2(shares=(5000, 5000, 1, 0))),
+    ("swap used > total", packed2(swap=(2, 1))),
+    ("truncated usage", packed2()[:60]),
+    ("trailing byte", packed2() + b"\x00"),
+    ("namelen says more", packed2(namelen=7)),
+    ("version 1 with a version-2 body", packed2()[:2] + b"\x01" + packed2()[3:]),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in BAD2], ids=[i for i, _ in BAD2])
+def test_strict_decode_rejects_version_2(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+@st.composite
+def usages(draw: st.DrawFn) -> Usage:
+    user, system, idle, iowait = (draw(st.integers(0, 2500)) / 10000 for _ in range(4))
+    dread, dwrite, rx, tx = (float(draw(st.integers(0, U64))) for _ in range(4))
+    total = draw(st.integers(0, U64))
+    used = draw(st.integers(0, total))
+    return Usage(user, system, idle, iowait, dread, dwrite, rx, tx, used, total)
+
+
+@settings(max_examples=150)
+@given(states(), usages())
+def test_version_2_round_trip(state: State, usage: Usage) -> None:
+    full = State(**{**state.__dict__, "usage": usage})
+    data = encode_state(full)
+    assert len(data) == 108 + len(state.name.encode("utf-8"))
+    assert decode(data) == full
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=400))
+def test_any_bytes_after_a_version_2_header_decode_or_raise_wire_error(tail: bytes) -> None:
+    _decodes_or_wire_error(MAGIC + b"\x02\x01" + tail)

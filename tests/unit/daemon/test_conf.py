@@ -105,6 +105,8 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
     )
     assert conf.sensors["DiskUsage"].options == {"path": ("/", "/scratch")}
     assert conf.sensors["BootTime"].interval == 300.0  # the sensor's default
+    assert conf.sensors["BootTime"].timeout is None  # the runner's default
+    assert parse_conf("[sensor:DiskUsage]\ntimeout = 0.5\n").sensors["DiskUsage"].timeout == 0.5
     assert conf.graphite == GraphiteConf("carbon", 2003, "plaintext", "cluster", 15.0)
     assert parse_conf("[graphite]\nhost = c\nprotocol = pickle\n").graphite == GraphiteConf(
         "c", 2004, "pickle"
@@ -122,6 +124,8 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
         ("[sensor:CPUPercent]\ntime_interval = 1\ntime_interval = 2\n", 3, "given twice"),
         ("[sensor:CPUPercent]\npath = /\n", 2, "CPUPercent has no option 'path' (it takes: time_"),
         ("[sensor:DiskUsage]\npath =\n", 2, "option 'path' of DiskUsage has no value"),
+        ("[sensor:DiskUsage]\ntimeout = soon\n", 2, "timeout 'soon' is not a number of seconds"),
+        ("[sensor:DiskUsage]\ntimeout = 1\ntimeout = 2\n", 3, "timeout given twice"),
         (
             "[sensor:DiskPartitions]\nall = yes\nall = no\n",
             3,

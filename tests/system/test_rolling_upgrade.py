@@ -1,0 +1,89 @@
+"""A rolling upgrade: daemons of the previous release and of this one in one cluster.
+
+The previous release is the commit main stood at before datagram version 2,
+taken out of this repository's history with ``git archive`` and run as it
+is, beside this checkout's dshd."""
+
+from __future__ import annotations
+
+import subprocess
+import tarfile
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from support.dshd import ClusterFactory
+from support.paths import REPO
+from support.waiting import wait_for
+
+from dsh.core.status import COLUMNS
+
+# The last release that sends only datagram version 1 (stop 16's main).
+PREVIOUS_RELEASE = "e3c0c24"
+OLD, NEW, NEWER = "127.0.0.51", "127.0.0.52", "127.0.0.53"
+
+
+@pytest.fixture(scope="module")
+def previous_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE, "dshd", "src"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    if archive.returncode != 0:
+        raise AssertionError(
+            f"the previous release {PREVIOUS_RELEASE} is not in this clone's history"
+            f" (a shallow clone?): {archive.stderr.decode(errors='replace').strip()}"
+        )
+    root = tmp_path_factory.mktemp("previous-release")
+    with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
+        tar.extractall(root, filter="data")
+    return str(root / "dshd")
+
+
+def usage_cells(text: str, name: str) -> list[str]:
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == name:
+            return fields[COLUMNS.index("user") :]
+    raise AssertionError(f"{name} not in the status:\n{text}")
+
+
+def test_old_and_new_daemons_see_each_other(
+    make_cluster: ClusterFactory, previous_dshd: str
+) -> None:
+    cluster = make_cluster([OLD, NEW, NEWER])
+    old = cluster.nodes[OLD]
+    old.program, old.http = previous_dshd, False
+    cluster.start()
+    wait_for(cluster.all_up, 15, "the old and the new daemons all up everywhere")
+    old_status = old.status_text()
+    # The old release's table: its own columns only, every node up.
+    assert old_status.splitlines()[0].split()[1:] == list(COLUMNS[: COLUMNS.index("user")])
+    assert cluster.nodes[OLD].counters()["datagrams"]["accepted"] > 0
+    new_status = cluster.nodes[NEW].status_text()
+    # A new node shows the old one without usage ('-') and the other new one with it.
+    assert usage_cells(new_status, OLD) == ["-"] * 9
+    cells = usage_cells(new_status, NEWER)
+    assert len(cells) == 9 and all(c != "-" for c in cells)
+    assert 0.0 <= sum(float(c) for c in cells[:4]) <= 100.5  # CPU percentages
+    # What the old node drops: at most the one version-2 report each new node
+    # sends before it has heard the old one.
+    malformed = old.counters()["datagrams"]["malformed"]
+    assert malformed <= 2 * 2, old_status
+
+    # The old node is upgraded in place: a restart with this release's dshd.
+    old.stop()
+    old.program, old.http = cluster.nodes[NEW].program, True
+    old.start()
+
+    def upgraded() -> bool:
+        return cluster.all_up() and "-" not in usage_cells(cluster.nodes[NEW].status_text(), OLD)
+
+    wait_for(upgraded, 15, "the upgraded node's usage in the new nodes' tables")
+    assert "-" not in usage_cells(old.status_text(), NEWER)
+
+
+def test_the_previous_release_is_really_version_1(previous_dshd: str) -> None:
+    # Guards the test above: were the archive this release, it would prove nothing.
+    wire = Path(previous_dshd).parent / "src" / "dsh" / "core" / "wire.py"
+    assert "\nVERSION = 1\n" in wire.read_text()
