@@ -66,9 +66,11 @@ def timeout_of(conf: SensorConf) -> float:
 class Schedule:
     """When each sensor is next due; pure: the caller passes ``now`` (monotonic)."""
 
-    def __init__(self, intervals: Mapping[str, float], now: float) -> None:
+    def __init__(self, intervals: Mapping[str, float], now: float,
+                 delays: Mapping[str, float] | None = None) -> None:  # fmt: skip
         self.intervals = dict(intervals)
-        self.next_at = {name: now for name in intervals}  # every sensor at once at start
+        # Every sensor at once at start, but for those given a delay.
+        self.next_at = {name: now + (delays or {}).get(name, 0.0) for name in intervals}
 
     def due(self, now: float) -> list[str]:
         """The sensors whose turn it is; each is then scheduled one interval on."""
@@ -121,17 +123,23 @@ class SensorRunner:
                 state = SensorState(name, conf.interval, timeout_of(conf), dict(conf.options))
             self.states[name] = state
         self._sensors = {name: SENSORS[name] for name in confs}
-        self._schedule = Schedule({n: s.interval for n, s in self.states.items()}, time.monotonic())
+        # A sensor that measures since its last reading (CPUPercent) is primed
+        # at start; its first turn comes a second later, or it would measure
+        # over no time at all.
+        delays = {n: min(1.0, s.interval) for n, s in self.states.items()
+                  if type(self._sensors[n]).prime is not Sensor.prime}  # fmt: skip
+        self._schedule = Schedule({n: s.interval for n, s in self.states.items()},
+                                  time.monotonic(), delays)  # fmt: skip
         for name, sensor in self._sensors.items():
             why_not = sensor.available()
             if why_not is not None:
                 log.warning("sensor %s: unavailable here: %s; it will report down", name, why_not)
 
     def prime(self) -> None:
-        """Sensors that measure since their last reading take a first one now (in threads)."""
+        """Sensors that measure since their last reading take a first one now, at start,
+        on the caller's thread: a prime reads a file of /proc, it cannot hang."""
         for sensor in self._sensors.values():
-            threading.Thread(target=_quietly, args=(sensor.prime,), daemon=True,
-                             name=f"prime {sensor.name}").start()  # fmt: skip
+            _quietly(sensor.prime)
 
     async def run(self) -> None:
         while True:
