@@ -235,6 +235,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="list every sensor: available here or why not, its fields and units, "
         "its default interval and options; then exit",
     )
+    g = p.add_argument_group("Grafana dashboards (README: Dashboards)")
+    g.add_argument(
+        "--grafana-dashboard",
+        action="store_true",
+        help="print a Grafana dashboard's JSON and exit: the cluster's, or with --node one node's",
+    )
+    g.add_argument("--datasource", metavar="prometheus|graphite", help="what it queries")
+    g.add_argument(
+        "--node",
+        dest="dashboard_node",
+        metavar="NODE",
+        help="the node dashboard, showing NODE (a cluster name; for Prometheus the host of "
+        "its scrape target) until one picks another",
+    )
+    g.add_argument(
+        "--prefix",
+        metavar="PREFIX",
+        help="Graphite: the [graphite] prefix of the nodes' dshd.conf (default none)",
+    )
     p.add_argument("--version", action="version", version=f"dshd {__version__}")
     return p
 
@@ -256,6 +275,23 @@ def read_conf(config: DaemonConfig) -> DshdConf:
     for section, line in conf.ignored:
         log.info("%s:%d: section [%s] is not dshd's; ignored", config.config_file, line, section)
     return conf
+
+
+def grafana_dashboard(args: argparse.Namespace) -> int:
+    """dshd --grafana-dashboard: a dashboard's JSON on stdout (dashboards.py)."""
+    from .dashboards import dashboard_json
+
+    try:
+        if not args.grafana_dashboard:
+            raise ValueError("--datasource, --node and --prefix go with --grafana-dashboard")
+        if args.datasource is None:
+            raise ValueError("--grafana-dashboard needs --datasource prometheus or graphite")
+        text = dashboard_json(args.datasource, args.dashboard_node, args.prefix or "")
+    except ValueError as exc:
+        print(f"dshd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    sys.stdout.write(text)
+    return EXIT_OK
 
 
 def control(path: str, command: str) -> int:
@@ -314,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command:
         return control(args.control, args.command)
+    if args.grafana_dashboard or args.datasource or args.dashboard_node or args.prefix is not None:
+        return grafana_dashboard(args)
     if args.list_sensors:
         from .sensors.catalogue import list_sensors
 
