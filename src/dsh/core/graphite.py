@@ -173,8 +173,3 @@ class MetricBuffer:
         keep = batch[len(batch) - room :] if room < len(batch) else batch
         self.dropped += len(batch) - len(keep)
         self._pending.extendleft(reversed(keep))
-
-    def carry_from(self, other: MetricBuffer) -> None:
-        """Take over another buffer's metrics and counts (a reload that keeps the target)."""
-        self.added, self.dropped = other.added, other.dropped
-        self.give_back(other.take(len(other)))

@@ -179,16 +179,6 @@ def test_a_batch_given_back_to_a_full_buffer_loses_its_oldest() -> None:
     assert buffer.take(100) == _metrics(0, 10)
 
 
-def test_a_buffer_carried_over_keeps_metrics_and_counts() -> None:
-    old = MetricBuffer(limit=10)
-    old.add(_metrics(0, 12))
-    new = MetricBuffer(limit=5)
-    new.carry_from(old)
-    assert (new.added, len(new)) == (12, 5)
-    assert new.dropped == 2 + 5
-    assert new.take(100) == _metrics(7, 12)
-
-
 def test_a_buffer_holds_something() -> None:
     with pytest.raises(ValueError):
         MetricBuffer(limit=0)
