@@ -135,6 +135,8 @@ class Carbon:
     def fetch(self, path: str, since: float | None = None) -> list[tuple[int, float]]:
         """The (timestamp, value) points stored for ``path`` (nulls left out), oldest first."""
         start = int(since if since is not None else time.time() - 3600)
+        if not self.file(path).exists():  # not created yet
+            return []
         out = subprocess.run(
             [WHISPER_FETCH, "--json", f"--from={start}", str(self.file(path))],
             capture_output=True,

@@ -3,7 +3,7 @@
 Rules of this file: nothing here may hold the loop or the gossip. Every wait
 has a deadline (connecting, each write); a carbon that is down, slow or never
 reads costs at most the bounded buffer (core.graphite.MAX_PENDING metrics,
-oldest dropped first) and one batch in the socket, and is tried again with
+oldest dropped first) and a small send buffer (SEND_BUFFER), and is tried again with
 exponential backoff and jitter, never in a tight loop. A batch whose write
 fails goes back in front of the buffer, so carbon gets it on the next
 connection (a metric already in the kernel when a connection dies is lost, or
@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -36,7 +38,12 @@ from .sensors.runner import SensorRunner, SensorState
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0  # seconds for the name lookup and the TCP connect
-WRITE_TIMEOUT = 10.0  # seconds a batch may take to reach the kernel; else carbon is stuck
+WRITE_TIMEOUT = 5.0  # seconds a batch may take to reach the kernel; else carbon is stuck
+# The socket's send buffer, fixed: Linux would grow it to 4 MB for a carbon
+# that stopped reading, hours of metrics that a reconnect could not get back.
+# 64 KiB (the kernel doubles it) still carries some 10,000 metrics a second
+# at 100 ms round trip, far more than dshd's sensors make.
+SEND_BUFFER = 64 * 1024
 BACKOFF_FIRST = 1.0  # seconds before the first retry, doubling on each failure ...
 BACKOFF_MAX = 60.0  # ... up to this; a batch written resets it
 BACKOFF_JITTER = 0.2  # each wait is that share longer or shorter, at random
@@ -194,6 +201,9 @@ class GraphiteSender:
         # drain() returns only when everything is in the kernel: at most one
         # batch is ever held in user space, and a stuck carbon shows at once.
         writer.transport.set_write_buffer_limits(high=0)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         while True:
             while not self.buffer:
                 self._wake.clear()
@@ -214,8 +224,13 @@ class GraphiteSender:
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats["errors"] += 1
-        reason = "no answer in time" if isinstance(exc, TimeoutError) else (
-            getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)  # fmt: skip
+        if isinstance(exc, TimeoutError):
+            reason = (f"no connection in {CONNECT_TIMEOUT:g} s" if what == "cannot connect"
+                      else f"carbon took no data for {WRITE_TIMEOUT:g} s")  # fmt: skip
+        elif isinstance(exc, OSError) and exc.errno:
+            reason = os.strerror(exc.errno)
+        else:
+            reason = str(exc) or type(exc).__name__
         error = f"{what} to {self.conf.host}:{self.conf.port}: {reason}"
         if error != self._last_error:  # one line per new reason, not one per retry
             log.warning("graphite: %s; %d metrics waiting, retrying with backoff",
