@@ -28,10 +28,11 @@ from ..errors import DshError
 from .conf import DshdConf
 from .config import DaemonConfig
 from .control import ControlSocket
+from .graphite import GraphiteSender
 from .keys import load_keys
 from .ports import TcpPorts
 from .sampler import Sampler
-from .sensors.runner import SensorRunner
+from .sensors.runner import SensorRunner, SensorState
 from .whoami import resolve
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,13 @@ class Daemon:
         self.sampler = Sampler()
         self.sensors = SensorRunner(self.conf.sensors)
         self.ports.footers.append(self.sensors.footer)
+        # Graphite: one listener and one footer for the process; they follow
+        # the sender of the moment (a reload may replace or remove it).
+        self.graphite: GraphiteSender | None = None
+        self._graphite_task: asyncio.Task[None] | None = None
+        self._set_graphite()
+        self.sensors.add_listener(self._to_graphite)
+        self.ports.footers.append(lambda: self.graphite.footer() if self.graphite else [])
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._gossip: socket.socket | None = None
@@ -162,6 +170,7 @@ class Daemon:
             asyncio.create_task(self._resolver(), name="resolver"),
             asyncio.create_task(self.sensors.run(), name="sensors"),
         ]
+        self._start_graphite()
         await self._stopping.wait()
         await self._shutdown()
 
@@ -170,6 +179,8 @@ class Daemon:
         self._stopping.set()
 
     async def _shutdown(self) -> None:
+        if self._graphite_task is not None:
+            self._tasks.append(self._graphite_task)
         for task in self._tasks:
             task.cancel()
         for server in self._servers:
@@ -197,7 +208,11 @@ class Daemon:
             log.error("reload failed, keeping the old cluster, keys and config: %s", exc)
             return
         if conf != self.conf:
+            graphite_changed = conf.graphite != self.conf.graphite
             self.conf = conf
+            if graphite_changed:
+                self._set_graphite()
+                self._start_graphite()
             self.sensors.reconfigure(conf.sensors)
             log.info("config reloaded: sensors %s", " ".join(conf.sensors) or "none")
         if keys:
@@ -213,6 +228,29 @@ class Daemon:
         else:
             log.info("cluster reloaded: no changes")
         self._resolve_now.set()
+
+    # -- graphite --------------------------------------------------------------
+
+    def _set_graphite(self) -> None:
+        """A sender for ``self.conf.graphite`` (none without), after the old one."""
+        old, conf = self.graphite, self.conf.graphite
+        if self._graphite_task is not None:
+            self._graphite_task.cancel()  # its batch in flight goes back to its buffer
+            self._graphite_task = None
+        self.graphite = None
+        if conf is not None:
+            self.graphite = GraphiteSender(conf, self.node.name, self.sensors, self.node.counters,
+                                           self.ports.best_answers, previous=old)  # fmt: skip
+        elif old is not None:
+            log.info("graphite: no longer sending (no [graphite] in the config)")
+
+    def _start_graphite(self) -> None:
+        if self.graphite is not None and self._graphite_task is None:
+            self._graphite_task = asyncio.create_task(self.graphite.run(), name="graphite")
+
+    def _to_graphite(self, state: SensorState) -> None:
+        if self.graphite is not None:
+            self.graphite.listener(state)
 
     def tick(self) -> None:
         assert self._gossip is not None
