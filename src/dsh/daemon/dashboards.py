@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from ..core.graphite import host_part
 from .dashboard_graphite import graphite_cluster, graphite_node
 from .dashboard_panels import Panel
 from .dashboard_prometheus import prometheus_cluster, prometheus_node
@@ -44,8 +45,8 @@ _PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 def graphite_host(name: str) -> str:
-    """A node's name as a Graphite path component (names.md: '.' -> '_')."""
-    return name.replace(".", "_")
+    """A node's name as a Graphite path component: the sender's own rule."""
+    return host_part(name)
 
 
 def check_prefix(prefix: str) -> str:
