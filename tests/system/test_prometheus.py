@@ -296,3 +296,39 @@ def test_3000_idle_connections(pair: Cluster) -> None:
     gossip_flows(a, b)
     counts = http_counters(a)
     print(f"3000 idle connections: {counts}")
+
+
+def test_idle_keep_alive_connections_make_room_for_a_scrape(pair: Cluster) -> None:
+    # Every client slot held by a connection that was answered and is kept
+    # alive, waiting for a next request that does not come: a new scrape must
+    # still be answered (the longest idle one is closed for it), not get a 503.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    a = pair.nodes[A]
+    kept: list[socket.socket] = []
+    try:
+        for _ in range(MAX_CLIENTS):
+            s = socket.create_connection((A, pair.http_port), timeout=5)
+            s.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = s.recv(4096)
+                assert chunk, "closed before the answer"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:40]
+            kept.append(s)
+        busy = http_counters(a)["busy"]
+        assert get(A, pair.http_port)[0] == 200
+        assert http_counters(a)["busy"] == busy
+        # The one that made room was closed by the server: it reads EOF.
+        closed = 0
+        for s in kept:
+            s.settimeout(0.0)
+            try:
+                closed += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+        assert closed >= 1
+    finally:
+        for s in kept:
+            s.close()

@@ -12,7 +12,8 @@ more than one of ``max_clients`` slots for long.
   connection (or, on a kept-alive connection, of its first byte): a slowloris
   is closed then. It may be at most ``MAX_HEAD`` bytes (431); what does not
   parse is a 400 and the connection is closed.
-- A kept-alive connection idle for ``KEEPALIVE_IDLE`` is closed.
+- A kept-alive connection idle for ``KEEPALIVE_IDLE`` is closed, and sooner
+  when every client slot is taken: the one idle longest makes room.
 - Writing an answer waits at most ``client_timeout`` for a client that reads.
 
 The parsing (``parse_head``, ``accepts_gzip``) is pure and unit-tested; each
@@ -166,6 +167,8 @@ class HttpServer:
         self.pages = pages
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
         self._clients: set[asyncio.StreamWriter] = set()
+        # Kept-alive connections waiting for their next request, oldest first.
+        self._idle: dict[asyncio.StreamWriter, None] = {}
 
     async def listen(self) -> list[asyncio.Server]:
         """The port on every ``--listen`` address (all if none); errors are DshErrors."""
@@ -202,6 +205,14 @@ class HttpServer:
             self.counters["denied"] += 1
             writer.transport.abort()
             return
+        if len(self._clients) >= self.config.max_clients and self._idle:
+            # Full, but some connections only wait for a next request: the one
+            # idle longest makes room (its client reconnects, as HTTP allows),
+            # so that idle keep-alives can never lock out a scrape.
+            oldest = next(iter(self._idle))
+            del self._idle[oldest]
+            self._clients.discard(oldest)
+            oldest.transport.abort()
         if len(self._clients) >= self.config.max_clients:
             self.counters["busy"] += 1
             # Into the socket buffer and gone: a busy server must not wait for anyone.
@@ -219,6 +230,7 @@ class HttpServer:
             writer.transport.abort()
         finally:
             self._clients.discard(writer)
+            self._idle.pop(writer, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -255,11 +267,14 @@ class HttpServer:
                 return
             # Kept alive: wait for the next request's first byte; from then on
             # its head has client_timeout to arrive, as the first one had.
+            self._idle[writer] = None
             try:
                 async with asyncio.timeout(KEEPALIVE_IDLE):
                     first = await reader.read(1)
             except TimeoutError:
                 return
+            finally:
+                self._idle.pop(writer, None)
             if not first:
                 return
             deadline = loop.time() + self.config.client_timeout
