@@ -12,6 +12,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from urllib.request import urlopen
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
@@ -50,6 +51,7 @@ def main() -> int:
             status, best = cluster.port, cluster.port + 1
             print(f"=== status port (telnet {HOME} {status}):")
             print(ask(HOME, status), end="")
+            show_metrics(cluster.http_port)
             print(f"\n=== best-node port, asked 6 times (telnet {HOME} {best}):")
             print(" ".join(ask(HOME, best).strip() for _ in range(6)))
 
@@ -92,6 +94,21 @@ def main() -> int:
             for server in servers:
                 server.stop()
     return 0
+
+
+def show_metrics(port: int) -> None:
+    """A few lines of what Prometheus scrapes: the whole cluster from one node."""
+    url = f"http://{HOME}:{port}/metrics"
+    wait_for(lambda: b"dsh_node_cpu_ratio" in urlopen(url, timeout=5).read(), 15,
+             "every node's usage in /metrics")  # fmt: skip
+    text = urlopen(url, timeout=5).read().decode()
+    wanted = ("dsh_node_up{", "dsh_node_load{", 'dsh_node_cpu_ratio{mode="user"', "node_load1 ",
+              "dsh_sensor_up{sensor=\"LoadAvg\"")  # fmt: skip
+    print(f"\n=== Prometheus metrics of the whole cluster, from one node (curl {url}):")
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            print("    " + line)
+    print(f"    ... {len(text.splitlines())} lines in all")
 
 
 def ask_slots(dsh: list[str], env: dict[str, str]) -> str:

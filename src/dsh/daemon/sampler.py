@@ -70,7 +70,8 @@ def cpu_shares(now: Any, last: Any) -> tuple[float, float, float, float]:
         delta("idle") / total,
         delta("iowait") / total,
     )
-    user, system, idle, iowait = (min(1.0, x) for x in shares)
+    # To the wire's precision (0.01 %), so that this node reads the same here as elsewhere.
+    user, system, idle, iowait = (round(min(1.0, x), 4) for x in shares)
     return (user, system, idle, iowait)
 
 
