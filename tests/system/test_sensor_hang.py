@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from support.dshd import ClusterFactory, Node
-from support.paths import DSHD, LAGENT_CONF_FILE, PY
+from support.paths import DSHD, LAGENT_CONF_FILE, PY, REPO
 from support.waiting import wait_for
 
 A, B = "127.0.0.61", "127.0.0.62"
@@ -274,17 +274,24 @@ def test_a_bad_config_on_sighup_is_logged_and_the_old_sensors_keep_running(
     assert a.process is not None and a.process.poll() is None
 
 
-def test_fructosas_example_lagent_conf_starts_dshd(make_cluster: ClusterFactory) -> None:
+@pytest.mark.parametrize(
+    ("example", "count"), [(LAGENT_CONF_FILE, 20), (REPO / "contrib" / "dshd.conf", 22)]
+)
+def test_the_example_configs_start_dshd(
+    make_cluster: ClusterFactory, example: Path, count: int
+) -> None:
     cluster = make_cluster([A])
     a = cluster.nodes[A]
-    a.extra_args += ["--config", str(LAGENT_CONF_FILE)]
+    a.extra_args += ["--config", str(example)]
     a.start()
-    wait_for(lambda: len(sensors(a)) == 20, 10, "the twenty sensors of lagent.conf")
-    log = a.log.read_text()
-    assert "section [lmaster] is not dshd's; ignored" in log
-    assert "section [logging] is not dshd's; ignored" in log
-    # Every sensor that works here gives its first reading (the rest say why not).
+    wait_for(lambda: len(sensors(a)) == count, 10, f"the {count} sensors of {example.name}")
+    if example == LAGENT_CONF_FILE:
+        log = a.log.read_text()
+        assert "section [lmaster] is not dshd's; ignored" in log
+        assert "section [logging] is not dshd's; ignored" in log
+    # Every sensor gives its first reading (those that cannot work here: down, saying why).
     wait_for(lambda: all(s["status"] != "waiting" for s in sensors(a).values()), 15,
              "every sensor's first reading")  # fmt: skip
-    assert sensors(a)["CPUPercent"]["status"] == "up"
-    assert sensors(a)["DiskUsage"]["status"] == "up"
+    found = sensors(a)
+    for name in ("CPUPercent", "CPUTimes", "VirtualMemory", "DiskUsage", "NetIOCounters"):
+        assert found[name]["status"] == "up", found[name]
