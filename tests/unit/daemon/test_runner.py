@@ -238,7 +238,8 @@ def test_a_hung_sensor_is_down_skipped_and_alone_then_answers_again(
             good_at = state.read_at
             hanging.hang.set()
             await until(lambda: state.up is False, "the deadline to pass")
-            assert state.last_error == f"no answer in {DEADLINE:g} s"
+            # "no answer in 0.03 s", or already "no answer for 0 s" if a turn was skipped
+            assert state.last_error is not None and state.last_error.startswith("no answer")
             assert state.duration == DEADLINE
             await until(lambda: state.skipped >= 3, "turns to be skipped")
             assert state.last_error is not None and state.last_error.startswith("no answer for ")
