@@ -10,4 +10,6 @@ SRC = str(REPO / "src")
 DSH = str(REPO / "dsh")
 DSHD = str(REPO / "dshd")
 WAITFILE = str(REPO / "waitfile")
+# FrUCToSA's documented example lagent.conf, as it is (its README, "Usage", step 5)
+LAGENT_CONF_FILE = REPO / "tests" / "data" / "lagent.conf"
 PY = sys.executable  # the interpreter the tests run under runs dsh and dshd too

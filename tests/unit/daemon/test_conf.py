@@ -6,87 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import LAGENT_CONF_FILE
 
 from dsh.daemon.conf import GraphiteConf, SensorConf, load_conf, parse_conf
 from dsh.errors import ConfigFileError
 
-# FrUCToSA's documented example lagent.conf, as it is (README, "Usage", step 5)
-LAGENT_CONF = """\
-[lmaster]
-host = localhost
-incoming data port = 7888
-
-[Graphite]
-host = localhost
-carbon receiver pickle port = 2004
-
-[logging]
-filename = /tmp/limon.log
-maxBytes = 1073741824
-backupCount = 10
-level = DEBUG
-
-[sensor:CPUPercent]
-time_interval = 10
-
-[sensor:VirtualMemory]
-time_interval = 30
-
-[sensor:CPUTimes]
-time_interval = 30
-
-[sensor:CPUTimesPercent]
-time_interval = 10
-
-[sensor:CPUCount]
-time_interval = 300
-
-[sensor:CPUStats]
-time_interval = 30
-
-[sensor:CPUFreq]
-time_interval = 300
-
-[sensor:SwapMemory]
-time_interval = 60
-
-[sensor:DiskPartitions]
-time_interval = 60
-
-[sensor:DiskUsage]
-time_interval = 30
-#path = /
-
-[sensor:DiskIOCounters]
-time_interval = 20
-
-[sensor:NetIOCounters]
-time_interval = 10
-
-[sensor:NetConnections]
-time_interval = 20
-
-[sensor:NetIFAddrs]
-time_interval = 30
-
-[sensor:NetIFStats]
-time_interval = 30
-
-[sensor:SensorsTemperatures]
-time_interval = 30
-
-[sensor:SensorsFans]
-time_interval = 30
-
-[sensor:SensorsBattery]
-time_interval = 30
-
-[sensor:BootTime]
-time_interval = 300
-
-[sensor:Users]
-time_interval = 10
-"""
+LAGENT_CONF = LAGENT_CONF_FILE.read_text()
 
 
 def test_fructosas_lagent_conf_works_as_it_is() -> None:

@@ -4,6 +4,7 @@ psutil builds them), nvidia-smi's CSV, the catalogue and --list-sensors."""
 from __future__ import annotations
 
 import socket
+import threading
 from collections import namedtuple
 
 import psutil
@@ -135,6 +136,47 @@ def test_cpu_percent_and_times() -> None:
     assert len(times) == 10
     percent = by(ps.CPUTimesPercent.parse(scputimes(10, 0, 5, 80, 5, 0, 0, 0, 0, 0)))
     assert percent[("percent", (("mode", "idle"),))] == 80.0
+
+
+def test_cpu_shares_since_the_last_reading_are_the_sensors_own() -> None:
+    # user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice
+    before = scputimes(100, 0, 50, 800, 50, 0, 0, 0, 10, 0)
+    after = scputimes(130, 0, 60, 850, 60, 0, 0, 0, 20, 0)  # guest (in user too) not twice
+    assert ps.busy_percent(before, after) == 40.0  # 40 of 100 s neither idle nor iowait
+    shares = ps.mode_percents(before, after)
+    assert (shares.user, shares.system, shares.idle, shares.iowait) == (30.0, 10.0, 50.0, 10.0)
+    assert ps.busy_percent(after, after) == 0.0 and ps.mode_percents(after, after).idle == 0.0
+    assert ps.busy_percent(after, before) == 0.0  # counters that went back count as nothing
+
+
+def test_since_last_measures_between_readings_in_different_threads() -> None:
+    # Each reading runs in a new thread; psutil's cpu_percent(interval=None)
+    # remembers per thread, and gave 0.0 for every CPU every time.
+    samples = iter(range(10))
+    since = ps.SinceLast(lambda: next(samples))
+    since.prime()
+    out: list[tuple[int, int]] = []
+    for _ in range(3):
+        thread = threading.Thread(target=lambda: out.append(since.take()))
+        thread.start()
+        thread.join()
+    assert out == [(0, 1), (1, 2), (2, 3)]
+    first = ps.SinceLast(lambda: next(samples))  # not primed: waits MIN_SPAN, then measures
+    assert first.take() == (4, 5)
+
+
+def test_cpu_percent_reads_real_shares_in_fresh_threads() -> None:
+    sensor = ps.CPUPercent()
+    sensor.prime()
+    out: list[list[Value]] = []
+    for _ in range(2):
+        thread = threading.Thread(target=lambda: out.append(sensor.read({})))
+        thread.start()
+        thread.join()
+    for reading in out:
+        assert len(reading) == psutil.cpu_count()
+        assert all(0.0 <= v.value <= 100.0 for v in reading)
+    assert all(0.0 <= v.value <= 100.0 for v in ps.CPUTimesPercent().read({}))
 
 
 def test_counts_stats_and_frequency() -> None:

@@ -7,8 +7,11 @@ values, and is what the unit tests check.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -17,6 +20,66 @@ from .base import Field, Option, Options, Sensor, Value, values_of
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
               "guest", "guest_nice")  # fmt: skip
+
+
+# The shortest span a "since the last reading" figure is measured over: the
+# kernel counts CPU time in ticks (10 ms at most), so a shorter one is noise.
+MIN_SPAN = 0.1
+
+
+def _deltas(before: Any, after: Any) -> dict[str, float]:
+    both = [m for m in _CPU_MODES if hasattr(before, m) and hasattr(after, m)]
+    return {m: max(0.0, getattr(after, m) - getattr(before, m)) for m in both}
+
+
+def _total(deltas: Mapping[str, float]) -> float:
+    # Linux counts guest time in user and nice as well: do not count it twice.
+    return sum(deltas.values()) - deltas.get("guest", 0.0) - deltas.get("guest_nice", 0.0)
+
+
+def busy_percent(before: Any, after: Any) -> float:
+    """Busy share of one CPU between two ``cpu_times`` samples, as psutil.cpu_percent."""
+    deltas = _deltas(before, after)
+    total = _total(deltas)
+    busy = total - deltas.get("idle", 0.0) - deltas.get("iowait", 0.0)
+    return 0.0 if total <= 0 else round(min(100.0, max(0.0, 100.0 * busy / total)), 1)
+
+
+def mode_percents(before: Any, after: Any) -> SimpleNamespace:
+    """Each mode's share between two samples, as psutil.cpu_times_percent."""
+    deltas = _deltas(before, after)
+    total = _total(deltas)
+    return SimpleNamespace(**{m: 0.0 if total <= 0 else round(min(100.0, 100.0 * d / total), 1)
+                              for m, d in deltas.items()})  # fmt: skip
+
+
+class SinceLast:
+    """The CPU times of the last reading, for the sensors that measure since then.
+
+    Not psutil's ``cpu_percent(interval=None)``: that keeps its last sample
+    per thread, and every reading runs in a thread of its own (runner.py), so
+    it would compare each sample with itself and report 0 %."""
+
+    def __init__(self, times: Callable[[], Any]) -> None:
+        self.times = times  # psutil.cpu_times, per CPU or not
+        self._lock = threading.Lock()
+        self._last: tuple[float, Any] | None = None
+
+    def _sample(self) -> tuple[float, Any]:
+        return time.monotonic(), self.times()
+
+    def prime(self) -> None:
+        with self._lock:
+            if self._last is None:
+                self._last = self._sample()
+
+    def take(self) -> tuple[Any, Any]:
+        """(the last sample, a new one) at least MIN_SPAN apart; the new one is kept."""
+        with self._lock:
+            last = self._last or self._sample()
+            time.sleep(max(0.0, last[0] + MIN_SPAN - time.monotonic()))
+            self._last = self._sample()
+            return last[1], self._last[1]
 
 
 class CPUPercent(Sensor):
@@ -29,11 +92,15 @@ class CPUPercent(Sensor):
     def parse(percents: Sequence[float]) -> list[Value]:
         return [Value("percent", float(p), (("cpu", str(i)),)) for i, p in enumerate(percents)]
 
-    def prime(self) -> None:  # psutil's first call has no interval to measure over
-        psutil.cpu_percent(percpu=True)
+    def __init__(self) -> None:
+        self._since = SinceLast(lambda: psutil.cpu_times(percpu=True))
+
+    def prime(self) -> None:  # the first reading measures since this
+        self._since.prime()
 
     def read(self, options: Options) -> list[Value]:
-        return self.parse(psutil.cpu_percent(percpu=True))
+        before, after = self._since.take()
+        return self.parse([busy_percent(b, a) for b, a in zip(before, after, strict=False)])
 
 
 class CPUTimes(Sensor):
@@ -67,11 +134,14 @@ class CPUTimesPercent(Sensor):
         return [Value("percent", float(getattr(times, m)), (("mode", m),))
                 for m in _CPU_MODES if getattr(times, m, None) is not None]  # fmt: skip
 
+    def __init__(self) -> None:
+        self._since = SinceLast(psutil.cpu_times)
+
     def prime(self) -> None:
-        psutil.cpu_times_percent(percpu=False)
+        self._since.prime()
 
     def read(self, options: Options) -> list[Value]:
-        return self.parse(psutil.cpu_times_percent(percpu=False))
+        return self.parse(mode_percents(*self._since.take()))
 
 
 class CPUCount(Sensor):

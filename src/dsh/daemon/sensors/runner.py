@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..conf import SensorConf
 from .base import Sensor, Value
@@ -94,12 +95,16 @@ _Result = tuple[list[Value] | None, str | None, float]  # values or an error; se
 class SensorRunner:
     """The sensors of one configuration; ``reconfigure`` swaps in another on SIGHUP."""
 
-    def __init__(self, confs: Mapping[str, SensorConf]) -> None:
+    def __init__(
+        self, confs: Mapping[str, SensorConf], catalogue: Mapping[str, Sensor] = SENSORS
+    ) -> None:
+        self.catalogue = catalogue  # name -> Sensor: the known sensors (tests bring their own)
         self.states: dict[str, SensorState] = {}
         self._sensors: dict[str, Sensor] = {}
         self._listeners: list[Listener] = []
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None  # set: the schedule changed
         self._schedule = Schedule({}, 0.0)
+        self._aside: list[SensorState] = []  # configured away, their reading still in flight
         self._configure(confs)
 
     def add_listener(self, listener: Listener) -> None:
@@ -108,13 +113,17 @@ class SensorRunner:
 
     def reconfigure(self, confs: Mapping[str, SensorConf]) -> None:
         self._configure(confs)
-        self._wake.set()
+        if self._wake is not None:
+            _settle(self._wake, None)
 
     def _configure(self, confs: Mapping[str, SensorConf]) -> None:
-        old, self.states = self.states, {}
+        # A sensor configured away while its reading hangs is kept aside, so
+        # that configured back it is still the one hung reading, not a second.
+        old = [*self.states.values(), *(s for s in self._aside if s.busy_since is not None)]
+        self.states = {}
         for name, conf in confs.items():
-            state = old.get(name)
-            if state is not None and state.options == conf.options:
+            state = next((s for s in old if s.name == name and s.options == conf.options), None)
+            if state is not None:
                 # The same sensor reads the same thing: the same state, with
                 # its history and its reading in flight (a hung one must
                 # stay counted as hung, and not be started twice).
@@ -122,7 +131,9 @@ class SensorRunner:
             else:
                 state = SensorState(name, conf.interval, timeout_of(conf), dict(conf.options))
             self.states[name] = state
-        self._sensors = {name: SENSORS[name] for name in confs}
+        in_use = {id(s) for s in self.states.values()}
+        self._aside = [s for s in old if s.busy_since is not None and id(s) not in in_use]
+        self._sensors = {name: self.catalogue[name] for name in confs}
         # A sensor that measures since its last reading (CPUPercent) is primed
         # at start; its first turn comes a second later, or it would measure
         # over no time at all.
@@ -142,12 +153,20 @@ class SensorRunner:
             _quietly(sensor.prime)
 
     async def run(self) -> None:
+        # A plain future and a timer, not wait_for(event.wait()): Python 3.11's
+        # wait_for loses a cancellation that comes as the event is set (a
+        # SIGTERM right after a SIGHUP), and this task would then never end.
+        loop = asyncio.get_running_loop()
         while True:
             for name in self._schedule.due(time.monotonic()):
                 self._start(self.states[name])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._schedule.wait(time.monotonic()))
-            self._wake.clear()
+            self._wake = wake = loop.create_future()
+            timer = loop.call_at(loop.time() + self._schedule.wait(time.monotonic()),
+                                 _settle, wake, None)  # fmt: skip
+            try:
+                await wake
+            finally:
+                timer.cancel()
 
     def _start(self, state: SensorState) -> None:
         now = time.monotonic()
@@ -162,16 +181,23 @@ class SensorRunner:
 
         def read() -> None:
             start = time.monotonic()
+            values: list[Value] | None = None
+            error: str | None = "the reading ended without a result"  # (SystemExit...)
             try:
-                values: list[Value] | None = sensor.read(options)
-                error = None
+                values, error = sensor.read(options), None
             except Exception as exc:  # a sensor's failure is its own, never the daemon's
-                values, error = None, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            result = (values, error, time.monotonic() - start)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: dshd is exiting
-                loop.call_soon_threadsafe(_settle, done, result)
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            finally:  # settled whatever happens: else the sensor would stay busy for good
+                result = (values, error, time.monotonic() - start)
+                with contextlib.suppress(RuntimeError):  # the loop is closed: dshd is exiting
+                    loop.call_soon_threadsafe(_settle, done, result)
 
-        threading.Thread(target=read, daemon=True, name=f"sensor {state.name}").start()
+        try:
+            threading.Thread(target=read, daemon=True, name=f"sensor {state.name}").start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            state.busy_since = None
+            self._fail(state, f"cannot start a thread: {exc}", 0.0)
+            return
         task = asyncio.ensure_future(self._finish(state, done))
         task.add_done_callback(_log_failure)
 
@@ -220,7 +246,7 @@ class SensorRunner:
         return lines
 
 
-def _settle(future: asyncio.Future[_Result], result: _Result) -> None:
+def _settle(future: asyncio.Future[Any], result: object) -> None:
     if not future.done():
         future.set_result(result)
 
