@@ -4,12 +4,13 @@ the session's cluster of dshd plus real sshd that dsh runs commands on."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.dshd import Cluster, ClusterFactory
 from support.mux import log_tail, stop_mux
+from support.prometheus import Prometheus
 from support.ssh_cluster import PATH_ENV, PATHS, SshCluster
 
 
@@ -30,6 +31,25 @@ def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
     yield make
     for cluster in made:
         cluster.stop()
+
+
+@pytest.fixture
+def make_prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
+    """Start real Prometheus servers scraping ``targets`` ("host:port"), each stopped at
+    teardown, also on failure; ``.query(expr)`` asks one."""
+    made: list[Prometheus] = []
+
+    def make(targets: list[str]) -> Prometheus:
+        prometheus = Prometheus(tmp_path / f"prometheus{len(made)}", targets)
+        made.append(prometheus)
+        prometheus.start()
+        return prometheus
+
+    try:
+        yield make
+    finally:
+        for prometheus in made:
+            prometheus.stop()
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,9 @@ from .conf import DshdConf
 from .config import DaemonConfig
 from .control import ControlSocket
 from .graphite import GraphiteSender
+from .http import HttpServer
 from .keys import load_keys
+from .metrics import DshdCollector, Own, http_pages
 from .ports import TcpPorts
 from .sampler import Sampler
 from .sensors.runner import SensorRunner, SensorState
@@ -92,11 +94,22 @@ class Daemon:
         self._set_graphite()
         self.sensors.add_listener(self._to_graphite)
         self.ports.footers.append(lambda: self.graphite.footer() if self.graphite else [])
+        # GET /metrics on --http.
+        self.http = HttpServer(config, self.ports.allowed, {})
+        collector = DshdCollector(self.node, self._own, lambda: self.sensors.states.values(),
+                                  time.time, time.monotonic)  # fmt: skip
+        self.http.pages.update(http_pages(collector, self.node.name))
+        self.ports.footers.append(self.http.footer)
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._gossip: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._resolve_now = asyncio.Event()
+
+    def _own(self) -> Own:
+        graphite = self.graphite.counters if self.graphite is not None else None
+        return Own(self.node.name, self.node.counters, self.ports.counters, self.http.counters,
+                   self.ports.best_answers, graphite)  # fmt: skip
 
     # -- start -----------------------------------------------------------------
 
@@ -146,19 +159,21 @@ class Daemon:
         self._gossip = sock
         loop.add_reader(sock.fileno(), self._read_datagrams)
         self._servers += await self.ports.listen()
+        self._servers += await self.http.listen()
         control = await self.control.listen()
         if control is not None:
             self._servers.append(control)
         self.sensors.prime()
         self.tick()  # the first report at once: see _ticker
         log.info(
-            "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, %d nodes",
+            "dshd %s: node %s, gossip %s:%d/udp, status %d/tcp, best %d/tcp, http %s, %d nodes",
             __version__,
             self.node.name,
             address,
             self.config.gossip_port,
             self.config.status_port,
             self.config.best_port,
+            "off" if self.config.http_port is None else f"{self.config.http_port}/tcp",
             len(self.node.table.peers),
         )
 
@@ -185,6 +200,7 @@ class Daemon:
             task.cancel()
         for server in self._servers:
             server.close()
+        self.http.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(*self._tasks, return_exceptions=True),
