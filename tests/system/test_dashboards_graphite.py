@@ -8,7 +8,6 @@ says so on the terminal."""
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,9 +15,9 @@ from typing import Any
 
 import pytest
 from support.carbon import Carbon, running_carbon
+from support.dashboard_nodes import configure, place_a_job_on_each, unavailable_sensors
 from support.dshd import ClusterFactory, Node
 from support.graphite_glob import expand_braces, matches, matching
-from support.paths import DSHD, PY
 from support.waiting import wait_for
 
 from dsh.core.graphite import host_part
@@ -35,42 +34,6 @@ POINTS = 2  # per series: perSecond() needs two to draw anything
 @pytest.fixture
 def carbon(tmp_path: Path) -> Iterator[Carbon]:
     yield from running_carbon(tmp_path / "carbon")
-
-
-def dshd(*args: str) -> str:
-    done = subprocess.run([PY, str(DSHD), *args], capture_output=True, text=True, timeout=20,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def unavailable_sensors() -> dict[str, str]:
-    """Sensor -> why not, as ``dshd --list-sensors`` says on this machine."""
-    found = re.findall(r"^(\w+)  \((available|unavailable: .*)\)$", dshd("--list-sensors"), re.M)
-    assert found, "dshd --list-sensors lists no sensors"
-    return {name: state.partition(": ")[2] for name, state in found if state != "available"}
-
-
-def configure(node: Node, carbon: Carbon) -> None:
-    """Every default sensor (what an install without a config runs) each second,
-    and dshd's own state each second too."""
-    conf = node.cluster.directory / f"{node.name}.conf"
-    options = {"DiskUsage": "path = /\npath = /tmp\n"}  # two, as the panels show several
-    conf.write_text(
-        "".join(f"[sensor:{n}]\ntime_interval = 1\n{options.get(n, '')}" for n in DEFAULT_SENSORS)
-        + f"[graphite]\nhost = {carbon.address}\nport = {carbon.line_port}\n"
-        f"prefix = {PREFIX}\ninterval = 1\n"
-    )
-    node.extra_args += ["--config", str(conf)]
-
-
-def place_a_job_on_each(nodes: Mapping[str, Node]) -> None:
-    """A best-node answer naming each node (its dshd.best_answers.NODE path): the
-    other node drained, ask the drained one."""
-    for chosen, asked in ((A, B), (B, A)):
-        assert dshd("--drain", "--control", nodes[asked].control).strip() == "ok drained"
-        assert nodes[asked].best() == chosen
-        assert dshd("--undrain", "--control", nodes[asked].control).strip() == "ok undrained"
 
 
 def node_values(dashboard: Mapping[str, Any]) -> list[str]:
@@ -93,6 +56,12 @@ def patterns_of(dashboard: Mapping[str, Any]) -> dict[str, list[str]]:
             for path in dashboards.graphite_paths(expanded):
                 uses.setdefault(path, []).append(expanded)
     return uses
+
+
+def configure_graphite(node: Node, carbon: Carbon) -> None:
+    """dshd's own state each second too (the sensors send as they read)."""
+    configure(node, f"[graphite]\nhost = {carbon.address}\nport = {carbon.line_port}\n"
+                    f"prefix = {PREFIX}\ninterval = 1\n")  # fmt: skip
 
 
 def sensor_of(pattern: str) -> str:
@@ -174,7 +143,7 @@ def test_every_dashboard_path_has_data(
     unavailable = unavailable_sensors()
     cluster = make_cluster([A, B])
     for node in cluster.nodes.values():
-        configure(node, carbon)
+        configure_graphite(node, carbon)
     cluster.start()
     wait_for(cluster.all_up, 10, "both nodes up")
     place_a_job_on_each(cluster.nodes)
