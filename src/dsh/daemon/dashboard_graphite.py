@@ -223,6 +223,11 @@ def graphite_node(prefix: str) -> Rows:
     b, k = _base(prefix)
     cpus = f"countSeries({b}.CPUTimes.seconds.*.idle)"
     idle = f"{b}.CPUTimes.seconds.*.idle"
+    # total - free - buffers - cached, as node_exporter's users compute it; psutil's own
+    # "used" is total - available, which overlaps cached and free: stacked with them
+    # it came to more than the total. Total first, as diffSeries wants it (one path
+    # each: a glob's order is the finder's).
+    used = ", ".join(f"{b}.VirtualMemory.{f}" for f in ("total", "free", "buffers", "cached"))
 
     def io(sensor: str, fields: tuple[str, str], exclude: str) -> tuple[Query, ...]:
         return qs(
@@ -291,12 +296,15 @@ def graphite_node(prefix: str) -> Rows:
             Panel(
                 "Memory",
                 "timeseries",
-                qs(f"aliasByNode({b}.VirtualMemory.{{used,buffers,cached,free}}, {k + 2})"),
+                qs(
+                    f"alias(diffSeries({used}), 'used')",
+                    f"aliasByNode({b}.VirtualMemory.{{buffers,cached,free}}, {k + 2})",
+                ),
                 "bytes",
                 12,
                 stack=True,
                 minimum=0,
-                description="stacked: the total",
+                description="stacked: the total (used = total - free - buffers - cached)",
             ),
             Panel(
                 "Swap",
