@@ -69,6 +69,7 @@ class Request:
     path: str  # without the query
     version: str  # HTTP/1.0 or HTTP/1.1
     headers: dict[str, str]  # lower-case names; a repeated header's values joined by ", "
+    query: str = ""  # what follows '?' in the target, undecoded
 
     @property
     def keep_alive(self) -> bool:
@@ -112,7 +113,14 @@ def parse_head(head: bytes) -> Request:
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     if "transfer-encoding" in headers or headers.get("content-length", "0").strip() != "0":
         raise BadRequest(400, "a request body")  # GET and HEAD have none here
-    return Request(method.decode("ascii"), path.partition("?")[0], version.decode(), headers)
+    path, _, query = path.partition("?")
+    return Request(method.decode("ascii"), path, version.decode(), headers, query)
+
+
+def _made(later: Later, gzipped: bool) -> Body:
+    """In a worker thread: the body, compressed if asked."""
+    body, content_type = later()
+    return (gzip.compress(body, GZIP_LEVEL, mtime=0) if gzipped else body), content_type
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -149,7 +157,17 @@ def response(status: int, body: bytes, content_type: str, *, keep_alive: bool,
     return head.encode("latin-1") + (b"" if head_only else body)
 
 
-Page = Callable[[], tuple[bytes, str]]  # the body and its content type, made per request
+# The body and its content type, made per request; BadRequest for a bad query.
+# A page whose making is long (a history of 100 nodes) returns a Later instead:
+# the loop copies out what it needs, and a worker thread makes the body.
+Body = tuple[bytes, str]
+Later = Callable[[], Body]
+Page = Callable[[Request], "Body | Later"]
+# Bodies made in worker threads at once; more wait for a 503. Each holds the
+# GIL only in slices, but two are plenty on a node that has real work to do.
+MAX_LATER = 2
+# A body larger than this is compressed in a worker thread, not on the loop.
+GZIP_ON_LOOP = 256 * 1024
 
 
 def _error_page(status: int) -> bytes:
@@ -167,6 +185,7 @@ class HttpServer:
         self.pages = pages
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
         self._clients: set[asyncio.StreamWriter] = set()
+        self._later = 0  # bodies being made in worker threads (MAX_LATER)
         # Kept-alive connections waiting for their next request, oldest first.
         self._idle: dict[asyncio.StreamWriter, None] = {}
 
@@ -261,7 +280,7 @@ class HttpServer:
                 await self._send(writer, response(exc.status, _error_page(exc.status),
                                                   "text/plain", keep_alive=False))  # fmt: skip
                 return
-            if not await self._send(writer, self._answer(request)):
+            if not await self._send(writer, await self._answer(request)):
                 return
             if not request.keep_alive:
                 return
@@ -279,7 +298,7 @@ class HttpServer:
                 return
             deadline = loop.time() + self.config.client_timeout
 
-    def _answer(self, request: Request) -> bytes:
+    async def _answer(self, request: Request) -> bytes:
         keep = request.keep_alive
         head_only = request.method == "HEAD"
         if request.method not in ("GET", "HEAD"):
@@ -291,10 +310,29 @@ class HttpServer:
             self.counters["not_found"] += 1
             return response(404, _error_page(404), "text/plain", keep_alive=keep,
                             head_only=head_only)  # fmt: skip
-        body, content_type = page()
         gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
-        if gzipped:
-            body = gzip.compress(body, GZIP_LEVEL, mtime=0)
+        try:
+            made = page(request)
+        except BadRequest as exc:
+            self.counters["bad_request"] += 1
+            return response(exc.status, f"{exc}\n".encode(), "text/plain", keep_alive=keep,
+                            head_only=head_only)  # fmt: skip
+        if callable(made):
+            if self._later >= MAX_LATER:
+                self.counters["busy"] += 1
+                return response(503, _error_page(503), "text/plain", keep_alive=keep,
+                                head_only=head_only)  # fmt: skip
+            self._later += 1
+            try:
+                body, content_type = await asyncio.to_thread(_made, made, gzipped)
+            finally:
+                self._later -= 1
+        else:
+            body, content_type = made
+            if gzipped and len(body) > GZIP_ON_LOOP:
+                body, _ = await asyncio.to_thread(_made, lambda: (body, ""), True)
+            elif gzipped:
+                body = gzip.compress(body, GZIP_LEVEL, mtime=0)
         self.counters["served"] += 1
         return response(200, body, content_type, keep_alive=keep, gzipped=gzipped,
                         head_only=head_only)  # fmt: skip

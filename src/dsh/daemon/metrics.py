@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .. import __version__
 from ..core.gossip import GossipNode, StatusRow
+from .http import Body, Request
 from .sensors.base import Value
 from .sensors.runner import SensorState
 
@@ -372,13 +373,13 @@ def render(collector: Collector) -> bytes:
     return generate_latest(registry)
 
 
-def http_pages(collector: Collector, node: str) -> dict[str, Callable[[], tuple[bytes, str]]]:
+def http_pages(collector: Collector, node: str) -> dict[str, Callable[[Request], Body]]:
     """The HTTP port's paths: /metrics, and an index at / that points to it."""
     index = (f"<!DOCTYPE html>\n<html><head><title>dshd {node}</title></head><body>\n"
              f"<h1>dshd {__version__} on {node}</h1>\n"
              '<p><a href="/metrics">/metrics</a>: this node and the cluster as it sees it,'
              " in the Prometheus text format.</p>\n</body></html>\n").encode()  # fmt: skip
     return {
-        "/metrics": lambda: (render(collector), CONTENT_TYPE),
-        "/": lambda: (index, "text/html; charset=utf-8"),
+        "/metrics": lambda _request: (render(collector), CONTENT_TYPE),
+        "/": lambda _request: (index, "text/html; charset=utf-8"),
     }

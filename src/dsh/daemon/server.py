@@ -22,9 +22,11 @@ from .. import __version__
 from ..core.auth import NONCE_BYTES, Sealer
 from ..core.cluster import NodeSpec, load_cluster
 from ..core.gossip import GossipNode
+from ..core.history import History
 from ..core.score import SCORES
 from ..core.wire import MAX_DATAGRAM
 from ..errors import DshError
+from .api import Api
 from .conf import DshdConf
 from .config import DaemonConfig
 from .control import ControlSocket
@@ -99,6 +101,11 @@ class Daemon:
         collector = DshdCollector(self.node, self._own, lambda: self.sensors.states.values(),
                                   time.time, time.monotonic)  # fmt: skip
         self.http.pages.update(http_pages(collector, self.node.name))
+        # Every node's recent states, one point per tick (dsh top, plot, the page).
+        self.history = History(config.interval)
+        api = Api(self.node, self.history, self.ports.best_answers, config.interval, time.time,
+                  time.monotonic)  # fmt: skip
+        self.http.pages.update(api.pages())
         self.ports.footers.append(self.http.footer)
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []
@@ -220,6 +227,7 @@ class Daemon:
             keys = load_keys(self.config.key_file) if self.config.key_file else None
             conf = read_conf(self.config)
             changes = self.node.reload(specs)
+            self.history.forget(s.name for s in specs)
         except (DshError, ValueError) as exc:
             log.error("reload failed, keeping the old cluster, keys and config: %s", exc)
             return
@@ -278,6 +286,8 @@ class Daemon:
                 self._gossip.sendto(datagram, (address, self.config.gossip_port))
             except (OSError, ValueError) as exc:  # e.g. an IPv6 peer on an IPv4 socket
                 log.debug("cannot send to %s: %s", address, exc)
+        # After the datagrams are out: the history waits, the gossip does not.
+        self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
 
     def _read_datagrams(self) -> None:
         """Everything queued, up to a batch: one wake-up per batch, not per datagram.

@@ -1,0 +1,273 @@
+"""Every node's recent states, as the daemon saw them at each of its ticks: a bounded ring.
+
+What ``dsh top``, ``dsh plot`` and the live page draw. No I/O, no clock:
+the daemon calls ``record`` at each tick with the wall time and its status
+rows; ``since`` answers ``GET /api/history``.
+
+Memory is fixed by the node count, not by how long dshd runs. Two tiers:
+
+* fine: every tick for ``span`` seconds (an hour by default: 2,400 points at
+  the 1.5 s interval);
+* coarse: means over ``step`` seconds (5 minutes) for ``coarse_span`` (a
+  day), made from the fine points as they age out of the fine tier's window.
+
+Each point of a node is ``len(FIELDS)`` 32-bit floats in one ``array``
+per node and tier (NaN where unknown: a node down, or of a release without
+usage), so 100 nodes cost 100 x (2,400 + 288) x 16 x 4 bytes = 17.2 MB,
+under the 20 MB the issue allows; ``nbytes`` tells the real figure. A float32
+keeps 7 digits: enough for every quantity shown (bytes to 0.00001 %).
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .gossip import StatusRow
+
+# What is kept of a node per point. "state" is 0 down, 1 up, 2 drained;
+# "jobs" is this daemon's count of best-node answers naming it, since start.
+FIELDS = (
+    "state", "load", "load1", "cpus", "mem_avail", "mem_total",
+    "cpu_user", "cpu_system", "cpu_idle", "cpu_iowait",
+    "disk_read", "disk_write", "net_receive", "net_transmit", "swap_used", "jobs",
+)  # fmt: skip
+_F = len(FIELDS)
+# Decimals worth showing per field: what the datagram carries (loads in
+# thousandths, CPU shares in 0.01 %), whole bytes and counts. Rounding to
+# them also undoes float32's noise in the JSON (0.3 not 0.30000001192092896).
+DIGITS = {"load": 3, "load1": 3, "cpu_user": 4, "cpu_system": 4, "cpu_idle": 4,
+          "cpu_iowait": 4}  # fmt: skip
+_STATES = {"down": 0.0, "up": 1.0, "drained": 2.0}
+NAN = math.nan
+
+
+def point(row: StatusRow, jobs: int) -> tuple[float, ...]:
+    """One node's point from its status row (NaN for what is unknown)."""
+
+    def num(value: float | None) -> float:
+        return NAN if value is None else float(value)
+
+    known = row.state != "down"  # a down node's last report is not its state now
+    u = row.usage if known else None
+    return (
+        _STATES.get(row.state, NAN),
+        num(row.load) if known else NAN,
+        num(row.load1) if known else NAN,
+        num(row.ncpu) if known else NAN,
+        num(row.mem_avail) if known else NAN,
+        num(row.mem_total) if known else NAN,
+        *((u.cpu_user, u.cpu_system, u.cpu_idle, u.cpu_iowait, u.disk_read, u.disk_write,
+           u.net_receive, u.net_transmit, float(u.swap_used)) if u else (NAN,) * 9),
+        float(jobs),
+    )  # fmt: skip
+
+
+class _Ring:
+    """``capacity`` points: a time each (float64), and per node and field a float32."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.times = array("d", [NAN]) * capacity
+        # Field-major (one array per node and field), so that a time range of
+        # one field is a slice, copied at C speed.
+        self.nodes: dict[str, list[array[float]]] = {}
+        self.next = 0  # where the next point goes
+        self.count = 0
+
+    def add(self, t: float, points: Mapping[str, tuple[float, ...]]) -> None:
+        i = self.next
+        self.times[i] = t
+        for name in points.keys() - self.nodes.keys():
+            self.nodes[name] = [array("f", [NAN]) * self.capacity for _ in range(_F)]
+        for name, columns in self.nodes.items():
+            values = points.get(name, _UNKNOWN)
+            for column, v in zip(columns, values, strict=True):
+                column[i] = v
+        self.next = (i + 1) % self.capacity
+        self.count = min(self.count + 1, self.capacity)
+
+    def spans(self) -> list[tuple[int, int]]:
+        """The filled part as one or two [start, end) index ranges, oldest first."""
+        start = (self.next - self.count) % self.capacity
+        end = start + self.count
+        if end <= self.capacity:
+            return [(start, end)]
+        return [(start, self.capacity), (0, end - self.capacity)]
+
+    def forget(self, keep: set[str]) -> None:
+        for name in [n for n in self.nodes if n not in keep]:
+            del self.nodes[name]
+
+    @property
+    def nbytes(self) -> int:
+        per_node = _F * self.capacity * array("f").itemsize
+        return self.times.itemsize * self.capacity + per_node * len(self.nodes)
+
+
+_UNKNOWN = (NAN,) * _F
+
+
+@dataclass(frozen=True)
+class Series:
+    """What ``since`` returns: times, oldest first, and per node and field a value per time."""
+
+    times: list[float]
+    nodes: dict[str, dict[str, list[float | int | None]]]  # name -> field -> values; None: unknown
+
+    def as_json(self) -> dict[str, object]:
+        return {"times": self.times, "nodes": self.nodes}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Raw values out of the rings (NaN unknown), private to whoever asked."""
+
+    times: list[float]
+    nodes: dict[str, dict[str, array[float]]]
+
+    def series(self, step: float | None = None) -> Series:
+        """Grouped by ``step`` seconds (means; ``jobs``: the last), rounded, None for unknown."""
+        groups = _groups(self.times, step)
+        out: dict[str, dict[str, list[float | int | None]]] = {}
+        for name, fields in self.nodes.items():
+            out[name] = {}
+            for field_name, column in fields.items():
+                values = column.tolist()
+                if groups is not None:
+                    values = [_combine([values[k] for k in g], field_name == "jobs")
+                              for g in groups]  # fmt: skip
+                digits = DIGITS.get(field_name)
+                out[name][field_name] = (
+                    [None if v != v else round(v) for v in values]  # whole: an int
+                    if digits is None
+                    else [None if v != v else round(v, digits) for v in values]
+                )
+        times = self.times
+        if groups is not None:
+            times = [sum(times[k] for k in g) / len(g) for g in groups]
+        return Series([round(x, 3) for x in times], out)
+
+
+class History:
+    def __init__(self, interval: float, span: float = 3600.0, step: float = 300.0,
+                 coarse_span: float = 86400.0) -> None:  # fmt: skip
+        self.interval = interval
+        self.span = span
+        self.step = step
+        self.fine = _Ring(max(2, math.ceil(span / interval)))
+        self.coarse = _Ring(max(2, math.ceil(coarse_span / step)))
+        self._bucket: float | None = None  # start of the coarse step being filled
+        self._sums: dict[str, list[float]] = {}
+        self._counts: dict[str, list[int]] = {}
+        self._last: dict[str, tuple[float, ...]] = {}
+
+    def record(self, t: float, rows: Iterable[StatusRow], jobs: Mapping[str, int]) -> None:
+        """The points of one tick at wall time ``t``."""
+        points = {r.name: point(r, jobs.get(r.name, 0)) for r in rows}
+        self.fine.add(t, points)
+        self._fold(t, points)
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Keep only these nodes (after a cluster-file reload)."""
+        keep = set(names)
+        self.fine.forget(keep)
+        self.coarse.forget(keep)
+
+    def _fold(self, t: float, points: Mapping[str, tuple[float, ...]]) -> None:
+        """Add a fine point to its coarse step's means; close the step when it is over."""
+        bucket = t - t % self.step
+        if self._bucket is not None and bucket != self._bucket:
+            means = {}
+            for name, sums in self._sums.items():
+                counts = self._counts[name]
+                means[name] = tuple(s / c if c else NAN for s, c in zip(sums, counts, strict=True))
+                # jobs is a count since start: the step's last value, not a mean
+                means[name] = (*means[name][:-1], self._last[name][-1])
+            self.coarse.add(self._bucket + self.step / 2, means)
+            self._sums, self._counts = {}, {}
+        self._bucket = bucket
+        for name, values in points.items():
+            sums = self._sums.setdefault(name, [0.0] * _F)
+            counts = self._counts.setdefault(name, [0] * _F)
+            for k, v in enumerate(values):
+                if v == v:  # not NaN
+                    sums[k] += v
+                    counts[k] += 1
+            self._last[name] = values
+
+    def since(self, t: float, *, step: float | None = None,
+              fields: Iterable[str] | None = None,
+              names: Iterable[str] | None = None) -> Series:  # fmt: skip
+        """Every point after wall time ``t``: the coarse ones older than the fine
+        window, then the fine ones; with ``step``, means over steps of that many
+        seconds (what a chart a few hundred pixels wide needs, not 2,400 points).
+        An unknown field is a ValueError."""
+        return self.window(t, fields=fields, names=names).series(step)
+
+    def window(self, t: float, *, fields: Iterable[str] | None = None,
+               names: Iterable[str] | None = None) -> Window:  # fmt: skip
+        """The raw values of ``since``: copied out of the rings at C speed, so that
+        the daemon can make the Series of it in another thread."""
+        columns = [FIELDS.index(f) for f in (fields or FIELDS)]
+        wanted = None if names is None else set(names)
+        fine = _after(self.fine, t, math.inf)
+        oldest_fine = self.fine.times[fine[0][0]] if fine else math.inf
+        coarse = _after(self.coarse, t, oldest_fine)
+        parts = [(self.coarse, a, b) for a, b in coarse] + [(self.fine, a, b) for a, b in fine]
+        times = [x for ring, a, b in parts for x in ring.times[a:b]]
+        nodes: dict[str, dict[str, array[float]]] = {}
+        for name in sorted(self.fine.nodes.keys() | self.coarse.nodes.keys()):
+            if wanted is not None and name not in wanted:
+                continue
+            nodes[name] = {}
+            for c in columns:
+                values = array("f")
+                for ring, a, b in parts:  # array slices: memcpy, not a float object each
+                    node = ring.nodes.get(name)
+                    values += node[c][a:b] if node is not None else array("f", [NAN]) * (b - a)
+                nodes[name][FIELDS[c]] = values
+        return Window(times, nodes)
+
+    @property
+    def nbytes(self) -> int:
+        """What the points take, in bytes (the rings' arrays)."""
+        return self.fine.nbytes + self.coarse.nbytes
+
+
+def _after(ring: _Ring, t: float, before: float) -> list[tuple[int, int]]:
+    """The ring's index ranges with times in (t, before), oldest first (times only grow)."""
+    out = []
+    for a, b in ring.spans():
+        while a < b and not ring.times[a] > t:
+            a += 1
+        while b > a and not ring.times[b - 1] < before:
+            b -= 1
+        if a < b:
+            out.append((a, b))
+    return out
+
+
+def _groups(times: list[float], step: float | None) -> list[list[int]] | None:
+    """Indices of ``times`` grouped by ``step`` seconds; None: no grouping."""
+    if not step:
+        return None
+    groups: list[list[int]] = []
+    current = None
+    for k, t in enumerate(times):
+        bucket = t // step
+        if bucket != current:
+            groups.append([])
+            current = bucket
+        groups[-1].append(k)
+    return groups
+
+
+def _combine(values: list[float], last: bool) -> float:
+    """The mean of the known values (a count since start: the last known one)."""
+    known = [v for v in values if v == v]
+    if not known:
+        return NAN
+    return known[-1] if last else sum(known) / len(known)
