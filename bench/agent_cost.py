@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What dshd costs a node as its metrics agent, idle, next to node_exporter.
 
-    python3 bench/agent_cost.py [--seconds 60] [--out FILE]
+    python3 bench/agent_cost.py [--seconds 60] [--scrapes 500] [--out FILE]
 
 In one run, side by side for the same window (so background load hits all
 alike), each a real process on loopback:
@@ -9,22 +9,29 @@ alike), each a real process on loopback:
 * dshd with no sensors (the gossip alone), with no config file (its default
   sensors), with FrUCToSA's example lagent.conf (its twenty sensors at its
   intervals), and with contrib/dshd.conf (every sensor at its default
-  interval). Each is a sealed two-member cluster, at dshd's default gossip
-  interval, whose other member is a plain UDP socket of this script's: it
-  receives what a peer would, so the datagram is measured off the wire.
+  interval), at dshd's default gossip interval. lagent.conf's dshd is one of a
+  sealed three-dshd cluster (the other two without sensors), so that its
+  /metrics carries the cluster view; each other is a sealed two-member cluster
+  whose other member is a plain UDP socket of this script's: it receives what
+  a peer would, so the datagram is measured off the wire.
 * Debian's prometheus-node-exporter on 127.0.0.1, once left alone and once
   scraped every 15 s (Prometheus's default), since it does its work per scrape.
 
-CPU is utime + stime from /proc/PID/stat over the window, after a warm-up in
-which every sensor has read once (start-up is not idle); RSS is VmRSS and
-VmHWM at the end. Then the scrape latency of node_exporter (and of dshd's
-/metrics where this build has one). Prints a Markdown section; --out also
-writes it to FILE. Every process started here is stopped on exit.
+CPU is utime + stime from /proc/PID/stat (all threads) over the window, after
+a warm-up in which every sensor has read once (start-up is not idle); RSS is
+VmRSS and VmHWM at the end. Then --scrapes GETs of /metrics from lagent.conf's
+dshd and from the scraped node_exporter, alternating, each over one kept-alive
+HTTP/1.1 connection with `Accept-Encoding: gzip`, as Prometheus scrapes:
+latency, bytes (gzip and plain), lines and series, CPU per scrape. Prints a
+Markdown section; --out also writes it to FILE. Every process started here is
+stopped on exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import http.client
 import os
 import re
 import shutil
@@ -51,6 +58,7 @@ from support.dshd import Cluster, Node  # noqa: E402
 from support.paths import LAGENT_CONF_FILE  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 
+from dsh.core.wire import VERSION  # noqa: E402
 from dsh.daemon.config import DaemonConfig  # noqa: E402
 from dsh.daemon.keys import generate_key_file  # noqa: E402
 
@@ -141,32 +149,42 @@ class Peer:
 
 
 @contextmanager
-def dshd(directory: Path, address: str, peer: str, conf: Path | None, key: Path
-         ) -> Iterator[tuple[Node, Peer]]:  # fmt: skip
+def dshd(directory: Path, address: str, peers: list[str], conf: Path | None, key: Path,
+         members: tuple[str, ...] = ()) -> Iterator[tuple[Node, Peer | None]]:  # fmt: skip
+    """The measured dshd at ``address``; ``peers`` are plain sockets (at most one,
+    what it sends is measured), ``members`` more dshd with no sensors (a real
+    cluster, so that its /metrics carries the others' rows)."""
     d = DaemonConfig()
     directory.mkdir()
-    cluster = Cluster(directory, [address, peer], interval=d.interval, maxloops=d.maxloops)
+    names = [address, *peers, *members]
+    cluster = Cluster(directory, names, interval=d.interval, maxloops=d.maxloops)
+    (directory / "none.conf").write_text("")
+    for name, node in cluster.nodes.items():
+        node.verbose = False
+        node.key_file = key
+        # Never the host's /etc/dsh/dshd.conf: an empty file is "no sensors".
+        if name != address or conf is None:
+            node.extra_args += ["--config", str(directory / "none.conf")]
+        elif conf != Path("-"):
+            node.extra_args += ["--config", str(conf)]
     node = cluster.nodes[address]
-    node.verbose = False
-    node.key_file = key
-    # Never the host's /etc/dsh/dshd.conf: an empty file is "no sensors".
-    if conf is None:
-        node.extra_args += ["--config", str(directory / "none.conf")]
-        (directory / "none.conf").write_text("")
-    elif conf != Path("-"):
-        node.extra_args += ["--config", str(conf)]
     env_config = os.environ.pop("DSH_CONFIG", None)  # "-": dshd's own defaults, no file
-    listener = Peer(peer, cluster.port)
+    listener = Peer(peers[0], cluster.port) if peers else None
     try:
         if conf == Path("-") and Path("/etc/dsh/dshd.conf").exists():
             raise SystemExit(
                 "agent_cost: /etc/dsh/dshd.conf exists; the default-set row needs none"
             )
-        node.start()
+        cluster.start([address, *members])
+        if members:
+            real = [address, *members]
+            wait_for(partial(cluster.all_up, real), 30, f"{address}'s cluster to be up")
         yield node, listener
     finally:
-        node.stop()
-        listener.close()
+        for other in cluster.nodes.values():
+            other.stop()
+        if listener is not None:
+            listener.close()
         if env_config is not None:
             os.environ["DSH_CONFIG"] = env_config
 
@@ -232,19 +250,71 @@ def scrape(url: str) -> int:
         return len(answer.read())
 
 
-def scrape_latencies(url: str, n: int = 50) -> tuple[list[float], int] | None:
-    """Milliseconds per GET of ``url`` (sorted) and the body's size; None where
-    there is nothing to scrape (dshd's /metrics before it exists)."""
-    try:
-        size = scrape(url)
-    except (urllib.error.URLError, OSError):
-        return None
-    out = []
-    for _ in range(n):
+@dataclass
+class Scraped:
+    """One agent's /metrics over a kept-alive connection, as Prometheus scrapes."""
+
+    label: str
+    host: str
+    port: int
+    pid: int
+    idle_rate: float = 0.0  # CPU s per s when not scraped (from the window), to net out
+    ms: list[float] = field(default_factory=list)  # sorted at the end
+    cpu: float = 0.0  # s over the N scrapes
+    elapsed: float = 0.0  # s from the first scrape to the last
+    gzip_bytes: int = 0
+    plain_bytes: int = 0
+    lines: int = 0
+    series: int = 0
+    conn: http.client.HTTPConnection | None = None
+
+    def get(self) -> tuple[float, bytes]:
+        """One GET /metrics with Prometheus's Accept-Encoding: (ms, body as sent)."""
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         started = time.perf_counter()
-        scrape(url)
-        out.append((time.perf_counter() - started) * 1000)
-    return sorted(out), size
+        self.conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        answer = self.conn.getresponse()
+        body = answer.read()
+        ms = (time.perf_counter() - started) * 1000
+        if answer.status != 200 or answer.getheader("Content-Encoding") != "gzip":
+            raise SystemExit(f"agent_cost: {self.label} /metrics: {answer.status}, not gzip")
+        if answer.will_close:
+            raise SystemExit(f"agent_cost: {self.label} closes the connection after a scrape")
+        return ms, body
+
+    def body(self, data: bytes) -> None:
+        plain = gzip.decompress(data)
+        self.gzip_bytes, self.plain_bytes = len(data), len(plain)
+        text = plain.decode().splitlines()
+        self.lines = len(text)
+        self.series = sum(1 for line in text if line and not line.startswith("#"))
+
+    def per_scrape_ms(self, net: bool = False) -> float:
+        cpu = self.cpu - (self.idle_rate * self.elapsed if net else 0.0)
+        return 1000 * cpu / len(self.ms)
+
+
+def scrape_side_by_side(agents: list[Scraped], n: int) -> None:
+    """``n`` scrapes of each, alternating (first one, then the other, the order
+    swapped every round) so that the machine's noise falls on both alike."""
+    for a in agents:
+        for _ in range(5):  # warm-up: connection, first-scrape caches
+            _, data = a.get()
+        a.body(data)
+    cpu0 = [cpu_seconds(a.pid) for a in agents]
+    started = time.monotonic()
+    for i in range(n):
+        for a in agents if i % 2 == 0 else agents[::-1]:
+            ms, _ = a.get()
+            a.ms.append(ms)
+    elapsed = time.monotonic() - started
+    for a, c0 in zip(agents, cpu0, strict=True):
+        a.cpu = cpu_seconds(a.pid) - c0
+        a.elapsed = elapsed
+        a.ms.sort()
+        if a.conn is not None:
+            a.conn.close()
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -254,27 +324,30 @@ def pct(xs: list[float], p: float) -> float:
 # -- the run ---------------------------------------------------------------------------
 
 
-def measure(seconds: float, scratch: Path) -> str:
+def measure(seconds: float, scrapes_n: int, scratch: Path) -> str:
     if not Path(NODE_EXPORTER).exists():
         raise SystemExit(
             f"agent_cost: {NODE_EXPORTER} not found (apt install prometheus-node-exporter)"
         )
     key = scratch / "key"
     generate_key_file(str(key))
-    configs: list[tuple[str, str, Path | None, str]] = [
-        ("dshd, no sensors (gossip only)", "none", None, "127.0.0.71"),
-        ("dshd, no config file (its default set)", "11 at their defaults", Path("-"), "127.0.0.73"),
-        ("dshd, FrUCToSA's lagent.conf", "20 at lagent.conf's intervals", LAGENT_CONF_FILE,
-         "127.0.0.75"),
+    # label, sensors, config, address, plain-socket peers, more dshd members
+    configs: list[tuple[str, str, Path | None, str, list[str], tuple[str, ...]]] = [
+        ("dshd, no sensors (gossip only)", "none", None, "127.0.0.71", ["127.0.0.72"], ()),
+        ("dshd, no config file (its default set)", "11 at their defaults", Path("-"),
+         "127.0.0.73", ["127.0.0.74"], ()),
+        ("dshd, FrUCToSA's lagent.conf (3-node cluster)", "20 at lagent.conf's intervals",
+         LAGENT_CONF_FILE, "127.0.0.75", [], ("127.0.0.76", "127.0.0.79")),
         ("dshd, contrib/dshd.conf", "all 22 at their defaults", REPO / "contrib" / "dshd.conf",
-         "127.0.0.77"),
+         "127.0.0.77", ["127.0.0.78"], ()),
     ]  # fmt: skip
     agents: list[Agent] = []
     with ExitStack() as stack:
-        nodes: list[tuple[Node, Peer]] = []
-        for i, (label, what, conf, address) in enumerate(configs):
-            peer = address[:-1] + str(int(address[-1]) + 1)
-            node, listener = stack.enter_context(dshd(scratch / f"c{i}", address, peer, conf, key))
+        nodes: list[tuple[Node, Peer | None]] = []
+        for i, (label, what, conf, address, peers, members) in enumerate(configs):
+            node, listener = stack.enter_context(
+                dshd(scratch / f"c{i}", address, peers, conf, key, members)
+            )
             nodes.append((node, listener))
             agents.append(Agent(label, pid_of(node), what))
         idle, _ = stack.enter_context(node_exporter(scratch))
@@ -291,7 +364,8 @@ def measure(seconds: float, scratch: Path) -> str:
 
         for agent in agents:
             agent.start_window()
-        for _, listener in nodes:
+        listeners = [listener for _, listener in nodes if listener is not None]
+        for listener in listeners:
             listener.counting = True
         started = time.monotonic()
         scrapes = 0
@@ -303,26 +377,29 @@ def measure(seconds: float, scratch: Path) -> str:
         for agent in agents:
             agent.end_window()
         window = time.monotonic() - started
-        for _, listener in nodes:
+        for listener in listeners:
             listener.counting = False
 
         footers = [sensor_footer(node) for node, _ in nodes]
-        wire = nodes[0][1].sizes
-        rate = [listener.counted / window for _, listener in nodes]
+        wire = listeners[0].sizes
+        rate = [listener.counted / window for listener in listeners]
         name_len = len(nodes[0][0].name)
-        ne = scrape_latencies(scraped_url)
-        dshd_metrics = scrape_latencies(
-            f"http://{nodes[-1][0].name}:{nodes[-1][0].cluster.http_port}/metrics"
-        )
+        lagent = nodes[2][0]
+        ne_port = int(scraped_url.rsplit(":", 1)[1].split("/")[0])
+        side = [
+            Scraped(f"dshd ({lagent.name}, lagent.conf)", lagent.name, lagent.cluster.http_port,
+                    lagent.pid, agents[2].cpu / window),
+            Scraped("node_exporter 1.5", "127.0.0.1", ne_port, scraped.pid,
+                    agents[4].cpu / window),
+        ]  # fmt: skip
+        scrape_side_by_side(side, scrapes_n)
 
-    return report(seconds, window, scrapes, agents, footers, wire, rate, name_len, ne,
-                  dshd_metrics)  # fmt: skip
+    return report(window, scrapes, agents, footers, wire, rate, name_len, side)
 
 
-def report(seconds: float, window: float, scrapes: int, agents: list[Agent],
+def report(window: float, scrapes: int, agents: list[Agent],
            footers: list[dict[str, tuple[str, float, int]]], wire: list[int], rate: list[float],
-           name_len: int, ne: tuple[list[float], int] | None,
-           dshd_metrics: tuple[list[float], int] | None) -> str:  # fmt: skip
+           name_len: int, side: list[Scraped]) -> str:  # fmt: skip
     lines = [
         "## dshd as a node agent: its idle cost (bench/agent_cost.py)",
         "",
@@ -330,7 +407,8 @@ def report(seconds: float, window: float, scrapes: int, agents: list[Agent],
         f" after a warm-up in which every sensor read once. CPU = utime + stime from"
         f" /proc/PID/stat (ticks of {1000 / TICK:g} ms: {100 / TICK / window:.3f} % resolution);"
         " RSS at the end. Every dshd gossips sealed, at its default interval"
-        f" ({DaemonConfig().interval:g} s), to one peer.",
+        f" ({DaemonConfig().interval:g} s): to one plain-socket peer, or (lagent.conf's)"
+        " in a cluster of three dshd.",
         "",
         "| agent | sensors | CPU s | % of one core | VmRSS MiB | VmHWM MiB | threads |",
         "|---|---|--:|--:|--:|--:|--:|",
@@ -345,22 +423,41 @@ def report(seconds: float, window: float, scrapes: int, agents: list[Agent],
     if wire:
         sizes = sorted(set(wire))
         shown = ", ".join(str(s) for s in sizes)
+        plain = 108 + name_len
         lines += [
             "",
-            f"Gossip datagram, off the wire (sealed, node name of {name_len} bytes):"
-            f" {shown} bytes, {statistics.mean(rate):.2f} datagrams/s to each peer"
+            f"Gossip datagram, off the wire: version {VERSION}, sealed, node name of"
+            f" {name_len} bytes: {shown} bytes ({plain} plain, the rest the seal),"
+            f" {statistics.mean(rate):.2f} datagrams/s to each peer"
             f" ({', '.join(f'{r:.2f}' for r in rate)}); the name's length adds byte for byte.",
         ]
-    lines += ["", "Scrape latency (GET /metrics, 50 in a row, after the window):", ""]
-    for label, result in (("node_exporter", ne), ("dshd", dshd_metrics)):
-        if result is None:
-            lines.append(f"* {label}: no /metrics to scrape in this build")
-        else:
-            ms, size = result
-            lines.append(
-                f"* {label}: median {statistics.median(ms):.1f} ms, p90 {pct(ms, 0.9):.1f} ms,"
-                f" max {ms[-1]:.1f} ms; {size / 1000:.1f} kB"
-            )
+    n = len(side[0].ms)
+    lines += [
+        "",
+        f"Scrapes: GET /metrics with `Accept-Encoding: gzip`, {n} of each over one"
+        " kept-alive HTTP/1.1 connection per agent, alternating between the two."
+        " CPU per scrape = the agent's utime + stime over the scrapes / N; net = less"
+        " its idle rate from the window over the same time.",
+        "",
+        "| agent | median ms | p90 ms | p99 ms | max ms | gzip bytes | plain bytes |"
+        " lines | series | CPU ms/scrape | net of idle |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for s in side:
+        lines.append(
+            f"| {s.label} | {statistics.median(s.ms):.2f} | {pct(s.ms, 0.9):.2f} |"
+            f" {pct(s.ms, 0.99):.2f} | {s.ms[-1]:.2f} | {s.gzip_bytes} | {s.plain_bytes} |"
+            f" {s.lines} | {s.series} | {s.per_scrape_ms():.2f} |"
+            f" {s.per_scrape_ms(net=True):.2f} |"
+        )
+    d, ne = side
+    lines += [
+        "",
+        f"dshd / node_exporter: median {statistics.median(d.ms) / statistics.median(ne.ms):.2f}x,"
+        f" p99 {pct(d.ms, 0.99) / pct(ne.ms, 0.99):.2f}x,"
+        f" CPU per scrape {d.per_scrape_ms() / ne.per_scrape_ms():.2f}x,"
+        f" gzip bytes {d.gzip_bytes / ne.gzip_bytes:.2f}x.",
+    ]
     every = footers[-1]
     lines += [
         "",
@@ -377,13 +474,14 @@ def report(seconds: float, window: float, scrapes: int, agents: list[Agent],
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0, help="length of the idle window")
+    p.add_argument("--scrapes", type=int, default=500, help="scrapes of each agent")
     p.add_argument("--out", type=Path, help="also write the Markdown section here")
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C: every process started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     scratch = Path(tempfile.mkdtemp(prefix="dsh-agent-cost-"))
     try:
-        text = measure(args.seconds, scratch)
+        text = measure(args.seconds, args.scrapes, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     sys.stdout.write(text)
