@@ -305,3 +305,32 @@ def test_user_drops_privileges_after_binding(make_cluster: ClusterFactory) -> No
     assert set(uid_line.split()[1:]) == {"65534"}
     assert node.best() == A
     assert os.stat(node.control).st_uid == 65534  # so the daemon's user may drain it
+
+
+def test_sighup_takes_each_good_file_and_keeps_the_old_bad_one(
+    make_cluster: ClusterFactory, tmp_path: Path
+) -> None:
+    # A typo in dshd.conf must not keep a node added to the cluster file out,
+    # nor the other way round.
+    conf = tmp_path / "dshd.conf"
+    conf.write_text("[sensor:LoadAvg]\ntime_interval = 1\n")
+    cluster = make_cluster([A, B, C])
+    cluster.write([A, B])
+    a = cluster.nodes[A]
+    a.extra_args += ["--config", str(conf)]
+    cluster.start([A, B])
+    wait_for(lambda: cluster.all_up([A, B]), 10, "A and B up")
+    conf.write_text("[sensor:LoadAvg]\ntime_interval = 1\n[sensor:NoSuchSensor]\n")
+    cluster.write([A, B, C])
+    cluster.nodes[C].start()
+    a.send(signal.SIGHUP)
+    wait_for(lambda: a.state_of(C) == "up", 10, "C added on A despite the bad config")
+    log = a.log.read_text()
+    assert "reload failed for the config file" in log
+    assert f"{conf}:3: unknown sensor 'NoSuchSensor'" in log
+    assert "# sensor LoadAvg up" in a.status_text()  # the old config still runs
+    # Mended, with a comment more: the same config (line numbers are no part of it).
+    conf.write_text("# load\n[sensor:LoadAvg]\ntime_interval = 1\n")
+    a.send(signal.SIGHUP)
+    wait_for(lambda: a.log.read_text().count("config reloaded: no changes") == 1, 10,
+             "the mended config, the same as before")  # fmt: skip

@@ -4,11 +4,16 @@ A sealed datagram wraps a whole plain one (wire.py) and encrypts it, so that
 nobody without the key can forge, alter or read a node's report::
 
     magic    2s  as wire.MAGIC
-    version  B   wire.VERSION
+    version  B   1 (SEALED_VERSION: the envelope's, not the datagram's inside)
     type     B   MessageType.SEALED
     key id   4s  first 4 bytes of SHA-256(key): picks the key to try
     nonce    12s random, from the caller (never reused in practice: 96 bits)
     sealed   *   ChaCha20-Poly1305(plain datagram), 16-byte tag at the end
+
+The envelope's version is its own and stays 1 while the plain datagram
+inside moves on (wire.VERSION 2): a daemon of the previous release opens the
+version-1 datagram a new one seals for it (gossip.py sends each peer the
+version it speaks), which it could not if the envelope said 2.
 
 The first 20 bytes are authenticated as associated data. Replay is not this
 module's business: the sealed plain datagram carries the sender's sequence
@@ -24,8 +29,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import AuthError
-from .wire import MAGIC, VERSION, MessageType
+from .wire import MAGIC, MessageType
 
+SEALED_VERSION = 1  # the envelope's layout; never wire.VERSION (see above)
+_SEALED_START = MAGIC + bytes([SEALED_VERSION])
 _HEADER = struct.Struct("!2sBB4s12s")
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -36,7 +43,11 @@ def key_id(key: bytes) -> bytes:
 
 
 def is_sealed(data: bytes) -> bool:
-    return len(data) >= 4 and data[:3] == MAGIC + bytes([VERSION]) and data[3] == MessageType.SEALED
+    return (
+        len(data) >= 4
+        and data[:3] == MAGIC + bytes([SEALED_VERSION])
+        and data[3] == MessageType.SEALED
+    )
 
 
 class Sealer:
@@ -48,7 +59,7 @@ class Sealer:
         self._accept = {key_id(k): ChaCha20Poly1305(k) for k in keys}
 
     def seal(self, plain: bytes, nonce: bytes) -> bytes:
-        header = _HEADER.pack(MAGIC, VERSION, MessageType.SEALED, self._send_id, nonce)
+        header = _HEADER.pack(MAGIC, SEALED_VERSION, MessageType.SEALED, self._send_id, nonce)
         return header + self._send.encrypt(nonce, plain, header)
 
     def open(self, data: bytes) -> bytes:

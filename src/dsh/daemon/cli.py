@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from dataclasses import replace
 
@@ -269,11 +270,14 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
 
 def read_conf(config: DaemonConfig) -> DshdConf:
     """The sensors and exporters: the config file's, or the defaults without one."""
-    if config.config_file is None:
-        return DshdConf.defaults()
-    conf = load_conf(config.config_file)
+    path = config.config_file
+    if path is None:
+        if not os.path.exists(DEFAULT_CONFIG):
+            return DshdConf.defaults()
+        path = DEFAULT_CONFIG
+    conf = load_conf(path)
     for section, line in conf.ignored:
-        log.info("%s:%d: section [%s] is not dshd's; ignored", config.config_file, line, section)
+        log.info("%s:%d: section [%s] is not dshd's; ignored", path, line, section)
     return conf
 
 

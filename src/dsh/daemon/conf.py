@@ -44,7 +44,9 @@ class SensorConf:
     name: str
     interval: float  # seconds
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    line: int = 0  # of its section header, for later messages
+    # Of its section header, for later messages; not part of the value, so
+    # that a SIGHUP after a comment was added does not restart the sensor.
+    line: int = field(default=0, compare=False)
     timeout: float | None = None  # seconds a reading may take; None: runner.DEFAULT_TIMEOUT
 
 
@@ -68,7 +70,8 @@ DEFAULT_SENSORS = ("CPUTimes", "CPUFreq", "LoadAvg", "VirtualMemory", "SwapMemor
 class DshdConf:
     sensors: dict[str, SensorConf] = field(default_factory=dict)
     graphite: GraphiteConf | None = None
-    ignored: tuple[tuple[str, int], ...] = ()  # (section, line) of sections that are not dshd's
+    # (section, line) of sections that are not dshd's; for the log, not the value
+    ignored: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     @classmethod
     def defaults(cls) -> DshdConf:

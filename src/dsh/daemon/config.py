@@ -31,8 +31,8 @@ def default_cluster_file() -> str:
 
 
 def default_config_file() -> str | None:
-    path = os.environ.get("DSH_CONFIG") or DEFAULT_CONFIG
-    return path if os.path.exists(path) else None
+    """$DSH_CONFIG, which must then exist; None: DEFAULT_CONFIG where it exists."""
+    return os.environ.get("DSH_CONFIG") or None
 
 
 def default_key_file() -> str | None:
@@ -48,7 +48,9 @@ class DaemonConfig:
     status_port: int = DEFAULT_STATUS_PORT  # TCP port number
     best_port: int = DEFAULT_BEST_PORT  # TCP port number
     http_port: int | None = DEFAULT_HTTP_PORT  # TCP port of /metrics; None = no HTTP
-    config_file: str | None = None  # sensors and exporters (conf.py); None = the defaults
+    # Sensors and exporters (conf.py): this file, which must exist; None:
+    # DEFAULT_CONFIG if it exists, looked for again at each SIGHUP, else the defaults.
+    config_file: str | None = None
     listen: tuple[str, ...] = ()  # TCP listen addresses; () = all addresses
     interval: float = 1.5  # seconds between two reports of this node
     jitter: float = 0.1  # each interval is drawn from interval * (1 +- jitter)

@@ -219,29 +219,41 @@ class Daemon:
         self.control.remove()
 
     def reload(self) -> None:
-        """SIGHUP: re-read the cluster, key and config files; keep the old ones if one is bad."""
+        """SIGHUP: re-read the cluster, key and config files.
+
+        Each on its own: a bad one is logged (FILE:LINE: what) and keeps its
+        old content in force; the others are taken."""
         from .cli import read_conf
 
         try:
             specs = load_cluster(self.config.cluster_file)
-            keys = load_keys(self.config.key_file) if self.config.key_file else None
-            conf = read_conf(self.config)
-            changes = self.node.reload(specs)
-            self.history.forget(s.name for s in specs)
         except (DshError, ValueError) as exc:
-            log.error("reload failed, keeping the old cluster, keys and config: %s", exc)
+            log.error("reload failed for the cluster file, keeping the old cluster: %s", exc)
+        else:
+            self._take_cluster(specs)
+        if self.config.key_file:
+            try:
+                keys = load_keys(self.config.key_file)
+            except DshError as exc:
+                log.error("reload failed for the key file, keeping the old keys: %s", exc)
+            else:
+                self.node.sealer = Sealer(keys)
+                log.info("keys reloaded: %d key(s)", len(keys))
+        try:
+            conf = read_conf(self.config)
+        except DshError as exc:
+            log.error("reload failed for the config file, keeping the old config: %s", exc)
+        else:
+            self._take_conf(conf)
+        self._resolve_now.set()
+
+    def _take_cluster(self, specs: list[NodeSpec]) -> None:
+        try:
+            changes = self.node.reload(specs)
+        except ValueError as exc:  # e.g. this node is no longer in the file
+            log.error("reload failed for the cluster file, keeping the old cluster: %s", exc)
             return
-        if conf != self.conf:
-            graphite_changed = conf.graphite != self.conf.graphite
-            self.conf = conf
-            if graphite_changed:
-                self._set_graphite()
-                self._start_graphite()
-            self.sensors.reconfigure(conf.sensors)
-            log.info("config reloaded: sensors %s", " ".join(conf.sensors) or "none")
-        if keys:
-            self.node.sealer = Sealer(keys)
-            log.info("keys reloaded: %d key(s)", len(keys))
+        self.history.forget(s.name for s in specs)
         if changes:
             log.info(
                 "cluster reloaded: added %s; removed %s; changed %s",
@@ -251,7 +263,18 @@ class Daemon:
             )
         else:
             log.info("cluster reloaded: no changes")
-        self._resolve_now.set()
+
+    def _take_conf(self, conf: DshdConf) -> None:
+        if conf == self.conf:
+            log.info("config reloaded: no changes")
+            return
+        graphite_changed = conf.graphite != self.conf.graphite
+        self.conf = conf
+        if graphite_changed:
+            self._set_graphite()
+            self._start_graphite()
+        self.sensors.reconfigure(conf.sensors)
+        log.info("config reloaded: sensors %s", " ".join(conf.sensors) or "none")
 
     # -- graphite --------------------------------------------------------------
 

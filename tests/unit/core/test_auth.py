@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +23,7 @@ from dsh.core.gossip import (
     GossipNode,
 )
 from dsh.core.score import score_load
-from dsh.core.wire import State, decode, encode_state
+from dsh.core.wire import State, Usage, decode, encode_state
 from dsh.errors import AuthError, WireError
 
 K1, K2 = bytes(range(32)), bytes(range(1, 33))
@@ -118,3 +119,16 @@ def test_sealed_tick_sends_datagrams_peers_can_open() -> None:
     ((datagram, address),) = n.tick(Sample(2, 0.1, 0.1, 1 << 30, 1 << 31), 0.0, NOW_MS)
     assert address == "10.0.0.2" and is_sealed(datagram)
     assert decode(Sealer([K1]).open(datagram)).name == "a"
+
+
+def test_the_envelope_stays_version_1_whatever_it_seals() -> None:
+    # A daemon of the previous release (datagrams of version 1 only) must open
+    # what a new one seals for it: the envelope's version byte is not the
+    # datagram's, and a version-1 datagram comes out as it went in.
+    sealer = Sealer([K1])
+    usage = Usage(0.5, 0.25, 0.25, 0.0, 1.0, 2.0, 3.0, 4.0, 5, 6)
+    for version in (1, 2):
+        plain = encode_state(replace(state(), usage=usage), version)
+        sealed = sealer.seal(plain, b"\x01" * 12)
+        assert sealed[2] == 1 and is_sealed(sealed)
+        assert sealer.open(sealed) == plain

@@ -161,3 +161,19 @@ def test_drain_without_a_daemon_is_a_clear_error(
     err = one_line(capsys.readouterr().err)
     assert err == f"dshd: cannot reach the local daemon at {control}: No such file or directory"
     assert not os.path.exists(control)
+
+
+def test_the_default_config_file_is_looked_for_at_each_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --config, /etc/dsh/dshd.conf is read when it exists: also when
+    # it was made after dshd started (SIGHUP reads it then).
+    from dsh.daemon.conf import DshdConf
+    from dsh.daemon.config import DaemonConfig
+
+    default = tmp_path / "dshd.conf"
+    monkeypatch.setattr(cli, "DEFAULT_CONFIG", str(default))
+    config = DaemonConfig()
+    assert cli.read_conf(config) == DshdConf.defaults()
+    default.write_text("[sensor:Users]\n")
+    assert list(cli.read_conf(config).sensors) == ["Users"]
