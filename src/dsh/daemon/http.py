@@ -31,9 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import __version__
-from ..errors import DshError
 from .config import DaemonConfig
-from .ports import LISTEN_BACKLOG
+from .ports import listen_on
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +193,7 @@ class HttpServer:
         port = self.config.http_port
         if port is None:
             return []
-        servers = []
-        hosts: list[str | None] = list(self.config.listen) or [None]
-        for host in hosts:
-            try:
-                server = await asyncio.start_server(
-                    self._handle, host, port, limit=MAX_HEAD, reuse_address=True,
-                    backlog=LISTEN_BACKLOG,
-                )  # fmt: skip
-            except OSError as exc:
-                raise DshError(
-                    f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}"
-                ) from None
-            servers.append(server)
-        return servers
+        return await listen_on(self.config.listen, port, self._handle, limit=MAX_HEAD)
 
     def close(self) -> None:
         """Drop every connection still open (the listening sockets are the caller's)."""

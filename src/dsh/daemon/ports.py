@@ -29,6 +29,25 @@ LISTEN_BACKLOG = 4096
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
+async def listen_on(addresses: tuple[str, ...], port: int, handler: Handler,
+                    limit: int = 2**16) -> list[asyncio.Server]:  # fmt: skip
+    """``handler`` on ``port`` at each address (all addresses if none): dshd's TCP
+    servers, the HTTP port's too; an address that cannot be bound is a DshError."""
+    servers: list[asyncio.Server] = []
+    hosts: list[str | None] = list(addresses) or [None]
+    for host in hosts:
+        try:
+            server = await asyncio.start_server(
+                handler, host, port, limit=limit, reuse_address=True, backlog=LISTEN_BACKLOG
+            )
+        except OSError as exc:
+            for done in servers:
+                done.close()
+            raise DshError(f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}") from None
+        servers.append(server)
+    return servers
+
+
 class TcpPorts:
     """The status and best-node servers and their counters."""
 
@@ -46,25 +65,11 @@ class TcpPorts:
     async def listen(self) -> list[asyncio.Server]:
         """Both ports on every ``--listen`` address (all if none); errors are DshErrors."""
         servers = []
-        hosts: list[str | None] = list(self.config.listen) or [None]
         for port, answer in (
             (self.config.status_port, self.status_text),
             (self.config.best_port, self.best_text),
         ):
-            for host in hosts:
-                try:
-                    server = await asyncio.start_server(
-                        self._handler(answer),
-                        host,
-                        port,
-                        reuse_address=True,
-                        backlog=LISTEN_BACKLOG,
-                    )
-                except OSError as exc:
-                    raise DshError(
-                        f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}"
-                    ) from None
-                servers.append(server)
+            servers += await listen_on(self.config.listen, port, self._handler(answer))
         return servers
 
     def status_text(self) -> str:
