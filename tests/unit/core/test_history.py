@@ -1,0 +1,88 @@
+"""The history ring: bounded, oldest first, two tiers, NaN for the unknown."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dsh.core.gossip import StatusRow
+from dsh.core.history import FIELDS, History, point
+from dsh.core.wire import Usage
+
+T0 = 1_699_999_800.0  # a multiple of 300 s: steps start at T0
+USAGE = Usage(0.25, 0.125, 0.5, 0.125, 100.0, 200.0, 300.0, 400.0, 7, 8)
+
+
+def row(name: str, state: str = "up", load: float = 1.5, usage: Usage | None = USAGE) -> StatusRow:
+    return StatusRow(name, state, load, 4, 1000, 1.0, 1.0, 0.5, 0.1, 0.75, 0.0, False,
+                     2000, state == "drained", usage)  # fmt: skip
+
+
+def test_a_point_holds_every_field_and_nan_for_the_unknown() -> None:
+    up = dict(zip(FIELDS, point(row("a"), 3), strict=True))
+    assert up["state"] == 1 and up["load"] == 1.5 and up["cpus"] == 4 and up["jobs"] == 3
+    assert (up["cpu_user"], up["disk_write"], up["swap_used"]) == (0.25, 200.0, 7.0)
+    old = dict(zip(FIELDS, point(row("a", usage=None), 0), strict=True))
+    assert math.isnan(old["cpu_user"]) and old["load"] == 1.5  # a node of the previous release
+    down = dict(zip(FIELDS, point(row("a", "down"), 0), strict=True))
+    assert down["state"] == 0 and math.isnan(down["load"])  # its last report is not its state now
+    assert dict(zip(FIELDS, point(row("a", "drained"), 0), strict=True))["state"] == 2
+
+
+def test_since_gives_what_came_after_oldest_first_and_fields_on_request() -> None:
+    h = History(interval=1.0, span=10.0)
+    for k in range(5):
+        h.record(T0 + k, [row("a", load=k), row("b", load=10 + k)], {"a": k})
+    s = h.since(T0 + 1.5, fields=["load", "jobs"])
+    assert s.times == [T0 + 2, T0 + 3, T0 + 4]
+    assert s.nodes["a"] == {"load": [2.0, 3.0, 4.0], "jobs": [2, 3, 4]}
+    assert s.nodes["b"]["load"] == [12.0, 13.0, 14.0]
+    assert list(h.since(T0, names=["b"]).nodes) == ["b"]
+    with pytest.raises(ValueError):
+        h.since(T0, fields=["bogus"])
+
+
+def test_the_fine_ring_is_bounded_and_older_points_are_five_minute_means() -> None:
+    h = History(interval=10.0, span=600.0, step=300.0, coarse_span=3600.0)
+    assert h.fine.capacity == 60 and h.coarse.capacity == 12
+    for k in range(180):  # half an hour: the fine ring keeps the last ten minutes
+        h.record(T0 - T0 % 300 + k * 10, [row("a", load=float(k))], {})
+    s = h.since(0, fields=["load"])
+    fine = [t for t in s.times if t >= s.times[-1] - 590]
+    assert len(fine) == 60
+    coarse = s.times[: len(s.times) - 60]
+    assert coarse == sorted(coarse) and all(c < fine[0] for c in coarse)
+    # the first 5-minute step averages loads 0..29
+    assert s.nodes["a"]["load"][0] == pytest.approx(14.5)
+
+
+def test_a_step_averages_the_known_values_and_keeps_the_last_count() -> None:
+    h = History(interval=1.0, span=100.0)
+    for k in range(6):
+        state = "down" if k == 1 else "up"
+        h.record(T0 + k, [row("a", state, load=float(k))], {"a": 10 + k})
+    s = h.since(T0 - 1, step=3.0, fields=["load", "jobs"])
+    # steps by wall time: [T0+0..2], [T0+3..5]; the down point is unknown, not 0
+    assert s.nodes["a"]["load"] == [pytest.approx(1.0), pytest.approx(4.0)]
+    assert s.nodes["a"]["jobs"] == [12, 15]
+
+
+def test_a_node_added_later_is_unknown_before_and_one_forgotten_is_gone() -> None:
+    h = History(interval=1.0, span=10.0)
+    h.record(T0, [row("a")], {})
+    h.record(T0 + 1, [row("a"), row("c")], {})
+    s = h.since(0, fields=["load"])
+    assert s.nodes["c"]["load"] == [None, 1.5]
+    h.forget(["a"])
+    assert list(h.since(0).nodes) == ["a"]
+
+
+def test_memory_is_fixed_by_the_node_count_and_under_20_mb_for_100_nodes() -> None:
+    h = History(interval=1.5)
+    rows = [row(f"node{i:03d}") for i in range(100)]
+    h.record(T0, rows, {})
+    before = h.nbytes
+    for k in range(1, 50):
+        h.record(T0 + 1.5 * k, rows, {})
+    assert h.nbytes == before < 20_000_000
