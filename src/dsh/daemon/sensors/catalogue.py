@@ -23,6 +23,8 @@ def describe(sensor: Sensor) -> str:
     for option in sensor.options:
         default = ", ".join(option.default) or "none"
         many = " (repeatable)" if option.repeatable else ""
+        if option.per_instance:
+            many = " (repeatable; each value is a reading of its own, up or down alone)"
         lines.append(f"    option {option.name}{many}: {option.help}; default {default}")
     return "\n".join(lines)
 
