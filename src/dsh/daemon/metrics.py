@@ -11,8 +11,7 @@ tests build their input by hand:
   extra load, but no load, memory or usage: those would be its last report's,
   and a graph should show a gap rather than a flat line from a dead node.
 - ``own_families(...)``: dshd's counters (datagrams, TCP clients, HTTP requests,
-  best-node answers, Graphite) and the state of each sensor (label ``sensor``;
-  an instance of one also its option's: ``dsh_sensor_up{sensor="DiskUsage",path="/nfs"}``).
+  best-node answers, Graphite) and the state of each sensor.
 - ``sensor_families(states, now)``: this node's sensor values under
   node_exporter's names where node_exporter has the same quantity (so the
   node dashboard works with node_exporter too), under ``dsh_`` names
