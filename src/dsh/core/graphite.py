@@ -102,8 +102,7 @@ def dshd_metrics(
     graphite_dropped: int,
 ) -> list[Metric]:
     """dshd's own state under the pseudo-sensor ``dshd`` (names.md): counters
-    as totals, a sensor up 1 or 0 (0 also before its first reading); the
-    sensors are keyed by ``sensor_part``."""
+    as totals, a sensor up 1 or 0 (0 also before its first reading)."""
     d = f"{root}.{DSHD}"
     out: list[Metric] = [(f"{d}.best_answers.{host_part(n)}", float(c), timestamp)
                          for n, c in best_answers.items()]  # fmt: skip
