@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pytest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from support.gossip_node import make_node
 
 from dsh import __version__
@@ -185,15 +186,24 @@ def test_an_instance_of_a_sensor_has_its_option_as_a_label_the_others_do_not() -
     assert samples(sensor_families([root, nfs], NOW)) == {
         ("node_filesystem_avail_bytes", (("mountpoint", "/"),)): 7.0
     }
-    collector = DshdCollector(make_node(), lambda: own, lambda: [root, nfs, load],
-                              lambda: NOW, lambda: NOW)  # fmt: skip
-    families = {f.name: f for f in text_string_to_metric_families(render(collector).decode())}
+    text = render(Fixed(own_families(own, [root, nfs, load], NOW))).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     for name in ("dsh_sensor_up", "dsh_sensor_errors"):  # (a counter: the parser drops _total)
         assert [s.labels for s in families[name].samples] == [
             {"sensor": "DiskUsage", "path": "/"},
             {"sensor": "DiskUsage", "path": "/nfs"},
             {"sensor": "LoadAvg"},
         ]
+
+
+class Fixed(Collector):
+    """Families made beforehand, as /metrics renders them."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 # -- the cluster -----------------------------------------------------------------------
