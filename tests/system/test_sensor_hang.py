@@ -4,11 +4,13 @@ server is stopped, and config files that are wrong at start and on SIGHUP.
 The mount is Debian's bindfs (a FUSE file system that mirrors a directory);
 SIGSTOP on the bindfs process makes every request to the mount wait in the
 kernel, as a hung NFS server does: ``os.statvfs(MOUNT)`` blocks, and no
-Python code can interrupt it. SIGCONT lets it answer again.
+Python code can interrupt it. SIGCONT lets it answer again. DiskUsage reads
+the mount and ``/``: each path is a reading of its own, and ``/`` stays up.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.dshd import ClusterFactory, Node
 from support.paths import DSHD, LAGENT_CONF_FILE, PY, REPO
 from support.waiting import wait_for
@@ -49,6 +52,20 @@ def status_of(node: Node, sensor: str) -> str:
 
 def readings_of(node: Node, sensor: str) -> int:
     return int(sensors(node)[sensor]["readings"])
+
+
+def metrics(node: Node) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics, by (sample name, its sorted labels)."""
+    connection = http.client.HTTPConnection(node.name, node.cluster.http_port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        answer = connection.getresponse()
+        assert answer.status == 200
+        text = answer.read().decode()
+    finally:
+        connection.close()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
 
 
 def accepted(node: Node) -> int:
@@ -156,8 +173,8 @@ def hung_mount(tmp_path: Path) -> Iterator[HungMount]:
 
 def _sensor_conf(path: Path, mount: Path, extra: str = "") -> Path:
     path.write_text(
-        "# node A: DiskUsage on the mount that will hang; the others every second\n"
-        f"[sensor:DiskUsage]\ntime_interval = 1\ntimeout = 0.5\npath = {mount}\n"
+        "# node A: DiskUsage on the mount that will hang and on /; the others every second\n"
+        f"[sensor:DiskUsage]\ntime_interval = 1\ntimeout = 0.5\npath = {mount}\npath = /\n"
         "[sensor:LoadAvg]\ntime_interval = 1\n"
         "[sensor:VirtualMemory]\ntime_interval = 1\n" + extra
     )
@@ -172,8 +189,9 @@ def test_a_hung_mount_stalls_neither_gossip_nor_ports_nor_sigterm(
     conf = _sensor_conf(tmp_path / "a.conf", hung_mount.path)
     a.extra_args += ["--config", str(conf)]
     cluster.start()
+    hung, root = f"DiskUsage[{hung_mount.path}]", "DiskUsage[/]"  # one reading per path
     wait_for(cluster.all_up, 10, "both nodes up")
-    wait_for(lambda: status_of(a, "DiskUsage") == "up", 10, "DiskUsage up on A")
+    wait_for(lambda: status_of(a, hung) == status_of(a, root) == "up", 10, "DiskUsage up on A")
 
     hung_mount.stop()
     # Check the hang is real, from outside dshd: statvfs does not return.
@@ -185,19 +203,31 @@ def test_a_hung_mount_stalls_neither_gossip_nor_ports_nor_sigterm(
         probe.kill()
         probe.wait()
 
-    wait_for(lambda: status_of(a, "DiskUsage") == "down", 10, "DiskUsage down")
-    down = sensors(a)["DiskUsage"]
+    wait_for(lambda: status_of(a, hung) == "down", 10, "the hung path down")
+    down = sensors(a)[hung]
     assert down["error"].startswith("no answer"), down  # in 0.5 s, or for N s (skipped turns)
     hung_at = {name: int(s["readings"]) for name, s in sensors(a).items()}
     datagrams = accepted(a)
-    wait_for(lambda: int(sensors(a)["DiskUsage"]["skipped"]) >= 2, 10, "skipped turns")
+    wait_for(lambda: int(sensors(a)[hung]["skipped"]) >= 2, 10, "skipped turns")
     now = sensors(a)
-    assert now["DiskUsage"]["status"] == "down" and now["DiskUsage"]["errors"] == down["errors"]
-    assert re.fullmatch(r"no answer for \d+ s", now["DiskUsage"]["error"]), now["DiskUsage"]
-    assert now["DiskUsage"]["readings"] == str(hung_at["DiskUsage"])
-    wait_for(lambda: all(readings_of(a, n) >= hung_at[n] + 2 for n in ("LoadAvg", "VirtualMemory")),
-             10, "the other sensors to go on reading")  # fmt: skip
-    assert status_of(a, "LoadAvg") == status_of(a, "VirtualMemory") == "up"
+    assert now[hung]["status"] == "down" and now[hung]["errors"] == down["errors"]
+    assert re.fullmatch(r"no answer for \d+ s", now[hung]["error"]), now[hung]
+    assert now[hung]["readings"] == str(hung_at[hung])
+    wait_for(lambda: all(readings_of(a, n) >= hung_at[n] + 2 for n in (root, "LoadAvg",
+                                                                      "VirtualMemory")),
+             10, "the other sensors, and / of the same one, to go on reading")  # fmt: skip
+    assert status_of(a, root) == status_of(a, "LoadAvg") == status_of(a, "VirtualMemory") == "up"
+    assert sensors(a)[root]["errors"] == "0"
+    # The exports: / up, fresh, with its values; the hung path down, without any.
+    mount = str(hung_mount.path)
+    got = metrics(a)
+    assert got[("dsh_sensor_up", (("path", "/"), ("sensor", "DiskUsage")))] == 1.0
+    assert got[("dsh_sensor_up", (("path", mount), ("sensor", "DiskUsage")))] == 0.0
+    assert got[("dsh_sensor_up", (("sensor", "LoadAvg"),))] == 1.0
+    assert ("node_filesystem_avail_bytes", (("mountpoint", "/"),)) in got
+    assert ("node_filesystem_avail_bytes", (("mountpoint", mount),)) not in got
+    stamp = ("dsh_sensor_last_reading_timestamp_seconds", (("path", "/"), ("sensor", "DiskUsage")))
+    wait_for(lambda: metrics(a)[stamp] > got[stamp], 10, "a newer reading of /")
     assert accepted(a) > datagrams  # A still hears B
     assert b.state_of(A) == "up" and age_of(b, A) < 1.0  # and B hears A
     assert a.best() in (A, B)
@@ -209,22 +239,24 @@ def test_a_hung_mount_stalls_neither_gossip_nor_ports_nor_sigterm(
     _sensor_conf(conf, hung_mount.path, "[sensor:BootTime]\ntime_interval = 1\n")
     a.send(signal.SIGHUP)
     wait_for(lambda: "BootTime" in sensors(a), 10, "the new sensor after the second reload")
-    kept = sensors(a)["DiskUsage"]
+    kept = sensors(a)[hung]
     assert kept["status"] == "down" and kept["errors"] == down["errors"]  # the same hung state
     assert int(kept["skipped"]) >= 2
     wait_for(lambda: int(sensors(a)["BootTime"]["readings"]) >= 1, 10, "BootTime reads")
+    assert status_of(a, root) == "up" and int(sensors(a)[root]["readings"]) > hung_at[root]
     assert b.state_of(A) == "up" and age_of(b, A) < 1.0
 
     # The server answers again: so does the sensor.
     hung_mount.cont()
-    wait_for(lambda: status_of(a, "DiskUsage") == "up", 10, "DiskUsage up again")
+    wait_for(lambda: status_of(a, hung) == "up", 10, "the hung path up again")
     log = a.log.read_text()
-    assert "sensor DiskUsage answered again after" in log
-    assert "sensor DiskUsage is up again" in log
+    assert f"sensor {hung} answered again after" in log
+    assert f"sensor {hung} is up again" in log
+    assert f"sensor {root} is down" not in log
 
     # Hung once more, SIGTERM: a thread stuck in the kernel does not keep dshd.
     hung_mount.stop()
-    wait_for(lambda: status_of(a, "DiskUsage") == "down", 10, "DiskUsage down again")
+    wait_for(lambda: status_of(a, hung) == "down", 10, "the hung path down again")
     started = time.monotonic()
     code = a.stop(signal.SIGTERM, timeout=10)
     took = time.monotonic() - started
@@ -293,5 +325,5 @@ def test_the_example_configs_start_dshd(
     wait_for(lambda: all(s["status"] != "waiting" for s in sensors(a).values()), 15,
              "every sensor's first reading")  # fmt: skip
     found = sensors(a)
-    for name in ("CPUPercent", "CPUTimes", "VirtualMemory", "DiskUsage", "NetIOCounters"):
+    for name in ("CPUPercent", "CPUTimes", "VirtualMemory", "DiskUsage[/]", "NetIOCounters"):
         assert found[name]["status"] == "up", found[name]

@@ -68,6 +68,14 @@ def path_of(root: str, sensor: str, field: str, labels: Iterable[tuple[str, str]
     return ".".join([root, sensor, field, *(sanitise(v) for _, v in labels)])
 
 
+def sensor_part(sensor: str, instance: str | None = None) -> str:
+    """A sensor's state as one path component: ``LoadAvg``; an instance of a
+    sensor (DiskUsage of one path) ``SENSOR_INSTANCE``, its value sanitised as
+    a label's: ``DiskUsage_root``, ``DiskUsage_scratch_data``. One component, so
+    that ``dshd.sensor_up.*`` matches every one; sensor names have no ``_``."""
+    return sanitise(sensor) if instance is None else f"{sanitise(sensor)}_{sanitise(instance)}"
+
+
 def reading_metrics(
     root: str,
     sensor: str,

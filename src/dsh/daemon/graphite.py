@@ -31,6 +31,7 @@ from ..core.graphite import (
     base,
     dshd_metrics,
     reading_metrics,
+    sensor_part,
 )
 from .conf import GraphiteConf
 from .sensors.runner import SensorRunner, SensorState
@@ -48,6 +49,10 @@ BACKOFF_FIRST = 1.0  # seconds before the first retry, doubling on each failure 
 BACKOFF_MAX = 60.0  # ... up to this; a batch written resets it
 BACKOFF_JITTER = 0.2  # each wait is that share longer or shorter, at random
 OWN_INTERVAL = 10.0  # seconds between two sends of dshd's own state without `interval`
+
+
+def _part(state: SensorState) -> str:
+    return sensor_part(state.name, state.instance if state.instance_option else None)
 
 
 class GraphiteSender:
@@ -83,7 +88,7 @@ class GraphiteSender:
         self.connected = False
         self._delay = BACKOFF_FIRST
         self._wake = asyncio.Event()
-        self._last_sent: dict[str, float] = {}  # sensor -> read_at last buffered (interval mode)
+        self._last_sent: dict[str, float] = {}  # state key -> read_at last buffered (interval mode)
         self._last_error: str | None = None
 
     @property
@@ -117,18 +122,18 @@ class GraphiteSender:
         assert state.read_at is not None
         values = ((v.field, v.value, v.labels) for v in state.values)
         self.buffer.add(reading_metrics(self.root, state.name, values, int(state.read_at)))
-        self._last_sent[state.name] = state.read_at
+        self._last_sent[state.key] = state.read_at
 
     def _add_latest(self) -> None:
         """``interval`` set: each sensor's latest good reading, unless already sent
         (a sensor slower than ``interval`` gives one point per reading, not copies)."""
-        for name, state in self._sensors.states.items():
-            fresh = state.read_at is not None and self._last_sent.get(name) != state.read_at
+        for key, state in self._sensors.states.items():
+            fresh = state.read_at is not None and self._last_sent.get(key) != state.read_at
             if state.up and fresh:
                 self._add_reading(state)
 
     def _add_own(self, now: float) -> None:
-        states = self._sensors.states
+        states = {_part(s): s for s in self._sensors.states.values()}
         self.buffer.add(
             dshd_metrics(
                 self.root,

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
 from .. import __version__
 from ..core.gossip import GossipNode, StatusRow
@@ -61,11 +62,12 @@ class _Families:
     def add(self, name: str, kind: str, help: str, labels: Mapping[str, str], value: float) -> None:
         family = self._by_name.get(name)
         if family is None:
-            family = (CounterMetricFamily if kind == COUNTER else GaugeMetricFamily)(
-                name, help, labels=list(labels)
-            )
+            family = (CounterMetricFamily if kind == COUNTER else GaugeMetricFamily)(name, help)
             self._by_name[name] = family
-        family.add_metric(list(labels.values()), value)
+        # Each sample its own label names (add_metric would give it the
+        # family's first): an instance's state has one more (dsh_sensor_up's path).
+        family.samples.append(Sample(family.name + ("_total" if kind == COUNTER else ""),
+                                     dict(labels), value))  # fmt: skip
 
     def families(self) -> list[Metric]:
         return list(self._by_name.values())
@@ -312,7 +314,7 @@ def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float
                 name = f"dsh_graphite_{key}" + ("_total" if kind == COUNTER else "")
                 out.add(name, kind, help, {}, float(g[key]))
     for s in states:
-        labels = {"sensor": s.name}
+        labels = s.labels  # sensor; an instance's also its option (DiskUsage: path)
         out.add("dsh_sensor_up", GAUGE, "1 when the sensor's last reading succeeded and is fresh.",
                 labels, float(is_fresh(s, now)))  # fmt: skip
         if s.duration is not None:

@@ -20,6 +20,7 @@ from dsh.core.graphite import (
     path_of,
     reading_metrics,
     sanitise,
+    sensor_part,
 )
 
 
@@ -106,6 +107,18 @@ def test_dshd_own_state_under_the_pseudo_sensor() -> None:
         "p.node1.dshd.graphite_dropped": 5,
     }
     assert {t for _, _, t in metrics} == {100}
+
+
+def test_an_instance_of_a_sensor_is_one_component() -> None:
+    assert sensor_part("LoadAvg") == "LoadAvg"
+    assert sensor_part("DiskUsage", "/") == "DiskUsage_root"
+    assert sensor_part("DiskUsage", "/scratch/data") == "DiskUsage_scratch_data"
+    metrics = dshd_metrics("n", 1, datagrams={}, best_answers={}, graphite_dropped=0,
+                           sensor_up={sensor_part("DiskUsage", "/nfs"): False},
+                           sensor_duration={sensor_part("DiskUsage", "/nfs"): 5.0})  # fmt: skip
+    assert [p for p, _, _ in metrics] == ["n.dshd.sensor_up.DiskUsage_nfs",
+                                          "n.dshd.sensor_duration.DiskUsage_nfs",
+                                          "n.dshd.graphite_dropped"]  # fmt: skip
 
 
 def test_plaintext_is_one_line_per_metric() -> None:

@@ -49,3 +49,17 @@ def test_a_reload_keeps_the_waiting_metrics_for_the_same_target_only() -> None:
     other = sender(GraphiteConf("carbon", 2004, "pickle"), previous=same)
     assert other.counters["buffered"] == 0 and other.counters["dropped"] == 2
     assert other.counters["sent"] == 9
+
+
+def test_dshd_own_state_has_one_path_per_instance() -> None:
+    runner = SensorRunner({})
+    runner.states = {"LoadAvg": SensorState("LoadAvg", 1.0, 1.0, up=True, duration=0.5)}
+    for path, ok in (("/", True), ("/nfs", False)):
+        state = SensorState("DiskUsage", 1.0, 1.0, {"path": (path,)}, up=ok, duration=1.0,
+                            instance_option="path", instance=path)  # fmt: skip
+        runner.states[state.key] = state
+    s = GraphiteSender(GraphiteConf("carbon", 2003), "node1", runner, Counter(), Counter())
+    s._add_own(100.0)
+    got = {p: v for p, v, _ in s.buffer.take() if ".sensor_up." in p}
+    assert got == {"node1.dshd.sensor_up.LoadAvg": 1.0, "node1.dshd.sensor_up.DiskUsage_root": 1.0,
+                  "node1.dshd.sensor_up.DiskUsage_nfs": 0.0}  # fmt: skip

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 import pytest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from support.gossip_node import make_node
 
 from dsh import __version__
@@ -160,6 +161,49 @@ def test_sensor_state_metrics() -> None:
     assert got[("dsh_sensor_up", gpu)] == 0.0
     assert ("dsh_sensor_duration_seconds", gpu) not in got
     assert ("dsh_sensor_last_reading_timestamp_seconds", gpu) not in got
+
+
+def test_an_instance_of_a_sensor_has_its_option_as_a_label_the_others_do_not() -> None:
+    # An interval that keeps a reading fresh whatever clock ``now`` is: this is about labels.
+    ever = 1e10
+    root = state("DiskUsage", [Value("free", 7.0, (("path", "/"),))], interval=ever)
+    nfs = state("DiskUsage", [], up=False, interval=ever)
+    for s, path in ((root, "/"), (nfs, "/nfs")):
+        s.options, s.instance_option, s.instance = {"path": (path,)}, "path", path
+    nfs.errors, nfs.skipped, nfs.duration = 1, 4, 5.0
+    load = state("LoadAvg", [Value("load1", 0.5)], interval=ever)
+    own = Own("n", {}, {}, {}, {})
+    got = samples(own_families(own, [root, nfs, load], NOW))
+    slash = (("path", "/"), ("sensor", "DiskUsage"))
+    hung = (("path", "/nfs"), ("sensor", "DiskUsage"))
+    assert got[("dsh_sensor_up", slash)] == 1.0 and got[("dsh_sensor_up", hung)] == 0.0
+    assert got[("dsh_sensor_up", (("sensor", "LoadAvg"),))] == 1.0
+    assert got[("dsh_sensor_errors_total", hung)] == 1.0
+    assert got[("dsh_sensor_skipped_total", hung)] == 4.0
+    assert got[("dsh_sensor_duration_seconds", hung)] == 5.0
+    assert got[("dsh_sensor_last_reading_timestamp_seconds", slash)] == NOW - 1.0
+    # / exports its values while /nfs is down; the page parses back, each with its labels
+    assert samples(sensor_families([root, nfs], NOW)) == {
+        ("node_filesystem_avail_bytes", (("mountpoint", "/"),)): 7.0
+    }
+    text = render(Fixed(own_families(own, [root, nfs, load], NOW))).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("dsh_sensor_up", "dsh_sensor_errors"):  # (a counter: the parser drops _total)
+        assert [s.labels for s in families[name].samples] == [
+            {"sensor": "DiskUsage", "path": "/"},
+            {"sensor": "DiskUsage", "path": "/nfs"},
+            {"sensor": "LoadAvg"},
+        ]
+
+
+class Fixed(Collector):
+    """Families made beforehand, as /metrics renders them."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 # -- the cluster -----------------------------------------------------------------------

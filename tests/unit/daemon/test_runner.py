@@ -12,13 +12,20 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
 from dsh.daemon.conf import SensorConf
-from dsh.daemon.sensors.base import Field, Options, Sensor, Value
-from dsh.daemon.sensors.runner import DEFAULT_TIMEOUT, Schedule, SensorRunner, SensorState
+from dsh.daemon.sensors.base import Field, Option, Options, Sensor, Value
+from dsh.daemon.sensors.runner import (
+    DEFAULT_TIMEOUT,
+    Schedule,
+    SensorRunner,
+    SensorState,
+    instances,
+)
 
 INTERVAL = 0.05  # seconds between turns
 DEADLINE = 0.03  # seconds a reading may take
@@ -123,9 +130,74 @@ class Hanging(Sensor):
                 self.in_flight -= 1
 
 
+class Unavailable(Sensor):
+    """Not here, as GPU is without a driver: says why from ``available()`` (in
+    the thread it is asked on), which blocks while ``hang`` is set (NVML's slow
+    init); says yes once ``here`` is set."""
+
+    name = "Unavailable"
+    help = "not on this machine"
+    fields = (Field("x", "count", "1"),)
+
+    def __init__(self) -> None:
+        self.asked_on: list[str] = []
+        self.here = threading.Event()
+        self.hang = threading.Event()
+        self.released = threading.Event()
+        self.readings = 0
+
+    def available(self) -> str | None:
+        self.asked_on.append(threading.current_thread().name)
+        if self.hang.is_set():
+            self.released.wait(30)
+        return None if self.here.is_set() else "no such device\nsecond line"
+
+    def read(self, options: Options) -> list[Value]:
+        self.readings += 1
+        return [Value("x", 1.0)]
+
+
+class PerPath(Sensor):
+    """DiskUsage's shape: a per-instance ``path``; ``/hung`` blocks (a dead
+    NFS mount) until released, ``/missing`` raises, the others answer."""
+
+    name = "PerPath"
+    help = "one reading per path"
+    fields = (Field("free", "bytes", "free"),)
+    options = (Option("path", "a path", ("/",), repeatable=True, per_instance=True),
+               Option("unit", "another option", ("b",)))  # fmt: skip
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.started: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self.most_in_flight: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def read(self, options: Options) -> list[Value]:
+        (path,) = options["path"]  # one path per reading
+        with self._lock:
+            self.started[path] += 1
+            self.in_flight[path] += 1
+            self.most_in_flight[path] = max(self.most_in_flight[path], self.in_flight[path])
+        try:
+            if path == "/hung":
+                self.released.wait(30)
+            if path == "/missing":
+                raise FileNotFoundError(2, "No such file or directory", path)
+            return [Value("free", float(self.started[path]), (("path", path),))]
+        finally:
+            with self._lock:
+                self.in_flight[path] -= 1
+
+
 def conf(name: str, interval: float = INTERVAL, timeout: float | None = DEADLINE,
          **options: str) -> SensorConf:  # fmt: skip
     return SensorConf(name, interval, {k: (v,) for k, v in options.items()}, timeout=timeout)
+
+
+def paths(*values: str, interval: float = INTERVAL) -> dict[str, SensorConf]:
+    return {"PerPath": SensorConf("PerPath", interval, {"path": values}, timeout=DEADLINE)}
 
 
 async def until(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
@@ -152,6 +224,20 @@ def hanging() -> Iterator[Hanging]:
     sensor = Hanging()
     yield sensor
     sensor.released.set()  # no thread of the test's left blocked, also on failure
+
+
+@pytest.fixture
+def unavailable() -> Iterator[Unavailable]:
+    sensor = Unavailable()
+    yield sensor
+    sensor.released.set()
+
+
+@pytest.fixture
+def per_path() -> Iterator[PerPath]:
+    sensor = PerPath()
+    yield sensor
+    sensor.released.set()
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -370,3 +456,149 @@ def test_cancelled_right_after_a_reconfigure_the_runner_stops() -> None:
             assert task.cancelled()
 
     run(test)
+
+
+# -- available(): asked off the loop ------------------------------------------------
+
+
+def test_availability_is_asked_in_the_readings_thread_and_logged_once(
+    unavailable: Unavailable, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test() -> None:
+        sensors: dict[str, Sensor] = {"Unavailable": unavailable, "Counting": Counting()}
+        runner = SensorRunner({n: conf(n) for n in sensors}, sensors)
+        runner.reconfigure({n: conf(n, 0.04) for n in sensors})  # (SIGHUP)
+        assert unavailable.asked_on == []  # neither at start nor on SIGHUP: on the loop
+        state = runner.states["Unavailable"]
+        async with running(runner):
+            await until(lambda: state.errors >= 3, "three failed readings")
+            assert state.up is False and state.available is False
+            assert state.last_error == "unavailable here: no such device"  # its first line
+            assert unavailable.readings == 0 and state.readings == 0
+            assert "error=unavailable here: no such device" in runner.footer()[0]
+            assert threading.current_thread().name not in unavailable.asked_on
+            assert all(n == "sensor Unavailable" for n in unavailable.asked_on)
+            # The driver is loaded: asked once more, then read, never asked again.
+            unavailable.here.set()
+            await until(lambda: state.readings >= 3, "readings once it is here")
+            asked = len(unavailable.asked_on)
+            await until(lambda: state.readings >= 6, "more readings")
+            assert len(unavailable.asked_on) == asked and state.available is True
+            assert state.up is True and runner.states["Counting"].up is True
+        lines = [r.getMessage() for r in caplog.records if "Unavailable" in r.getMessage()]
+        assert lines == [
+            "sensor Unavailable: unavailable here: no such device; it will report down",
+            "sensor Unavailable is up again",
+        ]
+
+    caplog.set_level(logging.INFO, logger="dsh.daemon.sensors.runner")
+    run(test)
+
+
+def test_a_slow_availability_check_holds_neither_the_loop_nor_its_deadline(
+    unavailable: Unavailable,
+) -> None:
+    async def test() -> None:
+        unavailable.hang.set()
+        unavailable.here.set()
+        sensors: dict[str, Sensor] = {"Unavailable": unavailable, "Counting": Counting()}
+        runner = SensorRunner({n: conf(n) for n in sensors}, sensors)
+        state, other = runner.states["Unavailable"], runner.states["Counting"]
+        async with running(runner):
+            await until(lambda: state.up is False, "the deadline to pass")
+            assert state.last_error is not None and state.last_error.startswith("no answer")
+            await until(lambda: other.readings >= 3, "the other sensor to go on")
+            assert len(unavailable.asked_on) == 1 and state.available is None
+            # The late answer is too late to count, but it said yes: not asked again.
+            unavailable.released.set()
+            await until(lambda: state.up is True, "a reading after the slow check")
+            assert state.available is True and len(unavailable.asked_on) == 1
+
+    run(test)
+
+
+# -- per-instance options: one reading per path --------------------------------------------
+
+
+def test_instances_are_one_per_value_of_the_per_instance_option() -> None:
+    sensor = PerPath()
+    assert instances(sensor, {}) == [("path", "/", {"path": ("/",)})]  # its default
+    assert instances(sensor, {"path": ("/", "/nfs", "/"), "unit": ("k",)}) == [
+        ("path", "/", {"path": ("/",), "unit": ("k",)}),
+        ("path", "/nfs", {"path": ("/nfs",), "unit": ("k",)}),
+    ]
+    assert instances(Counting(), {"where": ("x",)}) == [("", "", {"where": ("x",)})]
+
+
+def test_a_hung_or_missing_path_takes_no_other_path_down(
+    per_path: PerPath, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test() -> None:
+        runner = SensorRunner(paths("/", "/hung", "/missing"), {"PerPath": per_path})
+        assert list(runner.states) == ["PerPath[/]", "PerPath[/hung]", "PerPath[/missing]"]
+        root, hung, missing = runner.states.values()
+        assert (root.instance_option, root.instance) == ("path", "/")
+        assert root.labels == {"sensor": "PerPath", "path": "/"}
+        heard: list[str] = []
+        runner.add_listener(lambda s: heard.append(s.key))
+        async with running(runner):
+            await until(lambda: hung.skipped >= 3, "the hung path's turns to be skipped")
+            readings = root.readings
+            await until(lambda: root.readings >= readings + 3, "/ to go on reading")
+        assert root.up is True and [v.labels for v in root.values] == [(("path", "/"),)]
+        assert hung.up is False and hung.errors == 1 and per_path.started["/hung"] == 1
+        assert hung.last_error is not None and hung.last_error.startswith("no answer for ")
+        assert missing.up is False and missing.errors >= 3
+        assert missing.last_error == (
+            "FileNotFoundError: [Errno 2] No such file or directory: '/missing'"
+        )
+        assert set(heard) == {"PerPath[/]"}
+        assert max(per_path.most_in_flight.values()) == 1
+        footer = runner.footer()
+        assert [line.split()[1:3] for line in footer] == [
+            ["PerPath[/]", "up"], ["PerPath[/hung]", "down"], ["PerPath[/missing]", "down"]
+        ]  # fmt: skip
+        assert "sensor PerPath[/hung] is down: no answer in" in caplog.text
+
+    run(test)
+
+
+def test_reconfigure_keeps_each_paths_state_and_never_starts_a_hung_one_twice(
+    per_path: PerPath,
+) -> None:
+    async def test() -> None:
+        runner = SensorRunner(paths("/", "/hung"), {"PerPath": per_path})
+        hung = runner.states["PerPath[/hung]"]
+        async with running(runner):
+            await until(lambda: hung.skipped >= 2, "the hang to be skipped")
+            # Another path added, / dropped, another interval: /hung is the same state.
+            runner.reconfigure(paths("/hung", "/new", interval=0.04))
+            assert list(runner.states) == ["PerPath[/hung]", "PerPath[/new]"]
+            assert runner.states["PerPath[/hung]"] is hung and hung.interval == 0.04
+            new = runner.states["PerPath[/new]"]
+            await until(lambda: new.readings >= 2, "the new path's readings")
+            # /hung configured away and back: still its one hung reading.
+            runner.reconfigure(paths("/new"))
+            readings = new.readings
+            await until(lambda: new.readings >= readings + 2, "readings without /hung")
+            runner.reconfigure(paths("/", "/hung", "/new"))
+            assert runner.states["PerPath[/hung]"] is hung
+            assert runner.states["PerPath[/new]"] is new
+            skipped = hung.skipped
+            await until(lambda: hung.skipped > skipped, "a skipped turn after coming back")
+            assert per_path.started["/hung"] == 1 and per_path.most_in_flight["/hung"] == 1
+            # The hang ends: /hung reads again, alone.
+            per_path.released.set()
+            await until(lambda: hung.up is True, "/hung up again")
+            assert max(per_path.most_in_flight.values()) == 1
+
+    run(test)
+
+
+def test_an_instance_is_one_word_of_the_footer_whatever_its_path() -> None:
+    runner = SensorRunner(paths("/a b=c", "/x[1]%"), {"PerPath": PerPath()})
+    assert list(runner.states) == ["PerPath[/a b=c]", "PerPath[/x[1]%]"]
+    words = [line.split()[1] for line in runner.footer()]
+    assert words == ["PerPath[/a%20b%3Dc]", "PerPath[/x%5B1%5D%25]"]
+    for line in runner.footer():  # tests/support/dshd.py's counters() skips it
+        assert "=" not in line.split()[1] and line.split()[2] == "waiting"

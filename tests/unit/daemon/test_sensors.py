@@ -307,3 +307,4 @@ def test_list_sensors_says_what_and_why_not(capsys: pytest.CaptureFixture[str]) 
     assert gpu.startswith("GPU  (available)") or "unavailable: no NVIDIA GPU" in gpu
     assert cli.main(["--list-sensors"]) == cli.EXIT_OK
     assert capsys.readouterr().out == text
+    assert "; default /; each value is a reading of its own, up or down alone\n" in text

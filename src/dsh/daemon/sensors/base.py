@@ -29,6 +29,10 @@ class Option:
     name: str
     help: str
     default: tuple[str, ...] = ()
+    # Each value is a reading of its own (an instance: its own thread, deadline
+    # and state), so that one that hangs or fails (a dead NFS mount) takes no
+    # other value down with it. At most one option of a sensor; repeatable.
+    per_instance: bool = False
     repeatable: bool = False
 
 

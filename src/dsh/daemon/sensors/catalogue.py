@@ -22,6 +22,8 @@ def describe(sensor: Sensor) -> str:
         lines.append(f"    field {field.name} [{field.unit}]: {field.help}")
     for option in sensor.options:
         default = ", ".join(option.default) or "none"
+        if option.per_instance:
+            default += "; each value is a reading of its own, up or down alone"
         many = " (repeatable)" if option.repeatable else ""
         lines.append(f"    option {option.name}{many}: {option.help}; default {default}")
     return "\n".join(lines)

@@ -257,7 +257,8 @@ class DiskUsage(Sensor):
               Field("free", "bytes", "free for unprivileged users"),
               Field("percent", "percent", "used share"))  # fmt: skip
     interval = 30.0
-    options = (Option("path", "a path on the file system to measure", ("/",), repeatable=True),)
+    options = (Option("path", "a path on the file system to measure", ("/",), repeatable=True,
+                      per_instance=True),)  # fmt: skip
 
     @staticmethod
     def parse(path: str, usage: Any) -> list[Value]:
