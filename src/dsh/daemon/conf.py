@@ -7,10 +7,12 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
     [sensor:DiskUsage]
     path = /                     a sensor's options (DiskUsage: path, repeatable)
     path = /scratch
-    [graphite]                   (or FrUCToSA's [Graphite])
+    [graphite]                   dshd's: host needed; plaintext, port 2003 by default
     host = carbon.example.org
     carbon receiver pickle port = 2004      FrUCToSA's key: protocol pickle, that port
     protocol = plaintext | pickle           dshd's keys: protocol, port, prefix, interval
+    [Graphite]                   FrUCToSA's spelling, FrUCToSA's defaults: every key
+                                 optional, host localhost, pickle on port 2004
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
 is named in the result, for one log line, and otherwise ignored. Anything
@@ -37,6 +39,8 @@ DEFAULT_CONF = "/etc/dsh/dshd.conf"
 GRAPHITE_PORTS = {"plaintext": 2003, "pickle": 2004}  # carbon's defaults
 _FRUCTOSA_PICKLE_PORT = "carbon receiver pickle port"
 _FRUCTOSA_PLAINTEXT_PORT = "carbon receiver plaintext port"
+FRUCTOSA_GRAPHITE = "Graphite"  # FrUCToSA's section, spelled so: its defaults apply
+_FRUCTOSA_HOST = "localhost"  # FrUCToSA's default carbon host
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,12 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
     return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header, timeout)
 
 
-def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> GraphiteConf:
+def _graphite(section: str, header: int, items: list[tuple[str, str, int]], filename: str
+              ) -> GraphiteConf:  # fmt: skip
+    """``[graphite]`` (dshd's: a host is needed, plaintext on 2003 by default) or
+    ``[Graphite]`` as FrUCToSA spells it, with FrUCToSA's defaults: every key
+    optional, host localhost, pickle on 2004 (the only protocol FrUCToSA speaks)."""
+    fructosa = section == FRUCTOSA_GRAPHITE
     values: dict[str, tuple[str, int]] = {}
     allowed = ("host", "port", "protocol", "prefix", "interval", _FRUCTOSA_PICKLE_PORT,
                _FRUCTOSA_PLAINTEXT_PORT)  # fmt: skip
@@ -164,21 +173,23 @@ def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> 
             raise ConfigFileError(
                 filename,
                 lineno,
-                f"[graphite] has no setting {key!r} (it takes: {', '.join(allowed)})",
+                f"[{section}] has no setting {key!r} (it takes: {', '.join(allowed)})",
             )
         if key in values:
-            raise ConfigFileError(filename, lineno, f"{key!r} given twice in [graphite]")
+            raise ConfigFileError(filename, lineno, f"{key!r} given twice in [{section}]")
         values[key] = (value, lineno)
-    if "host" not in values:
-        raise ConfigFileError(filename, header, "[graphite] needs a host")
+    if "host" not in values and not fructosa:
+        raise ConfigFileError(filename, header, f"[{section}] needs a host")
+    host = values.get("host", (_FRUCTOSA_HOST, header))[0]
     protocol, where = values.get("protocol", ("", header))
     ports = [(k, v) for k, v in values.items() if k in ("port", _FRUCTOSA_PICKLE_PORT,
                                                         _FRUCTOSA_PLAINTEXT_PORT)]  # fmt: skip
     if len(ports) > 1:
-        raise ConfigFileError(filename, ports[1][1][1], "[graphite] gives more than one port")
-    if not protocol:  # FrUCToSA names the protocol by its port's key
-        protocol = {_FRUCTOSA_PICKLE_PORT: "pickle"}.get(ports[0][0], "plaintext") if ports else (
-            "plaintext")  # fmt: skip
+        raise ConfigFileError(filename, ports[1][1][1], f"[{section}] gives more than one port")
+    if not protocol:  # FrUCToSA's keys name the protocol; else the section's default
+        by_key = {_FRUCTOSA_PICKLE_PORT: "pickle", _FRUCTOSA_PLAINTEXT_PORT: "plaintext"}
+        protocol = by_key.get(ports[0][0], "") if ports else ""
+        protocol = protocol or ("pickle" if fructosa else "plaintext")
     if protocol not in GRAPHITE_PORTS:
         raise ConfigFileError(filename, where,
                               f"protocol {protocol!r} is not plaintext or pickle")  # fmt: skip
@@ -189,7 +200,7 @@ def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> 
     interval = None
     if "interval" in values:
         interval = _seconds(values["interval"][0], "interval", filename, values["interval"][1])
-    return GraphiteConf(host=values["host"][0], port=port, protocol=protocol,
+    return GraphiteConf(host=host, port=port, protocol=protocol,
                         prefix=values.get("prefix", ("", 0))[0].strip("."),
                         interval=interval)  # fmt: skip
 
@@ -212,7 +223,7 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
         elif section.lower() == "graphite":
             if graphite is not None:
                 raise ConfigFileError(filename, header, "[graphite] given twice")
-            graphite = _graphite(header, items, filename)
+            graphite = _graphite(section, header, items, filename)
         else:
             ignored.append((section, header))
     return DshdConf(sensors, graphite, tuple(ignored))

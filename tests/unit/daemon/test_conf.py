@@ -36,7 +36,24 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
     assert parse_conf("[graphite]\nhost = c\nprotocol = pickle\n").graphite == GraphiteConf(
         "c", 2004, "pickle"
     )
-    assert parse_conf("[Graphite]\nhost = c\nport = 2103\n").graphite == GraphiteConf("c", 2103)
+    assert parse_conf("[graphite]\nhost = c\nport = 2103\n").graphite == GraphiteConf("c", 2103)
+
+
+def test_fructosas_graphite_section_has_fructosas_defaults() -> None:
+    """[Graphite], as FrUCToSA spells it: no key is needed, host localhost, pickle on 2004."""
+    assert parse_conf("[Graphite]\n").graphite == GraphiteConf("localhost", 2004, "pickle")
+    assert parse_conf("[Graphite]\nhost = c\n").graphite == GraphiteConf("c", 2004, "pickle")
+    assert parse_conf("[Graphite]\ncarbon receiver pickle port = 2104\n").graphite == (
+        GraphiteConf("localhost", 2104, "pickle")
+    )
+    assert parse_conf("[Graphite]\nport = 2103\n").graphite == GraphiteConf(
+        "localhost", 2103, "pickle"
+    )
+    assert parse_conf("[Graphite]\nprotocol = plaintext\n").graphite == GraphiteConf(
+        "localhost", 2003, "plaintext"
+    )
+    # dshd's own spelling keeps dshd's: a host is needed, plaintext on 2003
+    assert parse_conf("[graphite]\nhost = c\n").graphite == GraphiteConf("c", 2003, "plaintext")
 
 
 @pytest.mark.parametrize(
