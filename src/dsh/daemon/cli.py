@@ -274,6 +274,9 @@ def read_conf(config: DaemonConfig) -> DshdConf:
     conf = load_conf(config.config_file)
     for section, line in conf.ignored:
         log.info("%s:%d: section [%s] is not dshd's; ignored", config.config_file, line, section)
+    for sensor, line in conf.skipped:
+        log.warning("%s:%d: sensor %s is FrUCToSA's, not dshd's; skipped", config.config_file,
+                    line, sensor)  # fmt: skip
     return conf
 
 

@@ -15,7 +15,8 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
                                  optional, host localhost, pickle on port 2004
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
-is named in the result, for one log line, and otherwise ignored. Anything
+is named in the result, for one log line, and otherwise ignored; so is a
+sensor FrUCToSA has and dshd has not (``[sensor:SlurmJobs]``), for a warning. Anything
 else that does not fit is a ``ConfigFileError`` naming the file and line,
 so that a typo stops dshd at start (exit 2) and, on SIGHUP, keeps the old
 configuration. This is the file's pure reader: no I/O but ``load_conf``.
@@ -41,6 +42,10 @@ _FRUCTOSA_PICKLE_PORT = "carbon receiver pickle port"
 _FRUCTOSA_PLAINTEXT_PORT = "carbon receiver plaintext port"
 FRUCTOSA_GRAPHITE = "Graphite"  # FrUCToSA's section, spelled so: its defaults apply
 _FRUCTOSA_HOST = "localhost"  # FrUCToSA's default carbon host
+# Sensors FrUCToSA's lagent has and dshd does not (FrUCToSA's fructosa/sensors.py:
+# its 20 psutil sensors, which dshd has, and these): a lagent.conf that runs
+# them still works, each skipped with a warning.
+FRUCTOSA_ONLY_SENSORS = frozenset({"SlurmJobs"})
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class DshdConf:
     sensors: dict[str, SensorConf] = field(default_factory=dict)
     graphite: GraphiteConf | None = None
     ignored: tuple[tuple[str, int], ...] = ()  # (section, line) of sections that are not dshd's
+    skipped: tuple[tuple[str, int], ...] = ()  # (sensor, line) of FrUCToSA's sensors dshd lacks
 
     @classmethod
     def defaults(cls) -> DshdConf:
@@ -209,10 +215,14 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
     sensors: dict[str, SensorConf] = {}
     graphite: GraphiteConf | None = None
     ignored: list[tuple[str, int]] = []
+    skipped: list[tuple[str, int]] = []
     for section, header, items in _sections(text, filename):
         kind, colon, name = section.partition(":")
         if colon and kind.strip().lower() == "sensor":
             name = name.strip()
+            if name in FRUCTOSA_ONLY_SENSORS and name not in SENSORS:
+                skipped.append((name, header))
+                continue
             if name in sensors:
                 raise ConfigFileError(
                     filename,
@@ -226,7 +236,7 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
             graphite = _graphite(section, header, items, filename)
         else:
             ignored.append((section, header))
-    return DshdConf(sensors, graphite, tuple(ignored))
+    return DshdConf(sensors, graphite, tuple(ignored), tuple(skipped))
 
 
 def load_conf(path: str | Path) -> DshdConf:

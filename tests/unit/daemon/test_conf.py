@@ -3,12 +3,15 @@ way a line can be wrong, each as FILE:LINE: what."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from support.paths import LAGENT_CONF_FILE
 
+from dsh.daemon.cli import read_conf
 from dsh.daemon.conf import GraphiteConf, SensorConf, load_conf, parse_conf
+from dsh.daemon.config import DaemonConfig
 from dsh.errors import ConfigFileError
 
 LAGENT_CONF = LAGENT_CONF_FILE.read_text()
@@ -102,3 +105,24 @@ def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     good = tmp_path / "dshd.conf"
     good.write_text("[sensor:Users]\ntime_interval = 5\n")
     assert load_conf(good).sensors["Users"].interval == 5.0
+
+
+def test_a_sensor_of_fructosas_that_dshd_lacks_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FrUCToSA's sensors.py has SlurmJobs too: a lagent.conf that runs it still works."""
+    text = "[sensor:BootTime]\n\n[sensor:SlurmJobs]\ntime_interval = 60\n"
+    conf = parse_conf(text, "lagent.conf")
+    assert list(conf.sensors) == ["BootTime"]
+    assert conf.skipped == (("SlurmJobs", 3),)
+    path = tmp_path / "lagent.conf"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="dsh.daemon.cli"):
+        assert list(read_conf(DaemonConfig(config_file=str(path))).sensors) == ["BootTime"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"{path}:3: sensor SlurmJobs is FrUCToSA's, not dshd's; skipped"
+    ]
+    # a name that is nobody's stays an error
+    with pytest.raises(ConfigFileError, match=r"^f:2: unknown sensor 'SlurmJob'"):
+        parse_conf("\n[sensor:SlurmJob]\n", "f")
