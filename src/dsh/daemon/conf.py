@@ -161,6 +161,9 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
             raise ConfigFileError(filename, lineno, f"option {key!r} of {name} given twice")
         if not value:
             raise ConfigFileError(filename, lineno, f"option {key!r} of {name} has no value")
+        why_not = option.invalid(value)
+        if why_not is not None:
+            raise ConfigFileError(filename, lineno, f"option {key!r} of {name}: {why_not}")
         options.setdefault(key, []).append(value)
     return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header, timeout)
 

@@ -34,6 +34,9 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
     assert conf.sensors["DiskUsage"].options == {"path": ("/", "/scratch")}
     assert conf.sensors["BootTime"].interval == 300.0  # the sensor's default
     assert conf.sensors["BootTime"].timeout is None  # the runner's default
+    for switch in ("YES", "no", "True", "false", "1", "0", "On", "off"):
+        text = f"[sensor:DiskPartitions]\nall = {switch}\n"
+        assert parse_conf(text).sensors["DiskPartitions"].options == {"all": (switch,)}
     assert parse_conf("[sensor:DiskUsage]\ntimeout = 0.5\n").sensors["DiskUsage"].timeout == 0.5
     assert conf.graphite == GraphiteConf("carbon", 2003, "plaintext", "cluster", 15.0)
     assert parse_conf("[graphite]\nhost = c\nprotocol = pickle\n").graphite == GraphiteConf(
@@ -76,6 +79,8 @@ def test_fructosas_graphite_section_has_fructosas_defaults() -> None:
             3,
             "'all' of DiskPartitions given twice",
         ),
+        ("[sensor:DiskPartitions]\nall = maybe\n", 2, "'all' of DiskPartitions: 'maybe' is not"),
+        ("[sensor:DiskPartitions]\nall = yes please\n", 2, "is not one of yes, true, 1, on, no"),
         ("[sensor:BootTime]\n[sensor:BootTime]\n", 2, "[sensor:BootTime] given twice (first on"),
         ("time_interval = 10\n", 1, "a setting before the first [section]"),
         ("[sensor:BootTime\n", 1, "bad section header"),

@@ -303,6 +303,7 @@ def test_list_sensors_says_what_and_why_not(capsys: pytest.CaptureFixture[str]) 
     for name in [*FRUCTOSA, "GPU"]:
         assert f"\n{name}  (" in "\n" + text
     assert "option path (repeatable): a path on the file system to measure; default /" in text
+    assert "option all: also pseudo, memory and duplicate file systems (yes/true/1/on/no/" in text
     gpu = describe(SENSORS["GPU"])
     assert gpu.startswith("GPU  (available)") or "unavailable: no NVIDIA GPU" in gpu
     assert cli.main(["--list-sensors"]) == cli.EXIT_OK

@@ -23,7 +23,8 @@ def describe(sensor: Sensor) -> str:
     for option in sensor.options:
         default = ", ".join(option.default) or "none"
         many = " (repeatable)" if option.repeatable else ""
-        lines.append(f"    option {option.name}{many}: {option.help}; default {default}")
+        takes = f" ({'/'.join(option.choices)})" if option.choices else ""
+        lines.append(f"    option {option.name}{many}: {option.help}{takes}; default {default}")
     return "\n".join(lines)
 
 

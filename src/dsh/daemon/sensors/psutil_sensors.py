@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from .base import Field, Option, Options, Sensor, Value, values_of
+from .base import Field, Option, Options, Sensor, Value, is_yes, values_of, yes_no
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
               "guest", "guest_nice")  # fmt: skip
@@ -238,7 +238,7 @@ class DiskPartitions(Sensor):
     help = "mounted disk partitions (1 per partition; labels device, mountpoint, fstype)"
     fields = (Field("mounted", "count", "1 for each mounted partition"),)
     interval = 60.0
-    options = (Option("all", "also pseudo, memory and duplicate file systems (yes/no)", ("no",)),)
+    options = (yes_no("all", "also pseudo, memory and duplicate file systems"),)
 
     @staticmethod
     def parse(partitions: Iterable[Any]) -> list[Value]:
@@ -246,7 +246,7 @@ class DiskPartitions(Sensor):
                                        ("fstype", p.fstype))) for p in partitions]  # fmt: skip
 
     def read(self, options: Options) -> list[Value]:
-        every = self.option_values(options)["all"][0].lower() in ("yes", "true", "1", "on")
+        every = is_yes(self.option_values(options)["all"][0])
         return self.parse(psutil.disk_partitions(all=every))
 
 
