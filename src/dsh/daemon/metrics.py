@@ -170,13 +170,25 @@ EXPORTS: dict[tuple[str, str], Export] = {
     ("GPU", "power"): _e("dsh_gpu_power_watts", G, "GPU power draw.", "gpu", "name"),
 }  # fmt: skip
 
+# Values that one of their labels sends elsewhere: (sensor, field, (label, value)) -> metric,
+# looked up before EXPORTS. Linux counts guest time in user and guest_nice in nice too;
+# node_exporter keeps them out of node_cpu_seconds_total (a sum over its modes is then
+# the CPU's time, once) and exports them as node_cpu_guest_seconds_total{mode="user"|"nice"}.
+_GUEST = "node_cpu_guest_seconds_total"
+_GUEST_HELP = "Seconds the CPUs spent in guests (VMs) for each mode."
+BY_LABEL: dict[tuple[str, str, tuple[str, str]], Export] = {
+    ("CPUTimes", "seconds", ("mode", "guest")): _e(_GUEST, C, _GUEST_HELP, "cpu", const=(("mode", "user"),)),
+    ("CPUTimes", "seconds", ("mode", "guest_nice")): _e(_GUEST, C, _GUEST_HELP, "cpu", const=(("mode", "nice"),)),
+}  # fmt: skip
+
 # Fields not exported on purpose: each is a share of two exported values.
 OMITTED = {("VirtualMemory", "percent"), ("SwapMemory", "percent"), ("DiskUsage", "percent")}
 
 
 def export_value(sensor: str, value: Value) -> tuple[Export, dict[str, str], float] | None:
     """The metric, its labels and the scaled value for one sensor value; None: not exported."""
-    export = EXPORTS.get((sensor, value.field))
+    export = next((e for e in (BY_LABEL.get((sensor, value.field, label)) for label in value.labels)
+                   if e is not None), None) or EXPORTS.get((sensor, value.field))  # fmt: skip
     if export is None or (export.skip_zero and value.value == 0):
         return None
     rename = dict(export.rename)

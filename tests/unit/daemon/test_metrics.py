@@ -16,6 +16,7 @@ from dsh.core.gossip import StatusRow
 from dsh.core.wire import Usage
 from dsh.daemon.http import parse_head
 from dsh.daemon.metrics import (
+    BY_LABEL,
     EXPORTS,
     OMITTED,
     DshdCollector,
@@ -116,6 +117,23 @@ def test_sensor_values_under_node_exporter_names() -> None:
         ("node_load5", ()): 0.4,
         ("node_load15", ()): 0.3,
     }
+
+
+def test_guest_time_is_node_exporters_guest_metric_not_a_cpu_mode() -> None:
+    """Linux counts guest in user and guest_nice in nice already: node_exporter exports
+    them apart, so that a sum over node_cpu_seconds_total's modes counts each second once."""
+    modes = ("user", "nice", "idle", "guest", "guest_nice")
+    cpu = state("CPUTimes", [Value("seconds", float(i), (("cpu", "1"), ("mode", m)))
+                             for i, m in enumerate(modes)])  # fmt: skip
+    assert samples(sensor_families([cpu], NOW)) == {
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "user"))): 0.0,
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "nice"))): 1.0,
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "idle"))): 2.0,
+        ("node_cpu_guest_seconds_total", (("cpu", "1"), ("mode", "user"))): 3.0,
+        ("node_cpu_guest_seconds_total", (("cpu", "1"), ("mode", "nice"))): 4.0,
+    }
+    for export in BY_LABEL.values():
+        assert export.metric.endswith("_total") == (export.kind == "counter"), export.metric
 
 
 def test_two_fields_of_one_metric_make_one_family() -> None:
