@@ -12,7 +12,7 @@ tests build their input by hand:
   and a graph should show a gap rather than a flat line from a dead node.
 - ``own_families(...)``: dshd's counters (datagrams, TCP clients, HTTP requests,
   best-node answers, Graphite) and the state of each sensor.
-- ``sensor_families(states, now)``: this node's sensor values under
+- ``sensor_families(states, now)`` (``now`` monotonic): this node's sensor values under
   node_exporter's names where node_exporter has the same quantity (so the
   node dashboard works with node_exporter too), under ``dsh_`` names
   otherwise, in base units (percent -> ratio, MHz -> Hz, Mbit/s -> bytes/s).
@@ -199,11 +199,13 @@ def export_value(sensor: str, value: Value) -> tuple[Export, dict[str, str], flo
 
 
 def is_fresh(state: SensorState, now: float) -> bool:
-    """Up, with a reading no older than 2 intervals + the timeout (``now``: wall clock)."""
+    """Up, with a reading no older than 2 intervals + the timeout. ``now`` is the
+    monotonic clock, as ``read_mono``: a step of the wall clock (NTP) must neither
+    make every sensor stale nor keep a dead one fresh."""
     return (
         state.up is True
-        and state.read_at is not None
-        and now - state.read_at <= 2 * state.interval + state.timeout
+        and state.read_mono is not None
+        and now - state.read_mono <= 2 * state.interval + state.timeout
     )
 
 
@@ -355,24 +357,24 @@ def own_families(own: Own, states: Iterable[SensorState], now: float) -> list[Me
 
 
 class DshdCollector(Collector):
-    """Reads the daemon at each scrape; ``now`` functions are passed in (wall, monotonic)."""
+    """Reads the daemon at each scrape; the monotonic clock is passed in (ages only: the
+    timestamps exported are the readings' own)."""
 
     def __init__(
         self,
         node: GossipNode,
         own: Callable[[], Own],
         states: Callable[[], Iterable[SensorState]],
-        wall: Callable[[], float],
         monotonic: Callable[[], float],
     ) -> None:
         self.node, self.own, self.states = node, own, states
-        self.wall, self.monotonic = wall, monotonic
+        self.monotonic = monotonic
 
     def collect(self) -> Iterable[Metric]:
-        now = self.wall()
+        now = self.monotonic()
         states = list(self.states())
         out = _Families()
-        _add_cluster(out, self.node.status_rows(self.monotonic()))
+        _add_cluster(out, self.node.status_rows(now))
         _add_own(out, self.own(), states, now)
         _add_sensor_values(out, states, now)
         return out.families()
