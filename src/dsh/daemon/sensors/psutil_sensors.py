@@ -6,6 +6,7 @@ values, and is what the unit tests check.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -270,6 +271,12 @@ class DiskUsage(Sensor):
         return out
 
 
+# node_exporter's default --collector.diskstats.device-exclude: partitions (their
+# I/O is their disk's too, so a sum over devices would count it twice), loop,
+# RAM and floppy devices. ``all = yes`` keeps every device psutil lists.
+PARTITIONS_AND_PSEUDO_DISKS = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
+
+
 class DiskIOCounters(Sensor):
     name = "DiskIOCounters"
     help = "each disk's reads and writes since boot (label device)"
@@ -280,14 +287,19 @@ class DiskIOCounters(Sensor):
               Field("write_time", "seconds", "time spent writing"),
               Field("busy_time", "seconds", "time with I/O in flight"))  # fmt: skip
     interval = 20.0
+    options = (
+        yes_no("all", "also partitions, loop and RAM disks (node_exporter leaves them out)"),
+    )
 
     def available(self) -> str | None:
         return None if psutil.disk_io_counters() is not None else "the kernel reports no disks"
 
     @staticmethod
-    def parse(per_disk: Mapping[str, Any]) -> list[Value]:
+    def parse(per_disk: Mapping[str, Any], every: bool = False) -> list[Value]:
         out: list[Value] = []
         for device, io in per_disk.items():
+            if not every and PARTITIONS_AND_PSEUDO_DISKS.match(device):
+                continue
             labels = (("device", device),)
             out += values_of(io, ("read_count", "write_count", "read_bytes", "write_bytes"),
                              labels)  # fmt: skip
@@ -297,7 +309,8 @@ class DiskIOCounters(Sensor):
         return out
 
     def read(self, options: Options) -> list[Value]:
-        return self.parse(psutil.disk_io_counters(perdisk=True) or {})
+        every = is_yes(self.option_values(options)["all"][0])
+        return self.parse(psutil.disk_io_counters(perdisk=True) or {}, every)
 
 
 _NET_IO = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout",
