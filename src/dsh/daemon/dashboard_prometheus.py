@@ -231,8 +231,14 @@ def _rate(metric: str, matchers: str = "") -> str:
 def prometheus_node() -> Rows:
     cpus = f"count(count by (cpu) ({_n('node_cpu_seconds_total')}))"
     idle = _rate("node_cpu_seconds_total", _IDLE)
+    # Cache as free(1) counts it: page cache + reclaimable slab. dshd exports it as
+    # dsh_memory_cached_bytes (psutil's cached); node_exporter has the two parts.
+    cached = (
+        f"({_n('dsh_memory_cached_bytes')} or "
+        f"{_n('node_memory_Cached_bytes')} + {_n('node_memory_SReclaimable_bytes')})"
+    )
     used = " - ".join(
-        _n(f"node_memory_{m}_bytes") for m in ("MemTotal", "MemFree", "Buffers", "Cached")
+        [*(_n(f"node_memory_{m}_bytes") for m in ("MemTotal", "MemFree", "Buffers")), cached]
     )
     fs = _FILESYSTEMS
     return [
@@ -300,14 +306,15 @@ def prometheus_node() -> Rows:
                 qs(
                     (used, "used"),
                     (_n("node_memory_Buffers_bytes"), "buffers"),
-                    (_n("node_memory_Cached_bytes"), "cached"),
+                    (cached, "cached"),
                     (_n("node_memory_MemFree_bytes"), "free"),
                 ),
                 "bytes",
                 12,
                 stack=True,
                 minimum=0,
-                description="stacked: the total",
+                description="stacked: the total; as free(1) counts: cached = page cache + "
+                "reclaimable slab, used = total - free - buffers - cached",
             ),
             Panel(
                 "Swap",

@@ -106,7 +106,9 @@ EXPORTS: dict[tuple[str, str], Export] = {
     ("VirtualMemory", "available"): _e("node_memory_MemAvailable_bytes", G, "Memory information field MemAvailable_bytes."),
     ("VirtualMemory", "free"): _e("node_memory_MemFree_bytes", G, "Memory information field MemFree_bytes."),
     ("VirtualMemory", "buffers"): _e("node_memory_Buffers_bytes", G, "Memory information field Buffers_bytes."),
-    ("VirtualMemory", "cached"): _e("node_memory_Cached_bytes", G, "Memory information field Cached_bytes."),
+    # psutil's cached is /proc/meminfo's Cached + SReclaimable (what free(1) counts as
+    # cache); node_exporter's node_memory_Cached_bytes is Cached alone: not the same number.
+    ("VirtualMemory", "cached"): _e("dsh_memory_cached_bytes", G, "Page cache and reclaimable slab (meminfo Cached + SReclaimable)."),
     ("VirtualMemory", "active"): _e("node_memory_Active_bytes", G, "Memory information field Active_bytes."),
     ("VirtualMemory", "inactive"): _e("node_memory_Inactive_bytes", G, "Memory information field Inactive_bytes."),
     ("VirtualMemory", "shared"): _e("node_memory_Shmem_bytes", G, "Memory information field Shmem_bytes."),

@@ -51,7 +51,7 @@ dsh_sensor_skipped_total dsh_sensor_last_reading_timestamp_seconds
 dsh_graphite_sent_total dsh_graphite_dropped_total dsh_graphite_buffered
 node_cpu_seconds_total node_load1 node_load5 node_load15
 node_memory_MemTotal_bytes node_memory_MemAvailable_bytes node_memory_MemFree_bytes
-node_memory_Buffers_bytes node_memory_Cached_bytes node_memory_Active_bytes
+node_memory_Buffers_bytes dsh_memory_cached_bytes node_memory_Active_bytes
 node_memory_Inactive_bytes node_memory_Shmem_bytes node_memory_Slab_bytes dsh_memory_used_bytes
 node_memory_SwapTotal_bytes node_memory_SwapFree_bytes dsh_swap_used_bytes
 dsh_swap_in_bytes_total dsh_swap_out_bytes_total
@@ -69,6 +69,9 @@ node_cpu_scaling_frequency_hertz node_cpu_scaling_frequency_min_hertz
 node_cpu_scaling_frequency_max_hertz node_boot_time_seconds
 """.split()  # noqa: SIM905  (names.md's list, as it reads)
 )
+# node_exporter's names that dshd does not export: a query may read them as the other
+# side of an ``or``, for a node dashboard that works on node_exporter too.
+NODE_EXPORTERS = {"node_memory_Cached_bytes", "node_memory_SReclaimable_bytes"}
 # dshd's own state in Graphite, HOST.dshd.FIELD[.LABEL]: field -> number of labels
 DSHD_PATHS = {"best_answers": 1, "datagrams": 1, "sensor_up": 1, "sensor_duration": 1,
               "graphite_dropped": 0}  # fmt: skip
@@ -171,12 +174,29 @@ def test_prometheus_queries_read_only_contract_names() -> None:
     for name in ("prometheus cluster", "prometheus node"):
         for expr in queries(DASHBOARDS[name]):
             names = prometheus_metrics(expr)
+            if names & NODE_EXPORTERS:  # only as the other side of an or
+                assert " or " in expr and names - NODE_EXPORTERS, expr
+            names -= NODE_EXPORTERS
             assert names and names <= CONTRACT, (expr, names - CONTRACT)
             used |= names
             if name.endswith("node"):  # one node: by its scrape target
                 assert expr.count("{") == expr.count('instance=~"$node(:[0-9]+)?"'), expr
     assert {"dsh_node_up", "dsh_node_load", "dsh_best_node_answers_total", "dsh_sensor_up",
             "node_cpu_seconds_total", "node_cpu_scaling_frequency_hertz"} <= used  # fmt: skip
+
+
+def test_the_node_memory_panel_counts_cache_alike_from_dshd_and_node_exporter() -> None:
+    """Stacked to the total as free(1) counts: cached is page cache + reclaimable slab,
+    dshd's dsh_memory_cached_bytes or node_exporter's Cached + SReclaimable."""
+    panel = next(p for p in DASHBOARDS["prometheus node"]["panels"]
+                 if (p["title"], p["type"]) == ("Memory", "timeseries"))  # fmt: skip
+    exprs = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+    node = '{instance=~"$node(:[0-9]+)?"}'
+    cached = (f"(dsh_memory_cached_bytes{node} or node_memory_Cached_bytes{node} + "
+              f"node_memory_SReclaimable_bytes{node})")  # fmt: skip
+    assert exprs["cached"] == cached
+    assert exprs["used"] == (f"node_memory_MemTotal_bytes{node} - node_memory_MemFree_bytes{node}"
+                             f" - node_memory_Buffers_bytes{node} - {cached}")  # fmt: skip
 
 
 def test_prometheus_metrics_parses_names_out_of_an_expression() -> None:

@@ -138,6 +138,13 @@ def test_guest_time_is_node_exporters_guest_metric_not_a_cpu_mode() -> None:
         assert export.metric.endswith("_total") == (export.kind == "counter"), export.metric
 
 
+def test_psutils_cached_is_not_node_exporters_cached() -> None:
+    """psutil's cached is meminfo Cached + SReclaimable; node_exporter's name means Cached."""
+    found = export_value("VirtualMemory", Value("cached", 5.0))
+    assert found is not None and found[0].metric == "dsh_memory_cached_bytes"
+    assert "node_memory_Cached_bytes" not in {e.metric for e in EXPORTS.values()}
+
+
 def test_two_fields_of_one_metric_make_one_family() -> None:
     count = state("CPUCount", [Value("logical", 8.0), Value("physical", 4.0)])
     families = sensor_families([count], MONO)
