@@ -185,7 +185,7 @@ def graphite_cluster(prefix: str) -> Rows:
                 stack=True,
                 minimum=0,
                 description="best-node answers naming the node, a minute, summed over the "
-                "answering hosts (NONE: no node was choosable)",
+                "answering hosts",
             ),
             Panel(
                 "Gossip datagrams",

@@ -174,7 +174,7 @@ def prometheus_cluster() -> Rows:
                 stack=True,
                 minimum=0,
                 description="best-node answers naming the node, a minute, summed over "
-                "the scraped dshds (NONE: no node was choosable)",
+                "the scraped dshds",
             ),
             Panel(
                 "Gossip datagrams",

@@ -307,9 +307,14 @@ class Own:
 def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float) -> None:
     out.add("dsh_build_info", GAUGE, "dshd's version, and the node it runs as.",
             {"version": __version__, "node": own.node}, 1.0)  # fmt: skip
+    # TcpPorts.counters' "none" counts answers, not clients: a family of its own.
+    tcp = {k: v for k, v in own.tcp.items() if k != "none"}
+    if "none" in own.tcp:
+        out.add("dsh_best_node_none_total", COUNTER, "Best-node answers that named no node (NONE).",
+                {}, float(own.tcp["none"]))  # fmt: skip
     for name, help, counts, label in (
         ("dsh_datagrams_total", "Gossip datagrams received, by outcome.", own.datagrams, "outcome"),
-        ("dsh_tcp_clients_total", "Status and best-node clients, by outcome.", own.tcp, "outcome"),
+        ("dsh_tcp_clients_total", "Status and best-node clients, by outcome.", tcp, "outcome"),
         ("dsh_http_requests_total", "HTTP requests and connections, by outcome.", own.http,
          "outcome"),
         ("dsh_best_node_answers_total", "Best-node answers (jobs placed), by node named.",

@@ -251,14 +251,17 @@ def test_a_down_node_is_up_0_without_its_last_values_and_old_nodes_without_usage
 
 
 def test_own_counters() -> None:
-    own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2}, {"served": 3, "denied": 1},
-              {"n1": 4, "NONE": 1}, {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
+    own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2, "none": 1},
+              {"served": 3, "denied": 1}, {"n1": 4},
+              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
     got = samples(own_families(own, [], MONO))
     assert got[("dsh_build_info", (("node", "n1"), ("version", __version__)))] == 1.0
     assert got[("dsh_datagrams_total", (("outcome", "malformed"),))] == 1.0
     assert got[("dsh_tcp_clients_total", (("outcome", "served"),))] == 2.0
     assert got[("dsh_http_requests_total", (("outcome", "denied"),))] == 1.0
-    assert got[("dsh_best_node_answers_total", (("node", "NONE"),))] == 1.0
+    assert got[("dsh_best_node_answers_total", (("node", "n1"),))] == 4.0
+    assert got[("dsh_best_node_none_total", ())] == 1.0  # not a node, not a client outcome
+    assert ("dsh_tcp_clients_total", (("outcome", "none"),)) not in got
     assert got[("dsh_graphite_sent_total", ())] == 10.0
     assert got[("dsh_graphite_dropped_total", ())] == 2.0
     assert got[("dsh_graphite_buffered", ())] == 7.0
