@@ -12,9 +12,12 @@ Rules of this file: pure (no I/O, no Grafana); the output is Grafana's classic
 dashboard JSON model at ``SCHEMA_VERSION`` (Grafana migrates it forward);
 every query's data source is the dashboard's ``$datasource`` variable, so one
 file imports into any Grafana; ``uid``s are fixed, so provisioning the file
-again replaces the dashboard rather than adding one. Metric names and
-Graphite paths are the contract in docs of issue 12 (names.md); the unit
-tests check every query against it, ``queries`` lists them for the system test.
+again replaces the dashboard rather than adding one. The metric names are
+those dshd exports (the README's "The HTTP port (8383): /metrics for
+Prometheus" lists the families; ``metrics.EXPORTS`` maps each sensor field),
+the Graphite paths those of the README's "Graphite (carbon push)" scheme
+(``core.graphite``); the unit tests check every query against them, and
+``queries`` lists them for the system tests.
 """
 
 from __future__ import annotations
