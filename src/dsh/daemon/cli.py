@@ -281,8 +281,8 @@ def read_conf(config: DaemonConfig) -> DshdConf:
 
 
 def grafana_dashboard(args: argparse.Namespace) -> int:
-    """dshd --grafana-dashboard: a dashboard's JSON on stdout (dashboards.py)."""
-    from .dashboards import dashboard_json
+    """dshd --grafana-dashboard: a dashboard's JSON on stdout (dashboards/model.py)."""
+    from .dashboards.model import dashboard_json
 
     try:
         if not args.grafana_dashboard:

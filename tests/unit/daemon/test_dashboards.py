@@ -1,4 +1,4 @@
-"""dshd's Grafana dashboards (daemon/dashboards.py): the JSON is a well-formed
+"""dshd's Grafana dashboards (daemon/dashboards/): the JSON is a well-formed
 Grafana dashboard, and every query reads only what dshd exports: the /metrics
 families (metrics.py; the README's HTTP-port section lists them) and the
 Graphite paths of the README's Graphite scheme.
@@ -26,7 +26,7 @@ from dsh.core.gossip import StatusRow
 from dsh.core.wire import Usage
 from dsh.daemon import cli
 from dsh.daemon.conf import DEFAULT_SENSORS
-from dsh.daemon.dashboards import (
+from dsh.daemon.dashboards.model import (
     GRAPHITE,
     PROMETHEUS,
     SCHEMA_VERSION,

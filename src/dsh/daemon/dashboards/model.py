@@ -27,10 +27,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..core.graphite import host_part
-from .dashboard_graphite import graphite_cluster, graphite_node
-from .dashboard_panels import Panel
-from .dashboard_prometheus import prometheus_cluster, prometheus_node
+from ...core.graphite import host_part
+from .graphite import graphite_cluster, graphite_node
+from .panels import Panel
+from .prometheus import prometheus_cluster, prometheus_node
 
 SCHEMA_VERSION = 39  # Grafana 11.0's; 11.x and 12.x migrate it on load
 PROMETHEUS = "prometheus"

@@ -1,4 +1,4 @@
-"""The Graphite panels of dshd's dashboards (dashboard_panels.py says how they are built).
+"""The Graphite panels of dshd's dashboards (panels.py says how they are built).
 
 Paths are ``PREFIX.HOST.Sensor.field[.label...]``, values as the sensors read
 them: percent stays percent, CPUFreq is in MHz, counters are totals since boot
@@ -9,7 +9,7 @@ evaluated by graphite-web 1.1.8 against a whisper tree while writing them.
 
 from __future__ import annotations
 
-from .dashboard_panels import (
+from .panels import (
     BUSY_MODES,
     FULL,
     FULL_PERCENT,

@@ -1,4 +1,4 @@
-"""The Prometheus panels of dshd's dashboards (dashboard_panels.py says how they are built).
+"""The Prometheus panels of dshd's dashboards (panels.py says how they are built).
 
 The names are those of the /metrics contract. The cluster dashboard reads the
 ``dsh_node_*`` series, which every dshd exports for every member, so
@@ -10,7 +10,7 @@ node_exporter itself.
 
 from __future__ import annotations
 
-from .dashboard_panels import FULL, SENSOR_STATES, UP_STATES, Panel, Rows, qs, stat
+from .panels import FULL, SENSOR_STATES, UP_STATES, Panel, Rows, qs, stat
 
 _NODES = 'node=~"$node"'
 _IDLE = ', mode="idle"'

@@ -1,7 +1,7 @@
 """What a panel of dshd's Grafana dashboards is, and what the two sets share:
-dashboard_prometheus.py and dashboard_graphite.py each give the rows of
+prometheus.py and graphite.py each give the rows of
 panels of the cluster and the node dashboard, top to bottom (a row's widths
-add up to at most 24, Grafana's grid); dashboards.py lays them out and writes
+add up to at most 24, Grafana's grid); model.py lays them out and writes
 Grafana's JSON. Both sets show the same things where both sources have them,
 each in its own terms.
 """
