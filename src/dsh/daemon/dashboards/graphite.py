@@ -18,6 +18,9 @@ from .panels import (
     Panel,
     Query,
     Rows,
+    cpu_busy_per_core,
+    cpu_by_mode,
+    load,
     qs,
     stat,
 )
@@ -247,41 +250,20 @@ def graphite_node(prefix: str) -> Rows:
             stat("Booted", "dateTimeFromNow", f"scale({b}.BootTime.boot_time, 1000)"),
         ],
         [
-            Panel(
-                "CPU busy per core",
-                "timeseries",
-                qs(f"aliasByNode({_busy(idle)}, {k + 3})"),
-                "percentunit",
-                12,
-                minimum=0,
-                maximum=1,
-            ),
-            Panel(
-                "CPU by mode",
-                "timeseries",
+            cpu_busy_per_core(qs(f"aliasByNode({_busy(idle)}, {k + 3})")),
+            cpu_by_mode(
                 qs(
                     f"groupByNode(perSecond({b}.CPUTimes.seconds.*.{{{BUSY_MODES}}}), {k + 4}, "
                     "'average')"
-                ),
-                "percentunit",
-                12,
-                stack=True,
-                minimum=0,
-                maximum=1,
-                description="share of all CPUs",
+                )
             ),
         ],
         [
-            Panel(
-                "Load",
-                "timeseries",
+            load(
                 qs(
                     f"aliasByNode({b}.LoadAvg.{{load1,load5,load15}}, {k + 2})",
                     f"alias({cpus}, 'CPUs')",
-                ),
-                "short",
-                12,
-                minimum=0,
+                )
             ),
             Panel(
                 "CPU frequency",
