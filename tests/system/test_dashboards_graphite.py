@@ -21,8 +21,8 @@ from support.graphite_glob import expand_braces, matches, matching
 from support.waiting import wait_for
 
 from dsh.core.graphite import host_part
-from dsh.daemon import dashboards
 from dsh.daemon.conf import DEFAULT_SENSORS
+from dsh.daemon.dashboards import model
 
 A, B = "127.0.0.81", "127.0.0.82"
 HA, HB = host_part(A), host_part(B)
@@ -49,11 +49,11 @@ def node_values(dashboard: Mapping[str, Any]) -> list[str]:
 def patterns_of(dashboard: Mapping[str, Any]) -> dict[str, list[str]]:
     """Each path pattern the dashboard's targets read -> the expanded targets that read it."""
     uses: dict[str, list[str]] = {}
-    for target in dashboards.queries(dashboard):
+    for target in model.queries(dashboard):
         for node in node_values(dashboard):
-            expanded = dashboards.expand(target, {"node": node})
+            expanded = model.expand(target, {"node": node})
             assert not re.search(r"\$\{?\w", expanded), f"a variable left in {expanded!r}"
-            for path in dashboards.graphite_paths(expanded):
+            for path in model.graphite_paths(expanded):
                 uses.setdefault(path, []).append(expanded)
     return uses
 
@@ -114,7 +114,7 @@ def bad_node_positions(target: str, stored: set[str]) -> list[str]:
     for call in re.finditer(r"\b(aliasByNode|groupByNodes?)\(", target):
         series, *rest = call_args(target, call.end() - 1)
         positions = [int(a) for a in rest if re.fullmatch(r"-?[0-9]+", a)]
-        patterns = set(dashboards.graphite_paths(series))
+        patterns = set(model.graphite_paths(series))
         paths = set().union(*(matching(p, stored) for p in patterns))
         past = [p for p in sorted(paths) if any(not -p.count(".") - 1 <= n <= p.count(".")
                                                  for n in positions)]  # fmt: skip
@@ -148,8 +148,8 @@ def test_every_dashboard_path_has_data(
     wait_for(cluster.all_up, 10, "both nodes up")
     place_a_job_on_each(cluster.nodes)
 
-    boards = [dashboards.cluster_dashboard("graphite", prefix=PREFIX)]
-    boards += [dashboards.node_dashboard("graphite", n, prefix=PREFIX) for n in (A, B)]
+    boards = [model.cluster_dashboard("graphite", prefix=PREFIX)]
+    boards += [model.node_dashboard("graphite", n, prefix=PREFIX) for n in (A, B)]
     assert [node_values(b) for b in boards[1:]] == [[HA], [HB]]
     uses: dict[str, list[str]] = {}  # pattern -> "DASHBOARD: TARGET"s, for the messages
     targets: set[str] = set()

@@ -18,7 +18,7 @@ from support.dshd import ClusterFactory
 from support.prometheus import Prometheus
 from support.waiting import wait_for
 
-from dsh.daemon import dashboards
+from dsh.daemon.dashboards import model
 from dsh.daemon.metrics import EXPORTS
 
 C, D = "127.0.0.83", "127.0.0.84"
@@ -48,9 +48,9 @@ def node_values(dashboard: Mapping[str, Any]) -> list[str]:
 
 def expanded_queries(dashboard: Mapping[str, Any]) -> list[str]:
     out = []
-    for query in dashboards.queries(dashboard):
+    for query in model.queries(dashboard):
         for node in node_values(dashboard):
-            expr = dashboards.expand(query, {"node": node, **GRAFANA})
+            expr = model.expand(query, {"node": node, **GRAFANA})
             assert not re.search(r"\$\{?\w", expr), f"a variable left in {expr!r}"
             out.append(expr)
     return list(dict.fromkeys(out))
@@ -70,7 +70,7 @@ def without_data(prom: Prometheus, queries: list[str]) -> dict[str, str]:
 
 def unavailable_metrics(expr: str, unavailable: Mapping[str, str]) -> dict[str, str]:
     """Metric -> its sensor, for the metrics ``expr`` reads whose sensor is unavailable here."""
-    metrics = dashboards.prometheus_metrics(expr)
+    metrics = model.prometheus_metrics(expr)
     return {m: SENSOR_OF[m] for m in metrics if SENSOR_OF.get(m) in unavailable}
 
 
@@ -89,11 +89,11 @@ def test_every_dashboard_query_returns_samples(
     targets = [f"{n}:{cluster.http_port}" for n in (C, D)]
     prom = make_prometheus(targets)
 
-    boards = [dashboards.cluster_dashboard("prometheus")]
-    boards += [dashboards.node_dashboard("prometheus", n) for n in (C, D)]
+    boards = [model.cluster_dashboard("prometheus")]
+    boards += [model.node_dashboard("prometheus", n) for n in (C, D)]
     assert [node_values(b) for b in boards[1:]] == [[C], [D]]
     queries = [q for b in boards for q in expanded_queries(b)]
-    read = {m for q in queries for m in dashboards.prometheus_metrics(q)}
+    read = {m for q in queries for m in model.prometheus_metrics(q)}
     assert len(queries) > 60 and len(read) > 30, (len(queries), sorted(read))
     expected = [q for q in queries if not unavailable_metrics(q, unavailable)]
     wait_for(prom.scraped, 20, f"both targets scraped\n{prom.tail()}", poll=0.2)

@@ -1,5 +1,6 @@
-"""dshd pushing to a real carbon-cache ([graphite]): the paths of the naming
-contract arrive with plausible values and times, by plaintext and by pickle;
+"""dshd pushing to a real carbon-cache ([graphite]): the paths of the README's
+Graphite scheme (core/graphite.py) arrive with plausible values and times, by
+plaintext and by pickle;
 a carbon that goes away, one that never reads and a port that refuses cost
 neither the gossip nor unbounded memory, and sending resumes."""
 

@@ -2,8 +2,9 @@
 and the bounded buffer of metrics waiting to be sent.
 
 Rules of this file: no I/O and no clock; timestamps come in with the values.
-The names are the contract of names.md (the Grafana Graphite dashboards use
-them): ``PREFIX.HOST.Sensor.field.LABELVALUE...``.
+The names are the scheme the README's "Graphite (carbon push)" section
+documents (the Grafana Graphite dashboards use them):
+``PREFIX.HOST.Sensor.field.LABELVALUE...``, and dshd's own under ``HOST.dshd``.
 
 Carbon's two receivers, as carbon 1.1 reads them (carbon/protocols.py):
 - plaintext (port 2003): one ``path value timestamp\\n`` line per metric;
@@ -101,7 +102,8 @@ def dshd_metrics(
     sensor_duration: Mapping[str, float | None],
     graphite_dropped: int,
 ) -> list[Metric]:
-    """dshd's own state under the pseudo-sensor ``dshd`` (names.md): counters
+    """dshd's own state under the pseudo-sensor ``dshd`` (the README's Graphite
+    section lists these paths): counters
     as totals, a sensor up 1 or 0 (0 also before its first reading)."""
     d = f"{root}.{DSHD}"
     out: list[Metric] = [(f"{d}.best_answers.{host_part(n)}", float(c), timestamp)

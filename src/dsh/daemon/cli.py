@@ -278,12 +278,14 @@ def read_conf(config: DaemonConfig) -> DshdConf:
     conf = load_conf(path)
     for section, line in conf.ignored:
         log.info("%s:%d: section [%s] is not dshd's; ignored", path, line, section)
+    for sensor, line in conf.skipped:
+        log.warning("%s:%d: sensor %s is FrUCToSA's, not dshd's; skipped", path, line, sensor)
     return conf
 
 
 def grafana_dashboard(args: argparse.Namespace) -> int:
-    """dshd --grafana-dashboard: a dashboard's JSON on stdout (dashboards.py)."""
-    from .dashboards import dashboard_json
+    """dshd --grafana-dashboard: a dashboard's JSON on stdout (dashboards/model.py)."""
+    from .dashboards.model import dashboard_json
 
     try:
         if not args.grafana_dashboard:

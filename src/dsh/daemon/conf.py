@@ -7,13 +7,16 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
     [sensor:DiskUsage]
     path = /                     a sensor's options (DiskUsage: path, repeatable)
     path = /scratch
-    [graphite]                   (or FrUCToSA's [Graphite])
+    [graphite]                   dshd's: host needed; plaintext, port 2003 by default
     host = carbon.example.org
     carbon receiver pickle port = 2004      FrUCToSA's key: protocol pickle, that port
     protocol = plaintext | pickle           dshd's keys: protocol, port, prefix, interval
+    [Graphite]                   FrUCToSA's spelling, FrUCToSA's defaults: every key
+                                 optional, host localhost, pickle on port 2004
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
-is named in the result, for one log line, and otherwise ignored. Anything
+is named in the result, for one log line, and otherwise ignored; so is a
+sensor FrUCToSA has and dshd has not (``[sensor:SlurmJobs]``), for a warning. Anything
 else that does not fit is a ``ConfigFileError`` naming the file and line,
 so that a typo stops dshd at start (exit 2) and, on SIGHUP, keeps the old
 configuration. This is the file's pure reader: no I/O but ``load_conf``.
@@ -37,6 +40,12 @@ DEFAULT_CONF = "/etc/dsh/dshd.conf"
 GRAPHITE_PORTS = {"plaintext": 2003, "pickle": 2004}  # carbon's defaults
 _FRUCTOSA_PICKLE_PORT = "carbon receiver pickle port"
 _FRUCTOSA_PLAINTEXT_PORT = "carbon receiver plaintext port"
+FRUCTOSA_GRAPHITE = "Graphite"  # FrUCToSA's section, spelled so: its defaults apply
+_FRUCTOSA_HOST = "localhost"  # FrUCToSA's default carbon host
+# Sensors FrUCToSA's lagent has and dshd does not (FrUCToSA's fructosa/sensors.py:
+# its 20 psutil sensors, which dshd has, and these): a lagent.conf that runs
+# them still works, each skipped with a warning.
+FRUCTOSA_ONLY_SENSORS = frozenset({"SlurmJobs"})
 
 
 @dataclass(frozen=True)
@@ -70,8 +79,10 @@ DEFAULT_SENSORS = ("CPUTimes", "CPUFreq", "LoadAvg", "VirtualMemory", "SwapMemor
 class DshdConf:
     sensors: dict[str, SensorConf] = field(default_factory=dict)
     graphite: GraphiteConf | None = None
-    # (section, line) of sections that are not dshd's; for the log, not the value
+    # (section, line) of sections that are not dshd's, and (sensor, line) of
+    # FrUCToSA's sensors dshd lacks: for the log, not the value
     ignored: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    skipped: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     @classmethod
     def defaults(cls) -> DshdConf:
@@ -154,11 +165,19 @@ def _sensor(name: str, header: int, items: list[tuple[str, str, int]], filename:
             raise ConfigFileError(filename, lineno, f"option {key!r} of {name} given twice")
         if not value:
             raise ConfigFileError(filename, lineno, f"option {key!r} of {name} has no value")
+        why_not = option.invalid(value)
+        if why_not is not None:
+            raise ConfigFileError(filename, lineno, f"option {key!r} of {name}: {why_not}")
         options.setdefault(key, []).append(value)
     return SensorConf(name, interval, {k: tuple(v) for k, v in options.items()}, header, timeout)
 
 
-def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> GraphiteConf:
+def _graphite(section: str, header: int, items: list[tuple[str, str, int]], filename: str
+              ) -> GraphiteConf:  # fmt: skip
+    """``[graphite]`` (dshd's: a host is needed, plaintext on 2003 by default) or
+    ``[Graphite]`` as FrUCToSA spells it, with FrUCToSA's defaults: every key
+    optional, host localhost, pickle on 2004 (the only protocol FrUCToSA speaks)."""
+    fructosa = section == FRUCTOSA_GRAPHITE
     values: dict[str, tuple[str, int]] = {}
     allowed = ("host", "port", "protocol", "prefix", "interval", _FRUCTOSA_PICKLE_PORT,
                _FRUCTOSA_PLAINTEXT_PORT)  # fmt: skip
@@ -167,21 +186,23 @@ def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> 
             raise ConfigFileError(
                 filename,
                 lineno,
-                f"[graphite] has no setting {key!r} (it takes: {', '.join(allowed)})",
+                f"[{section}] has no setting {key!r} (it takes: {', '.join(allowed)})",
             )
         if key in values:
-            raise ConfigFileError(filename, lineno, f"{key!r} given twice in [graphite]")
+            raise ConfigFileError(filename, lineno, f"{key!r} given twice in [{section}]")
         values[key] = (value, lineno)
-    if "host" not in values:
-        raise ConfigFileError(filename, header, "[graphite] needs a host")
+    if "host" not in values and not fructosa:
+        raise ConfigFileError(filename, header, f"[{section}] needs a host")
+    host = values.get("host", (_FRUCTOSA_HOST, header))[0]
     protocol, where = values.get("protocol", ("", header))
     ports = [(k, v) for k, v in values.items() if k in ("port", _FRUCTOSA_PICKLE_PORT,
                                                         _FRUCTOSA_PLAINTEXT_PORT)]  # fmt: skip
     if len(ports) > 1:
-        raise ConfigFileError(filename, ports[1][1][1], "[graphite] gives more than one port")
-    if not protocol:  # FrUCToSA names the protocol by its port's key
-        protocol = {_FRUCTOSA_PICKLE_PORT: "pickle"}.get(ports[0][0], "plaintext") if ports else (
-            "plaintext")  # fmt: skip
+        raise ConfigFileError(filename, ports[1][1][1], f"[{section}] gives more than one port")
+    if not protocol:  # FrUCToSA's keys name the protocol; else the section's default
+        by_key = {_FRUCTOSA_PICKLE_PORT: "pickle", _FRUCTOSA_PLAINTEXT_PORT: "plaintext"}
+        protocol = by_key.get(ports[0][0], "") if ports else ""
+        protocol = protocol or ("pickle" if fructosa else "plaintext")
     if protocol not in GRAPHITE_PORTS:
         raise ConfigFileError(filename, where,
                               f"protocol {protocol!r} is not plaintext or pickle")  # fmt: skip
@@ -192,7 +213,7 @@ def _graphite(header: int, items: list[tuple[str, str, int]], filename: str) -> 
     interval = None
     if "interval" in values:
         interval = _seconds(values["interval"][0], "interval", filename, values["interval"][1])
-    return GraphiteConf(host=values["host"][0], port=port, protocol=protocol,
+    return GraphiteConf(host=host, port=port, protocol=protocol,
                         prefix=values.get("prefix", ("", 0))[0].strip("."),
                         interval=interval)  # fmt: skip
 
@@ -201,10 +222,14 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
     sensors: dict[str, SensorConf] = {}
     graphite: GraphiteConf | None = None
     ignored: list[tuple[str, int]] = []
+    skipped: list[tuple[str, int]] = []
     for section, header, items in _sections(text, filename):
         kind, colon, name = section.partition(":")
         if colon and kind.strip().lower() == "sensor":
             name = name.strip()
+            if name in FRUCTOSA_ONLY_SENSORS and name not in SENSORS:
+                skipped.append((name, header))
+                continue
             if name in sensors:
                 raise ConfigFileError(
                     filename,
@@ -215,10 +240,10 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
         elif section.lower() == "graphite":
             if graphite is not None:
                 raise ConfigFileError(filename, header, "[graphite] given twice")
-            graphite = _graphite(header, items, filename)
+            graphite = _graphite(section, header, items, filename)
         else:
             ignored.append((section, header))
-    return DshdConf(sensors, graphite, tuple(ignored))
+    return DshdConf(sensors, graphite, tuple(ignored), tuple(skipped))
 
 
 def load_conf(path: str | Path) -> DshdConf:

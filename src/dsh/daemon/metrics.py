@@ -12,7 +12,7 @@ tests build their input by hand:
   and a graph should show a gap rather than a flat line from a dead node.
 - ``own_families(...)``: dshd's counters (datagrams, TCP clients, HTTP requests,
   best-node answers, Graphite) and the state of each sensor.
-- ``sensor_families(states, now)``: this node's sensor values under
+- ``sensor_families(states, now)`` (``now`` monotonic): this node's sensor values under
   node_exporter's names where node_exporter has the same quantity (so the
   node dashboard works with node_exporter too), under ``dsh_`` names
   otherwise, in base units (percent -> ratio, MHz -> Hz, Mbit/s -> bytes/s).
@@ -108,7 +108,9 @@ EXPORTS: dict[tuple[str, str], Export] = {
     ("VirtualMemory", "available"): _e("node_memory_MemAvailable_bytes", G, "Memory information field MemAvailable_bytes."),
     ("VirtualMemory", "free"): _e("node_memory_MemFree_bytes", G, "Memory information field MemFree_bytes."),
     ("VirtualMemory", "buffers"): _e("node_memory_Buffers_bytes", G, "Memory information field Buffers_bytes."),
-    ("VirtualMemory", "cached"): _e("node_memory_Cached_bytes", G, "Memory information field Cached_bytes."),
+    # psutil's cached is /proc/meminfo's Cached + SReclaimable (what free(1) counts as
+    # cache); node_exporter's node_memory_Cached_bytes is Cached alone: not the same number.
+    ("VirtualMemory", "cached"): _e("dsh_memory_cached_bytes", G, "Page cache and reclaimable slab (meminfo Cached + SReclaimable)."),
     ("VirtualMemory", "active"): _e("node_memory_Active_bytes", G, "Memory information field Active_bytes."),
     ("VirtualMemory", "inactive"): _e("node_memory_Inactive_bytes", G, "Memory information field Inactive_bytes."),
     ("VirtualMemory", "shared"): _e("node_memory_Shmem_bytes", G, "Memory information field Shmem_bytes."),
@@ -172,13 +174,25 @@ EXPORTS: dict[tuple[str, str], Export] = {
     ("GPU", "power"): _e("dsh_gpu_power_watts", G, "GPU power draw.", "gpu", "name"),
 }  # fmt: skip
 
+# Values that one of their labels sends elsewhere: (sensor, field, (label, value)) -> metric,
+# looked up before EXPORTS. Linux counts guest time in user and guest_nice in nice too;
+# node_exporter keeps them out of node_cpu_seconds_total (a sum over its modes is then
+# the CPU's time, once) and exports them as node_cpu_guest_seconds_total{mode="user"|"nice"}.
+_GUEST = "node_cpu_guest_seconds_total"
+_GUEST_HELP = "Seconds the CPUs spent in guests (VMs) for each mode."
+BY_LABEL: dict[tuple[str, str, tuple[str, str]], Export] = {
+    ("CPUTimes", "seconds", ("mode", "guest")): _e(_GUEST, C, _GUEST_HELP, "cpu", const=(("mode", "user"),)),
+    ("CPUTimes", "seconds", ("mode", "guest_nice")): _e(_GUEST, C, _GUEST_HELP, "cpu", const=(("mode", "nice"),)),
+}  # fmt: skip
+
 # Fields not exported on purpose: each is a share of two exported values.
 OMITTED = {("VirtualMemory", "percent"), ("SwapMemory", "percent"), ("DiskUsage", "percent")}
 
 
 def export_value(sensor: str, value: Value) -> tuple[Export, dict[str, str], float] | None:
     """The metric, its labels and the scaled value for one sensor value; None: not exported."""
-    export = EXPORTS.get((sensor, value.field))
+    export = next((e for e in (BY_LABEL.get((sensor, value.field, label)) for label in value.labels)
+                   if e is not None), None) or EXPORTS.get((sensor, value.field))  # fmt: skip
     if export is None or (export.skip_zero and value.value == 0):
         return None
     rename = dict(export.rename)
@@ -189,11 +203,13 @@ def export_value(sensor: str, value: Value) -> tuple[Export, dict[str, str], flo
 
 
 def is_fresh(state: SensorState, now: float) -> bool:
-    """Up, with a reading no older than 2 intervals + the timeout (``now``: wall clock)."""
+    """Up, with a reading no older than 2 intervals + the timeout. ``now`` is the
+    monotonic clock, as ``read_mono``: a step of the wall clock (NTP) must neither
+    make every sensor stale nor keep a dead one fresh."""
     return (
         state.up is True
-        and state.read_at is not None
-        and now - state.read_at <= 2 * state.interval + state.timeout
+        and state.read_mono is not None
+        and now - state.read_mono <= 2 * state.interval + state.timeout
     )
 
 
@@ -293,9 +309,14 @@ class Own:
 def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float) -> None:
     out.add("dsh_build_info", GAUGE, "dshd's version, and the node it runs as.",
             {"version": __version__, "node": own.node}, 1.0)  # fmt: skip
+    # TcpPorts.counters' "none" counts answers, not clients: a family of its own.
+    tcp = {k: v for k, v in own.tcp.items() if k != "none"}
+    if "none" in own.tcp:
+        out.add("dsh_best_node_none_total", COUNTER, "Best-node answers that named no node (NONE).",
+                {}, float(own.tcp["none"]))  # fmt: skip
     for name, help, counts, label in (
         ("dsh_datagrams_total", "Gossip datagrams received, by outcome.", own.datagrams, "outcome"),
-        ("dsh_tcp_clients_total", "Status and best-node clients, by outcome.", own.tcp, "outcome"),
+        ("dsh_tcp_clients_total", "Status and best-node clients, by outcome.", tcp, "outcome"),
         ("dsh_http_requests_total", "HTTP requests and connections, by outcome.", own.http,
          "outcome"),
         ("dsh_best_node_answers_total", "Best-node answers (jobs placed), by node named.",
@@ -345,24 +366,24 @@ def own_families(own: Own, states: Iterable[SensorState], now: float) -> list[Me
 
 
 class DshdCollector(Collector):
-    """Reads the daemon at each scrape; ``now`` functions are passed in (wall, monotonic)."""
+    """Reads the daemon at each scrape; the monotonic clock is passed in (ages only: the
+    timestamps exported are the readings' own)."""
 
     def __init__(
         self,
         node: GossipNode,
         own: Callable[[], Own],
         states: Callable[[], Iterable[SensorState]],
-        wall: Callable[[], float],
         monotonic: Callable[[], float],
     ) -> None:
         self.node, self.own, self.states = node, own, states
-        self.wall, self.monotonic = wall, monotonic
+        self.monotonic = monotonic
 
     def collect(self) -> Iterable[Metric]:
-        now = self.wall()
+        now = self.monotonic()
         states = list(self.states())
         out = _Families()
-        _add_cluster(out, self.node.status_rows(self.monotonic()))
+        _add_cluster(out, self.node.status_rows(now))
         _add_own(out, self.own(), states, now)
         _add_sensor_values(out, states, now)
         return out.families()

@@ -55,8 +55,10 @@ class TcpPorts:
         self.config = config
         self.node = node
         self._allow = parse_allow(config.allow)
-        self.counters = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0})
-        # Where the best-node answers went: the jobs each node was given.
+        # Clients by outcome, and "none": best-node answers that named no node (NONE).
+        self.counters = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0, "none": 0})
+        # Where the best-node answers went: the jobs each node was given (nodes only:
+        # a NONE placed no job, and the dashboards show these keys as nodes).
         self.best_answers: Counter[str] = Counter()
         # More '#' lines of the status footer (the sensors', the exporters').
         self.footers: list[Callable[[], list[str]]] = []
@@ -87,7 +89,10 @@ class TcpPorts:
         )
 
     def best_text(self) -> str:
-        best = self.node.best(time.monotonic()) or "NONE"
+        best = self.node.best(time.monotonic())
+        if best is None:
+            self.counters["none"] += 1
+            return "NONE\n"
         self.best_answers[best] += 1
         return best + "\n"
 

@@ -99,7 +99,7 @@ class Daemon:
         # GET /metrics on --http.
         self.http = HttpServer(config, self.ports.allowed, {})
         collector = DshdCollector(self.node, self._own, lambda: self.sensors.states.values(),
-                                  time.time, time.monotonic)  # fmt: skip
+                                  time.monotonic)  # fmt: skip
         self.http.pages.update(http_pages(collector, self.node.name))
         # Every node's recent states, one point per tick (dsh top, plot, the page).
         self.history = History(config.interval)

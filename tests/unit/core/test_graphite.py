@@ -1,4 +1,4 @@
-"""core/graphite.py: the path names of names.md, carbon's two encodings (read
+"""core/graphite.py: the path names of the README's Graphite section, carbon's two encodings (read
 back as carbon reads them) and the bounded buffer's drop-oldest order."""
 
 from __future__ import annotations

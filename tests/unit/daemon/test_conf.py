@@ -3,12 +3,15 @@ way a line can be wrong, each as FILE:LINE: what."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 from support.paths import LAGENT_CONF_FILE
 
+from dsh.daemon.cli import read_conf
 from dsh.daemon.conf import GraphiteConf, SensorConf, load_conf, parse_conf
+from dsh.daemon.config import DaemonConfig
 from dsh.errors import ConfigFileError
 
 LAGENT_CONF = LAGENT_CONF_FILE.read_text()
@@ -31,12 +34,32 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
     assert conf.sensors["DiskUsage"].options == {"path": ("/", "/scratch")}
     assert conf.sensors["BootTime"].interval == 300.0  # the sensor's default
     assert conf.sensors["BootTime"].timeout is None  # the runner's default
+    for switch in ("YES", "no", "True", "false", "1", "0", "On", "off"):
+        text = f"[sensor:DiskPartitions]\nall = {switch}\n"
+        assert parse_conf(text).sensors["DiskPartitions"].options == {"all": (switch,)}
     assert parse_conf("[sensor:DiskUsage]\ntimeout = 0.5\n").sensors["DiskUsage"].timeout == 0.5
     assert conf.graphite == GraphiteConf("carbon", 2003, "plaintext", "cluster", 15.0)
     assert parse_conf("[graphite]\nhost = c\nprotocol = pickle\n").graphite == GraphiteConf(
         "c", 2004, "pickle"
     )
-    assert parse_conf("[Graphite]\nhost = c\nport = 2103\n").graphite == GraphiteConf("c", 2103)
+    assert parse_conf("[graphite]\nhost = c\nport = 2103\n").graphite == GraphiteConf("c", 2103)
+
+
+def test_fructosas_graphite_section_has_fructosas_defaults() -> None:
+    """[Graphite], as FrUCToSA spells it: no key is needed, host localhost, pickle on 2004."""
+    assert parse_conf("[Graphite]\n").graphite == GraphiteConf("localhost", 2004, "pickle")
+    assert parse_conf("[Graphite]\nhost = c\n").graphite == GraphiteConf("c", 2004, "pickle")
+    assert parse_conf("[Graphite]\ncarbon receiver pickle port = 2104\n").graphite == (
+        GraphiteConf("localhost", 2104, "pickle")
+    )
+    assert parse_conf("[Graphite]\nport = 2103\n").graphite == GraphiteConf(
+        "localhost", 2103, "pickle"
+    )
+    assert parse_conf("[Graphite]\nprotocol = plaintext\n").graphite == GraphiteConf(
+        "localhost", 2003, "plaintext"
+    )
+    # dshd's own spelling keeps dshd's: a host is needed, plaintext on 2003
+    assert parse_conf("[graphite]\nhost = c\n").graphite == GraphiteConf("c", 2003, "plaintext")
 
 
 @pytest.mark.parametrize(
@@ -56,6 +79,8 @@ def test_dshds_own_keys_and_repeatable_options() -> None:
             3,
             "'all' of DiskPartitions given twice",
         ),
+        ("[sensor:DiskPartitions]\nall = maybe\n", 2, "'all' of DiskPartitions: 'maybe' is not"),
+        ("[sensor:DiskPartitions]\nall = yes please\n", 2, "is not one of yes, true, 1, on, no"),
         ("[sensor:BootTime]\n[sensor:BootTime]\n", 2, "[sensor:BootTime] given twice (first on"),
         ("time_interval = 10\n", 1, "a setting before the first [section]"),
         ("[sensor:BootTime\n", 1, "bad section header"),
@@ -85,3 +110,24 @@ def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     good = tmp_path / "dshd.conf"
     good.write_text("[sensor:Users]\ntime_interval = 5\n")
     assert load_conf(good).sensors["Users"].interval == 5.0
+
+
+def test_a_sensor_of_fructosas_that_dshd_lacks_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FrUCToSA's sensors.py has SlurmJobs too: a lagent.conf that runs it still works."""
+    text = "[sensor:BootTime]\n\n[sensor:SlurmJobs]\ntime_interval = 60\n"
+    conf = parse_conf(text, "lagent.conf")
+    assert list(conf.sensors) == ["BootTime"]
+    assert conf.skipped == (("SlurmJobs", 3),)
+    path = tmp_path / "lagent.conf"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="dsh.daemon.cli"):
+        assert list(read_conf(DaemonConfig(config_file=str(path))).sensors) == ["BootTime"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        f"{path}:3: sensor SlurmJobs is FrUCToSA's, not dshd's; skipped"
+    ]
+    # a name that is nobody's stays an error
+    with pytest.raises(ConfigFileError, match=r"^f:2: unknown sensor 'SlurmJob'"):
+        parse_conf("\n[sensor:SlurmJob]\n", "f")

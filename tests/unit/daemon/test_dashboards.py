@@ -1,6 +1,7 @@
-"""dshd's Grafana dashboards (daemon/dashboards.py): the JSON is a well-formed
-Grafana dashboard, and every query reads only what the naming contract of
-issue 12 (/metrics names, Graphite paths) says dshd exports.
+"""dshd's Grafana dashboards (daemon/dashboards/): the JSON is a well-formed
+Grafana dashboard, and every query reads only what dshd exports: the /metrics
+families (metrics.py; the README's HTTP-port section lists them) and the
+Graphite paths of the README's Graphite scheme.
 
 Grafana itself is not packaged here, so the checks are structural; promtool,
 where installed, parses every PromQL expression. (Every Graphite target was
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import REPO
 
+from dsh.core.gossip import StatusRow
+from dsh.core.wire import Usage
 from dsh.daemon import cli
 from dsh.daemon.conf import DEFAULT_SENSORS
-from dsh.daemon.dashboards import (
+from dsh.daemon.dashboards.model import (
     GRAPHITE,
     PROMETHEUS,
     SCHEMA_VERSION,
@@ -34,42 +38,39 @@ from dsh.daemon.dashboards import (
     prometheus_metrics,
     queries,
 )
+from dsh.daemon.metrics import BY_LABEL, EXPORTS, Own, cluster_families, own_families
 from dsh.daemon.sensors.catalogue import SENSORS
+from dsh.daemon.sensors.runner import SensorState
 
-# The /metrics contract (names.md of issue 12): every name a dashboard may query.
-CONTRACT = set(
-    """
-dsh_node_up dsh_node_drained dsh_node_load dsh_node_load1 dsh_node_cpus dsh_node_score
-dsh_node_extra_load dsh_node_memory_available_bytes dsh_node_memory_total_bytes
-dsh_node_swap_used_bytes dsh_node_swap_total_bytes dsh_node_cpu_ratio
-dsh_node_disk_read_bytes_per_second dsh_node_disk_written_bytes_per_second
-dsh_node_network_receive_bytes_per_second dsh_node_network_transmit_bytes_per_second
-dsh_node_last_report_age_seconds dsh_node_loadscale dsh_node_memscale
-dsh_build_info dsh_datagrams_total dsh_tcp_clients_total dsh_http_requests_total
-dsh_best_node_answers_total dsh_sensor_up dsh_sensor_duration_seconds dsh_sensor_errors_total
-dsh_sensor_skipped_total dsh_sensor_last_reading_timestamp_seconds
-dsh_graphite_sent_total dsh_graphite_dropped_total dsh_graphite_buffered
-node_cpu_seconds_total node_load1 node_load5 node_load15
-node_memory_MemTotal_bytes node_memory_MemAvailable_bytes node_memory_MemFree_bytes
-node_memory_Buffers_bytes node_memory_Cached_bytes node_memory_Active_bytes
-node_memory_Inactive_bytes node_memory_Shmem_bytes node_memory_Slab_bytes dsh_memory_used_bytes
-node_memory_SwapTotal_bytes node_memory_SwapFree_bytes dsh_swap_used_bytes
-dsh_swap_in_bytes_total dsh_swap_out_bytes_total
-node_disk_reads_completed_total node_disk_writes_completed_total node_disk_read_bytes_total
-node_disk_written_bytes_total node_disk_read_time_seconds_total
-node_disk_write_time_seconds_total node_disk_io_time_seconds_total
-node_filesystem_size_bytes node_filesystem_avail_bytes dsh_filesystem_used_bytes
-node_network_receive_bytes_total node_network_transmit_bytes_total
-node_network_receive_packets_total node_network_transmit_packets_total
-node_network_receive_errs_total node_network_transmit_errs_total
-node_network_receive_drop_total node_network_transmit_drop_total
-node_network_up node_network_speed_bytes node_network_mtu_bytes
-node_context_switches_total node_intr_total dsh_cpu_soft_interrupts_total dsh_cpu_syscalls_total
-node_cpu_scaling_frequency_hertz node_cpu_scaling_frequency_min_hertz
-node_cpu_scaling_frequency_max_hertz node_boot_time_seconds
-""".split()  # noqa: SIM905  (names.md's list, as it reads)
-)
-# dshd's own state in Graphite, HOST.dshd.FIELD[.LABEL]: field -> number of labels
+
+def dshds_own_and_cluster_families() -> set[str]:
+    """Every family /metrics has besides the sensors': built from a member with every
+    column, a sensor and Graphite configured (the README's families table lists them)."""
+    usage = Usage(0.25, 0.05, 0.6, 0.1, 1.0, 2.0, 3.0, 4.0, 5, 6)
+    row = StatusRow(name="n1", state="up", load=1.5, ncpu=4, mem_avail=3, loadscale=1.0,
+                    memscale=1.0, score=0.4, age=0.3, load1=1.25, extra=0.0, is_self=True,
+                    mem_total=8, drained=False, usage=usage)  # fmt: skip
+    sensor = SensorState("LoadAvg", 10.0, 5.0, read_at=1.0, read_mono=1.0, up=True, duration=0.1)
+    own = Own("n1", {"accepted": 1}, {"served": 1, "none": 1}, {"served": 1}, {"n1": 1},
+              {"sent": 1.0, "dropped": 0.0, "buffered": 0.0})  # fmt: skip
+    families = [*cluster_families([row]), *own_families(own, [sensor], 2.0)]
+    return {s.name for f in families for s in f.samples}
+
+
+# Every name a dashboard may query: what /metrics exports without a config file, that
+# is dshd's own and the cluster's families and those of the sensors dshd runs by
+# default (metrics.EXPORTS and BY_LABEL).
+OWN_AND_CLUSTER = dshds_own_and_cluster_families()
+CONTRACT = OWN_AND_CLUSTER | {
+    export.metric
+    for (sensor, *_), export in (*EXPORTS.items(), *BY_LABEL.items())
+    if sensor in DEFAULT_SENSORS
+}
+# node_exporter's names that dshd does not export: a query may read them as the other
+# side of an ``or``, for a node dashboard that works on node_exporter too.
+NODE_EXPORTERS = {"node_memory_Cached_bytes", "node_memory_SReclaimable_bytes"}
+# dshd's own state in Graphite, HOST.dshd.FIELD[.LABEL] (the README's Graphite section):
+# field -> number of labels
 DSHD_PATHS = {"best_answers": 1, "datagrams": 1, "sensor_up": 1, "sensor_duration": 1,
               "graphite_dropped": 0}  # fmt: skip
 # Grafana's unit ids (packages/grafana-data/src/valueFormats/categories.ts), those a
@@ -171,12 +172,45 @@ def test_prometheus_queries_read_only_contract_names() -> None:
     for name in ("prometheus cluster", "prometheus node"):
         for expr in queries(DASHBOARDS[name]):
             names = prometheus_metrics(expr)
+            if names & NODE_EXPORTERS:  # only as the other side of an or
+                assert " or " in expr and names - NODE_EXPORTERS, expr
+            names -= NODE_EXPORTERS
             assert names and names <= CONTRACT, (expr, names - CONTRACT)
             used |= names
             if name.endswith("node"):  # one node: by its scrape target
                 assert expr.count("{") == expr.count('instance=~"$node(:[0-9]+)?"'), expr
     assert {"dsh_node_up", "dsh_node_load", "dsh_best_node_answers_total", "dsh_sensor_up",
             "node_cpu_seconds_total", "node_cpu_scaling_frequency_hertz"} <= used  # fmt: skip
+
+
+def test_the_node_memory_panel_counts_cache_alike_from_dshd_and_node_exporter() -> None:
+    """Stacked to the total as free(1) counts: cached is page cache + reclaimable slab,
+    dshd's dsh_memory_cached_bytes or node_exporter's Cached + SReclaimable."""
+    panel = next(p for p in DASHBOARDS["prometheus node"]["panels"]
+                 if (p["title"], p["type"]) == ("Memory", "timeseries"))  # fmt: skip
+    exprs = {t["legendFormat"]: t["expr"] for t in panel["targets"]}
+    node = '{instance=~"$node(:[0-9]+)?"}'
+    cached = (f"(dsh_memory_cached_bytes{node} or node_memory_Cached_bytes{node} + "
+              f"node_memory_SReclaimable_bytes{node})")  # fmt: skip
+    assert exprs["cached"] == cached
+    assert exprs["used"] == (f"node_memory_MemTotal_bytes{node} - node_memory_MemFree_bytes{node}"
+                             f" - node_memory_Buffers_bytes{node} - {cached}")  # fmt: skip
+
+
+def test_the_readme_lists_every_family_of_dshds_own_and_the_clusters() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### The HTTP port") : text.index("### Graphite")]
+    # `dsh_node_swap_{used,total}_bytes` names two families
+    listed = set(re.findall(r"`(dsh_\w+)`", section))
+    for head, many, tail in re.findall(r"`(dsh_\w*)\{([\w,]+)\}(\w*)`", section):
+        listed |= {f"{head}{one}{tail}" for one in many.split(",")}
+    assert {n.removesuffix("_total") for n in OWN_AND_CLUSTER} <= {
+        n.removesuffix("_total") for n in listed
+    }, OWN_AND_CLUSTER - listed
+    graphite = text[text.index("### Graphite") : text.index("### Dashboards")]
+    for field in DSHD_PATHS:
+        assert f"HOST.dshd.{field}" in graphite, field
+    assert "PREFIX.HOST.Sensor.field.LABELVALUE" in graphite
 
 
 def test_prometheus_metrics_parses_names_out_of_an_expression() -> None:
@@ -292,3 +326,10 @@ def test_cli_refuses_a_bad_combination_in_one_line(
     assert cli.main(argv) == cli.EXIT_CONFIG == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith(f"dshd: {message}"), err
+
+
+def test_the_contract_cited_is_in_the_repository() -> None:
+    """The code and tests once cited a design note outside the repository as the contract."""
+    outside = "names" + ".md"
+    for path in [*(REPO / "src").rglob("*.py"), *(REPO / "tests").rglob("*.py")]:
+        assert outside not in path.read_text(encoding="utf-8"), path

@@ -17,6 +17,7 @@ from dsh.core.gossip import StatusRow
 from dsh.core.wire import Usage
 from dsh.daemon.http import parse_head
 from dsh.daemon.metrics import (
+    BY_LABEL,
     EXPORTS,
     OMITTED,
     DshdCollector,
@@ -33,7 +34,8 @@ from dsh.daemon.sensors.base import Value
 from dsh.daemon.sensors.catalogue import SENSORS
 from dsh.daemon.sensors.runner import SensorState
 
-NOW = 1_700_000_000.0
+NOW = 1_700_000_000.0  # wall clock: the readings' timestamps
+MONO = 5_000.0  # monotonic clock: their ages
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -45,7 +47,8 @@ def samples(families: Iterable[Metric]) -> Samples:
 def state(name: str, values: list[Value], *, up: bool | None = True, age: float = 1.0,
           interval: float = 10.0, timeout: float = 5.0) -> SensorState:  # fmt: skip
     return SensorState(name, interval, timeout, values=tuple(values),
-                       read_at=None if up is None else NOW - age, up=up,
+                       read_at=None if up is None else NOW - age,
+                       read_mono=None if up is None else MONO - age, up=up,
                        duration=0.01 if up is not None else None)  # fmt: skip
 
 
@@ -106,7 +109,7 @@ def test_sensor_values_under_node_exporter_names() -> None:
     memory = state("VirtualMemory", [Value("total", 8e9), Value("available", 3e9),
                                      Value("percent", 62.5), Value("used", 5e9)])  # fmt: skip
     load = state("LoadAvg", [Value("load1", 0.5), Value("load5", 0.4), Value("load15", 0.3)])
-    got = samples(sensor_families([cpu, memory, load], NOW))
+    got = samples(sensor_families([cpu, memory, load], MONO))
     assert got == {
         ("node_cpu_seconds_total", (("cpu", "0"), ("mode", "user"))): 10.0,
         ("node_cpu_seconds_total", (("cpu", "0"), ("mode", "idle"))): 90.0,
@@ -119,9 +122,33 @@ def test_sensor_values_under_node_exporter_names() -> None:
     }
 
 
+def test_guest_time_is_node_exporters_guest_metric_not_a_cpu_mode() -> None:
+    """Linux counts guest in user and guest_nice in nice already: node_exporter exports
+    them apart, so that a sum over node_cpu_seconds_total's modes counts each second once."""
+    modes = ("user", "nice", "idle", "guest", "guest_nice")
+    cpu = state("CPUTimes", [Value("seconds", float(i), (("cpu", "1"), ("mode", m)))
+                             for i, m in enumerate(modes)])  # fmt: skip
+    assert samples(sensor_families([cpu], MONO)) == {
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "user"))): 0.0,
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "nice"))): 1.0,
+        ("node_cpu_seconds_total", (("cpu", "1"), ("mode", "idle"))): 2.0,
+        ("node_cpu_guest_seconds_total", (("cpu", "1"), ("mode", "user"))): 3.0,
+        ("node_cpu_guest_seconds_total", (("cpu", "1"), ("mode", "nice"))): 4.0,
+    }
+    for export in BY_LABEL.values():
+        assert export.metric.endswith("_total") == (export.kind == "counter"), export.metric
+
+
+def test_psutils_cached_is_not_node_exporters_cached() -> None:
+    """psutil's cached is meminfo Cached + SReclaimable; node_exporter's name means Cached."""
+    found = export_value("VirtualMemory", Value("cached", 5.0))
+    assert found is not None and found[0].metric == "dsh_memory_cached_bytes"
+    assert "node_memory_Cached_bytes" not in {e.metric for e in EXPORTS.values()}
+
+
 def test_two_fields_of_one_metric_make_one_family() -> None:
     count = state("CPUCount", [Value("logical", 8.0), Value("physical", 4.0)])
-    families = sensor_families([count], NOW)
+    families = sensor_families([count], MONO)
     assert [f.name for f in families] == ["dsh_cpus"]
     assert samples(families) == {("dsh_cpus", (("kind", "logical"),)): 8.0,
                                  ("dsh_cpus", (("kind", "physical"),)): 4.0}  # fmt: skip
@@ -139,17 +166,30 @@ def test_a_sensor_is_up_while_its_last_reading_succeeded_and_is_fresh(
     up: bool | None, age: float, fresh: bool
 ) -> None:
     load = state("LoadAvg", [Value("load1", 0.5)], up=up, age=age, interval=10.0, timeout=5.0)
-    assert is_fresh(load, NOW) is fresh  # 2 intervals + the timeout: 25 s
-    values = samples(sensor_families([load], NOW))
+    assert is_fresh(load, MONO) is fresh  # 2 intervals + the timeout: 25 s
+    values = samples(sensor_families([load], MONO))
     assert values == ({("node_load1", ()): 0.5} if fresh else {})
-    own = samples(own_families(Own("n", {}, {}, {}, {}), [load], NOW))
+    own = samples(own_families(Own("n", {}, {}, {}, {}), [load], MONO))
     assert own[("dsh_sensor_up", (("sensor", "LoadAvg"),))] == float(fresh)
+
+
+def test_freshness_is_the_monotonic_clocks_not_the_wall_clocks() -> None:
+    """An NTP step moves the wall clock: a reading's age must not move with it."""
+    load = state("LoadAvg", [Value("load1", 0.5)], age=1.0)
+    load.read_at = NOW - 3600.0  # the wall clock stepped an hour on since
+    assert is_fresh(load, MONO)
+    dead = state("LoadAvg", [Value("load1", 0.5)], age=60.0)
+    dead.read_at = NOW + 3600.0  # ... or an hour back: the dead sensor is still stale
+    assert not is_fresh(dead, MONO)
+    got = samples(own_families(Own("n", {}, {}, {}, {}), [load], MONO))
+    label = (("sensor", "LoadAvg"),)
+    assert got[("dsh_sensor_last_reading_timestamp_seconds", label)] == NOW - 3600.0  # wall
 
 
 def test_sensor_state_metrics() -> None:
     s = state("DiskUsage", [], age=2.0)
     s.errors, s.skipped = 3, 1
-    got = samples(own_families(Own("n", {}, {}, {}, {}), [s, state("GPU", [], up=None)], NOW))
+    got = samples(own_families(Own("n", {}, {}, {}, {}), [s, state("GPU", [], up=None)], MONO))
     label = (("sensor", "DiskUsage"),)
     assert got[("dsh_sensor_up", label)] == 1.0
     assert got[("dsh_sensor_errors_total", label)] == 3.0
@@ -255,18 +295,21 @@ def test_a_down_node_is_up_0_without_its_last_values_and_old_nodes_without_usage
 
 
 def test_own_counters() -> None:
-    own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2}, {"served": 3, "denied": 1},
-              {"n1": 4, "NONE": 1}, {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
-    got = samples(own_families(own, [], NOW))
+    own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2, "none": 1},
+              {"served": 3, "denied": 1}, {"n1": 4},
+              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
+    got = samples(own_families(own, [], MONO))
     assert got[("dsh_build_info", (("node", "n1"), ("version", __version__)))] == 1.0
     assert got[("dsh_datagrams_total", (("outcome", "malformed"),))] == 1.0
     assert got[("dsh_tcp_clients_total", (("outcome", "served"),))] == 2.0
     assert got[("dsh_http_requests_total", (("outcome", "denied"),))] == 1.0
-    assert got[("dsh_best_node_answers_total", (("node", "NONE"),))] == 1.0
+    assert got[("dsh_best_node_answers_total", (("node", "n1"),))] == 4.0
+    assert got[("dsh_best_node_none_total", ())] == 1.0  # not a node, not a client outcome
+    assert ("dsh_tcp_clients_total", (("outcome", "none"),)) not in got
     assert got[("dsh_graphite_sent_total", ())] == 10.0
     assert got[("dsh_graphite_dropped_total", ())] == 2.0
     assert got[("dsh_graphite_buffered", ())] == 7.0
-    without = samples(own_families(Own("n1", {}, {}, {}, {}), [], NOW))
+    without = samples(own_families(Own("n1", {}, {}, {}, {}), [], MONO))
     assert not any(name.startswith("dsh_graphite") for name, _ in without)
 
 
@@ -275,7 +318,7 @@ def test_the_page_parses_back_with_one_help_and_type_per_family() -> None:
     sensors = [state("CPUTimes", [Value("seconds", 1.0, (("cpu", "0"), ("mode", "user")))]),
                state("DiskUsage", [Value("total", 9.0, (("path", '/we"ird\\path'),))])]  # fmt: skip
     collector = DshdCollector(node, lambda: Own(node.name, node.counters, {}, {}, {}),
-                              lambda: sensors, lambda: NOW, lambda: 100.0)  # fmt: skip
+                              lambda: sensors, lambda: MONO)  # fmt: skip
     text = render(collector).decode()
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(names) == len(set(names))

@@ -47,8 +47,10 @@ def test_status_and_best_are_answered_at_connect_time() -> None:
         assert await _ask(best) == b"NONE\n"  # nothing sampled yet
         text = (await _ask(status)).decode()
         assert f"# self {SELF}\n" in text
-        assert "# tcp served=1 denied=0 busy=0 timeout=0\n" in text
+        assert "# tcp served=1 denied=0 busy=0 timeout=0 none=1\n" in text
         assert ports.counters["served"] == 2
+        # a NONE placed no job: not a node of best_answers (the dashboards' nodes)
+        assert ports.best_answers == {}
 
     _with_ports(LOCAL, scenario)
 
@@ -59,7 +61,8 @@ def test_a_client_that_may_not_ask_is_closed_and_counted() -> None:
     async def scenario(ports: TcpPorts, status: int, best: int) -> None:
         assert await _ask(status) == b""
         assert await _ask(best) == b""
-        assert ports.counters == {"served": 0, "denied": 2, "busy": 0, "timeout": 0}
+        assert ports.counters == {"served": 0, "denied": 2, "busy": 0, "timeout": 0,
+                                  "none": 0}  # fmt: skip
 
     _with_ports(config, scenario)
 
@@ -69,7 +72,8 @@ def test_a_client_beyond_the_limit_is_closed_and_counted() -> None:
 
     async def scenario(ports: TcpPorts, status: int, best: int) -> None:
         assert await _ask(best) == b""
-        assert ports.counters == {"served": 0, "denied": 0, "busy": 1, "timeout": 0}
+        assert ports.counters == {"served": 0, "denied": 0, "busy": 1, "timeout": 0,
+                                  "none": 0}  # fmt: skip
 
     _with_ports(config, scenario)
 

@@ -255,13 +255,14 @@ def test_good_readings_are_up_with_values_and_call_the_listeners() -> None:
         runner.add_listener(lambda s: seen.append((s.values[0].value, s.up)))
         state = runner.states["Counting"]
         assert state.status == "waiting" and state.up is None
-        before = time.time()
+        before, before_mono = time.time(), time.monotonic()
         async with running(runner):
             await until(lambda: state.readings >= 3, "three readings")
         assert state.up is True and state.status == "up"
         assert state.last_error is None and state.errors == 0 and state.skipped == 0
         assert state.values[-1].labels == (("where", "here"),)
         assert state.read_at is not None and state.read_at >= before
+        assert state.read_mono is not None and before_mono <= state.read_mono <= time.monotonic()
         assert state.duration is not None and 0 <= state.duration < DEADLINE
         assert state.interval == INTERVAL and state.timeout == DEADLINE
         # one call per good reading, after the state holds it

@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from dsh.daemon import cli
+from dsh.daemon.conf import parse_conf
 from dsh.daemon.sensors import psutil_sensors as ps
 from dsh.daemon.sensors.base import Value
 from dsh.daemon.sensors.catalogue import SENSORS, describe, list_sensors
@@ -207,6 +208,26 @@ def test_disks() -> None:
     assert io[("busy_time", (("device", "vda"),))] == 4.0
 
 
+def test_disk_io_counts_each_byte_once_as_node_exporter_does() -> None:
+    """Partitions (their I/O is their disk's too), loop and RAM disks are left out by
+    default, as node_exporter's diskstats collector does; all = yes keeps them."""
+    disks = ("sda", "sda1", "vdb", "vdb2", "xvda1", "hda3", "nvme0n1", "nvme0n1p1", "nvme10n2p12",
+             "loop0", "ram1", "zram0", "fd0", "dm-0", "md127", "mmcblk0", "sr0")  # fmt: skip
+    per_disk = {d: sdiskio(1, 2, 512, 1024, 1500, 2500, 0, 0, 4000) for d in disks}
+
+    def devices(values: list[Value]) -> list[str]:
+        return list(dict.fromkeys(dict(v.labels)["device"] for v in values))
+
+    kept = ["sda", "vdb", "nvme0n1", "dm-0", "md127", "mmcblk0", "sr0"]
+    assert devices(ps.DiskIOCounters.parse(per_disk)) == kept
+    assert devices(ps.DiskIOCounters.parse(per_disk, every=True)) == list(disks)
+    sensor = SENSORS["DiskIOCounters"]
+    assert sensor.option_values({}) == {"all": ("no",)}
+    assert parse_conf("[sensor:DiskIOCounters]\nall = yes\n").sensors["DiskIOCounters"].options == {
+        "all": ("yes",)
+    }
+
+
 def test_disk_usage_reads_every_path_it_is_given(tmp_path: object) -> None:
     values = SENSORS["DiskUsage"].read({"path": ("/", str(tmp_path))})
     paths = {dict(v.labels)["path"] for v in values}
@@ -303,6 +324,7 @@ def test_list_sensors_says_what_and_why_not(capsys: pytest.CaptureFixture[str]) 
     for name in [*FRUCTOSA, "GPU"]:
         assert f"\n{name}  (" in "\n" + text
     assert "option path (repeatable): a path on the file system to measure; default /" in text
+    assert "option all: also pseudo, memory and duplicate file systems (yes/true/1/on/no/" in text
     gpu = describe(SENSORS["GPU"])
     assert gpu.startswith("GPU  (available)") or "unavailable: no NVIDIA GPU" in gpu
     assert cli.main(["--list-sensors"]) == cli.EXIT_OK

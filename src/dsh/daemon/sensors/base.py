@@ -24,6 +24,10 @@ class Field:
     help: str
 
 
+YES = ("yes", "true", "1", "on")
+NO = ("no", "false", "0", "off")
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -34,6 +38,22 @@ class Option:
     # other value down with it. At most one option of a sensor; repeatable.
     per_instance: bool = False
     repeatable: bool = False
+    choices: tuple[str, ...] = ()  # the values it takes (any case); empty: any value
+
+    def invalid(self, value: str) -> str | None:
+        """None when ``value`` is one this option takes, else why not (one line)."""
+        if not self.choices or value.lower() in self.choices:
+            return None
+        return f"{value!r} is not one of {', '.join(self.choices)}"
+
+
+def yes_no(name: str, help: str, default: str = "no") -> Option:
+    """A switch: yes/no, true/false, 1/0, on/off."""
+    return Option(name, help, (default,), choices=(*YES, *NO))
+
+
+def is_yes(value: str) -> bool:
+    return value.lower() in YES
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ def describe(sensor: Sensor) -> str:
         if option.per_instance:
             default += "; each value is a reading of its own, up or down alone"
         many = " (repeatable)" if option.repeatable else ""
-        lines.append(f"    option {option.name}{many}: {option.help}; default {default}")
+        takes = f" ({'/'.join(option.choices)})" if option.choices else ""
+        lines.append(f"    option {option.name}{many}: {option.help}{takes}; default {default}")
     return "\n".join(lines)
 
 

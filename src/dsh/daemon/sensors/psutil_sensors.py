@@ -6,6 +6,7 @@ values, and is what the unit tests check.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from .base import Field, Option, Options, Sensor, Value, values_of
+from .base import Field, Option, Options, Sensor, Value, is_yes, values_of, yes_no
 
 _CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
               "guest", "guest_nice")  # fmt: skip
@@ -238,7 +239,7 @@ class DiskPartitions(Sensor):
     help = "mounted disk partitions (1 per partition; labels device, mountpoint, fstype)"
     fields = (Field("mounted", "count", "1 for each mounted partition"),)
     interval = 60.0
-    options = (Option("all", "also pseudo, memory and duplicate file systems (yes/no)", ("no",)),)
+    options = (yes_no("all", "also pseudo, memory and duplicate file systems"),)
 
     @staticmethod
     def parse(partitions: Iterable[Any]) -> list[Value]:
@@ -246,7 +247,7 @@ class DiskPartitions(Sensor):
                                        ("fstype", p.fstype))) for p in partitions]  # fmt: skip
 
     def read(self, options: Options) -> list[Value]:
-        every = self.option_values(options)["all"][0].lower() in ("yes", "true", "1", "on")
+        every = is_yes(self.option_values(options)["all"][0])
         return self.parse(psutil.disk_partitions(all=every))
 
 
@@ -271,6 +272,12 @@ class DiskUsage(Sensor):
         return out
 
 
+# node_exporter's default --collector.diskstats.device-exclude: partitions (their
+# I/O is their disk's too, so a sum over devices would count it twice), loop,
+# RAM and floppy devices. ``all = yes`` keeps every device psutil lists.
+PARTITIONS_AND_PSEUDO_DISKS = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$")
+
+
 class DiskIOCounters(Sensor):
     name = "DiskIOCounters"
     help = "each disk's reads and writes since boot (label device)"
@@ -281,14 +288,19 @@ class DiskIOCounters(Sensor):
               Field("write_time", "seconds", "time spent writing"),
               Field("busy_time", "seconds", "time with I/O in flight"))  # fmt: skip
     interval = 20.0
+    options = (
+        yes_no("all", "also partitions, loop and RAM disks (node_exporter leaves them out)"),
+    )
 
     def available(self) -> str | None:
         return None if psutil.disk_io_counters() is not None else "the kernel reports no disks"
 
     @staticmethod
-    def parse(per_disk: Mapping[str, Any]) -> list[Value]:
+    def parse(per_disk: Mapping[str, Any], every: bool = False) -> list[Value]:
         out: list[Value] = []
         for device, io in per_disk.items():
+            if not every and PARTITIONS_AND_PSEUDO_DISKS.match(device):
+                continue
             labels = (("device", device),)
             out += values_of(io, ("read_count", "write_count", "read_bytes", "write_bytes"),
                              labels)  # fmt: skip
@@ -298,7 +310,8 @@ class DiskIOCounters(Sensor):
         return out
 
     def read(self, options: Options) -> list[Value]:
-        return self.parse(psutil.disk_io_counters(perdisk=True) or {})
+        every = is_yes(self.option_values(options)["all"][0])
+        return self.parse(psutil.disk_io_counters(perdisk=True) or {}, every)
 
 
 _NET_IO = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "errout",

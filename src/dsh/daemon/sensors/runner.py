@@ -54,7 +54,8 @@ class SensorState:
     timeout: float  # seconds a reading may take
     options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     values: tuple[Value, ...] = ()  # the last good reading
-    read_at: float | None = None  # wall clock (time.time()) of that reading
+    read_at: float | None = None  # wall clock (time.time()) of that reading: its timestamp
+    read_mono: float | None = None  # monotonic clock of that reading: its age (freshness)
     up: bool | None = None  # None until the first reading ends; False: the last one failed
     last_error: str | None = None  # one line: why the last failed reading failed
     duration: float | None = None  # seconds the last finished (or abandoned) reading took
@@ -292,6 +293,7 @@ class SensorRunner:
         if state.up is False:
             log.info("sensor %s is up again", state.key)
         state.values, state.read_at, state.up = tuple(values), time.time(), True
+        state.read_mono = time.monotonic()
         state.duration, state.last_error = duration, None
         state.readings += 1
         if self.states.get(state.key) is not state:

@@ -12,9 +12,12 @@ Rules of this file: pure (no I/O, no Grafana); the output is Grafana's classic
 dashboard JSON model at ``SCHEMA_VERSION`` (Grafana migrates it forward);
 every query's data source is the dashboard's ``$datasource`` variable, so one
 file imports into any Grafana; ``uid``s are fixed, so provisioning the file
-again replaces the dashboard rather than adding one. Metric names and
-Graphite paths are the contract in docs of issue 12 (names.md); the unit
-tests check every query against it, ``queries`` lists them for the system test.
+again replaces the dashboard rather than adding one. The metric names are
+those dshd exports (the README's "The HTTP port (8383): /metrics for
+Prometheus" lists the families; ``metrics.EXPORTS`` maps each sensor field),
+the Graphite paths those of the README's "Graphite (carbon push)" scheme
+(``core.graphite``); the unit tests check every query against them, and
+``queries`` lists them for the system tests.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ..core.graphite import host_part
-from .dashboard_graphite import graphite_cluster, graphite_node
-from .dashboard_panels import Panel
-from .dashboard_prometheus import prometheus_cluster, prometheus_node
+from ...core.graphite import host_part
+from .graphite import graphite_cluster, graphite_node
+from .panels import Panel
+from .prometheus import prometheus_cluster, prometheus_node
 
 SCHEMA_VERSION = 39  # Grafana 11.0's; 11.x and 12.x migrate it on load
 PROMETHEUS = "prometheus"

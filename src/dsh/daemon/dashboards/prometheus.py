@@ -1,4 +1,4 @@
-"""The Prometheus panels of dshd's dashboards (dashboard_panels.py says how they are built).
+"""The Prometheus panels of dshd's dashboards (panels.py says how they are built).
 
 The names are those of the /metrics contract. The cluster dashboard reads the
 ``dsh_node_*`` series, which every dshd exports for every member, so
@@ -10,7 +10,19 @@ node_exporter itself.
 
 from __future__ import annotations
 
-from .dashboard_panels import FULL, SENSOR_STATES, UP_STATES, Panel, Rows, qs, stat
+from .panels import (
+    FULL,
+    SENSOR_STATES,
+    UP_STATES,
+    Panel,
+    Rows,
+    both_ways,
+    cpu_busy_per_core,
+    cpu_by_mode,
+    load,
+    qs,
+    stat,
+)
 
 _NODES = 'node=~"$node"'
 _IDLE = ', mode="idle"'
@@ -129,29 +141,25 @@ def prometheus_cluster() -> Rows:
             ),
         ],
         [
-            Panel(
+            both_ways(
                 "Disk read / write",
-                "timeseries",
                 qs(
                     (_by_node("dsh_node_disk_read_bytes_per_second"), "{{node}} read"),
                     (_by_node("dsh_node_disk_written_bytes_per_second"), "{{node}} write"),
                 ),
                 "Bps",
                 12,
-                below=".* write$",
-                description="writes below the axis",
+                "write",
             ),
-            Panel(
+            both_ways(
                 "Network receive / transmit",
-                "timeseries",
                 qs(
                     (_by_node("dsh_node_network_receive_bytes_per_second"), "{{node}} receive"),
                     (_by_node("dsh_node_network_transmit_bytes_per_second"), "{{node}} transmit"),
                 ),
                 "Bps",
                 12,
-                below=".* transmit$",
-                description="transmits below the axis",
+                "transmit",
             ),
         ],
         [
@@ -174,7 +182,7 @@ def prometheus_cluster() -> Rows:
                 stack=True,
                 minimum=0,
                 description="best-node answers naming the node, a minute, summed over "
-                "the scraped dshds (NONE: no node was choosable)",
+                "the scraped dshds",
             ),
             Panel(
                 "Gossip datagrams",
@@ -231,8 +239,14 @@ def _rate(metric: str, matchers: str = "") -> str:
 def prometheus_node() -> Rows:
     cpus = f"count(count by (cpu) ({_n('node_cpu_seconds_total')}))"
     idle = _rate("node_cpu_seconds_total", _IDLE)
+    # Cache as free(1) counts it: page cache + reclaimable slab. dshd exports it as
+    # dsh_memory_cached_bytes (psutil's cached); node_exporter has the two parts.
+    cached = (
+        f"({_n('dsh_memory_cached_bytes')} or "
+        f"{_n('node_memory_Cached_bytes')} + {_n('node_memory_SReclaimable_bytes')})"
+    )
     used = " - ".join(
-        _n(f"node_memory_{m}_bytes") for m in ("MemTotal", "MemFree", "Buffers", "Cached")
+        [*(_n(f"node_memory_{m}_bytes") for m in ("MemTotal", "MemFree", "Buffers")), cached]
     )
     fs = _FILESYSTEMS
     return [
@@ -250,40 +264,19 @@ def prometheus_node() -> Rows:
             stat("Up for", "dtdurations", f"time() - {_n('node_boot_time_seconds')}"),
         ],
         [
-            Panel(
-                "CPU busy per core",
-                "timeseries",
-                qs((f"1 - avg by (cpu) ({idle})", "cpu {{cpu}}")),
-                "percentunit",
-                12,
-                minimum=0,
-                maximum=1,
-            ),
-            Panel(
-                "CPU by mode",
-                "timeseries",
-                qs((f"avg by (mode) ({_rate('node_cpu_seconds_total', _NOT_IDLE)})", "{{mode}}")),
-                "percentunit",
-                12,
-                stack=True,
-                minimum=0,
-                maximum=1,
-                description="share of all CPUs",
+            cpu_busy_per_core(qs((f"1 - avg by (cpu) ({idle})", "cpu {{cpu}}"))),
+            cpu_by_mode(
+                qs((f"avg by (mode) ({_rate('node_cpu_seconds_total', _NOT_IDLE)})", "{{mode}}"))
             ),
         ],
         [
-            Panel(
-                "Load",
-                "timeseries",
+            load(
                 qs(
                     (_n("node_load1"), "1 min"),
                     (_n("node_load5"), "5 min"),
                     (_n("node_load15"), "15 min"),
                     (cpus, "CPUs"),
-                ),
-                "short",
-                12,
-                minimum=0,
+                )
             ),
             Panel(
                 "CPU frequency",
@@ -300,14 +293,15 @@ def prometheus_node() -> Rows:
                 qs(
                     (used, "used"),
                     (_n("node_memory_Buffers_bytes"), "buffers"),
-                    (_n("node_memory_Cached_bytes"), "cached"),
+                    (cached, "cached"),
                     (_n("node_memory_MemFree_bytes"), "free"),
                 ),
                 "bytes",
                 12,
                 stack=True,
                 minimum=0,
-                description="stacked: the total",
+                description="stacked: the total; as free(1) counts: cached = page cache + "
+                "reclaimable slab, used = total - free - buffers - cached",
             ),
             Panel(
                 "Swap",
@@ -352,17 +346,15 @@ def prometheus_node() -> Rows:
             ),
         ],
         [
-            Panel(
+            both_ways(
                 "Disk I/O",
-                "timeseries",
                 qs(
                     (_rate("node_disk_read_bytes_total", _DISKS), "{{device}} read"),
                     (_rate("node_disk_written_bytes_total", _DISKS), "{{device}} write"),
                 ),
                 "Bps",
                 12,
-                below=".* write$",
-                description="writes below the axis",
+                "write",
             ),
             Panel(
                 "Disk operations",
@@ -388,17 +380,15 @@ def prometheus_node() -> Rows:
                 maximum=1,
                 description="share of the time with I/O in flight",
             ),
-            Panel(
+            both_ways(
                 "Network",
-                "timeseries",
                 qs(
                     (_rate("node_network_receive_bytes_total", _NICS), "{{device}} receive"),
                     (_rate("node_network_transmit_bytes_total", _NICS), "{{device}} transmit"),
                 ),
                 "Bps",
                 16,
-                below=".* transmit$",
-                description="transmits below the axis",
+                "transmit",
             ),
         ],
         [

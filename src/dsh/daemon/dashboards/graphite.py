@@ -1,4 +1,4 @@
-"""The Graphite panels of dshd's dashboards (dashboard_panels.py says how they are built).
+"""The Graphite panels of dshd's dashboards (panels.py says how they are built).
 
 Paths are ``PREFIX.HOST.Sensor.field[.label...]``, values as the sensors read
 them: percent stays percent, CPUFreq is in MHz, counters are totals since boot
@@ -9,7 +9,7 @@ evaluated by graphite-web 1.1.8 against a whisper tree while writing them.
 
 from __future__ import annotations
 
-from .dashboard_panels import (
+from .panels import (
     BUSY_MODES,
     FULL,
     FULL_PERCENT,
@@ -18,6 +18,9 @@ from .dashboard_panels import (
     Panel,
     Query,
     Rows,
+    cpu_busy_per_core,
+    cpu_by_mode,
+    load,
     qs,
     stat,
 )
@@ -185,7 +188,7 @@ def graphite_cluster(prefix: str) -> Rows:
                 stack=True,
                 minimum=0,
                 description="best-node answers naming the node, a minute, summed over the "
-                "answering hosts (NONE: no node was choosable)",
+                "answering hosts",
             ),
             Panel(
                 "Gossip datagrams",
@@ -247,41 +250,20 @@ def graphite_node(prefix: str) -> Rows:
             stat("Booted", "dateTimeFromNow", f"scale({b}.BootTime.boot_time, 1000)"),
         ],
         [
-            Panel(
-                "CPU busy per core",
-                "timeseries",
-                qs(f"aliasByNode({_busy(idle)}, {k + 3})"),
-                "percentunit",
-                12,
-                minimum=0,
-                maximum=1,
-            ),
-            Panel(
-                "CPU by mode",
-                "timeseries",
+            cpu_busy_per_core(qs(f"aliasByNode({_busy(idle)}, {k + 3})")),
+            cpu_by_mode(
                 qs(
                     f"groupByNode(perSecond({b}.CPUTimes.seconds.*.{{{BUSY_MODES}}}), {k + 4}, "
                     "'average')"
-                ),
-                "percentunit",
-                12,
-                stack=True,
-                minimum=0,
-                maximum=1,
-                description="share of all CPUs",
+                )
             ),
         ],
         [
-            Panel(
-                "Load",
-                "timeseries",
+            load(
                 qs(
                     f"aliasByNode({b}.LoadAvg.{{load1,load5,load15}}, {k + 2})",
                     f"alias({cpus}, 'CPUs')",
-                ),
-                "short",
-                12,
-                minimum=0,
+                )
             ),
             Panel(
                 "CPU frequency",

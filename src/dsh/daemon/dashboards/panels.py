@@ -1,7 +1,7 @@
 """What a panel of dshd's Grafana dashboards is, and what the two sets share:
-dashboard_prometheus.py and dashboard_graphite.py each give the rows of
+prometheus.py and graphite.py each give the rows of
 panels of the cluster and the node dashboard, top to bottom (a row's widths
-add up to at most 24, Grafana's grid); dashboards.py lays them out and writes
+add up to at most 24, Grafana's grid); model.py lays them out and writes
 Grafana's JSON. Both sets show the same things where both sources have them,
 each in its own terms.
 """
@@ -69,3 +69,27 @@ def stat(
         description=description,
         thresholds=thresholds,
     )
+
+
+# The node dashboard's panels that both data sources draw alike: the frame (title,
+# kind, unit, width, axis) is here once; each source gives the queries.
+
+
+def cpu_busy_per_core(queries: tuple[Query, ...]) -> Panel:
+    return Panel("CPU busy per core", "timeseries", queries, "percentunit", 12, minimum=0,
+                 maximum=1)  # fmt: skip
+
+
+def cpu_by_mode(queries: tuple[Query, ...]) -> Panel:
+    return Panel("CPU by mode", "timeseries", queries, "percentunit", 12, stack=True, minimum=0,
+                 maximum=1, description="share of all CPUs")  # fmt: skip
+
+
+def load(queries: tuple[Query, ...]) -> Panel:
+    return Panel("Load", "timeseries", queries, "short", 12, minimum=0)
+
+
+def both_ways(title: str, queries: tuple[Query, ...], unit: str, width: int, lower: str) -> Panel:
+    """Two directions, ``lower`` (the series whose names end so) below the axis."""
+    return Panel(title, "timeseries", queries, unit, width, below=f".* {lower}$",
+                 description=f"{lower}s below the axis")  # fmt: skip
