@@ -6,8 +6,9 @@ reads costs at most the bounded buffer (core.graphite.MAX_PENDING metrics,
 oldest dropped first) and a small send buffer (SEND_BUFFER), and is tried again with
 exponential backoff and jitter, never in a tight loop. A batch whose write
 fails goes back in front of the buffer, so carbon gets it on the next
-connection (a metric already in the kernel when a connection dies is lost, or
-sent twice, which carbon's whisper files take as one point).
+connection. So do the batches written in the RESEND seconds before a
+connection failed: written is not stored (a carbon that stops, or dies,
+loses what it had not read yet), and whisper takes a point sent twice as one.
 
 Names, encodings and the buffer are core.graphite's; this is the shell that
 moves them to a socket.
@@ -21,12 +22,13 @@ import os
 import random
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 
 from ..core.graphite import (
     BATCH,
     ENCODERS,
+    Metric,
     MetricBuffer,
     base,
     dshd_metrics,
@@ -49,6 +51,10 @@ BACKOFF_FIRST = 1.0  # seconds before the first retry, doubling on each failure 
 BACKOFF_MAX = 60.0  # ... up to this; a batch written resets it
 BACKOFF_JITTER = 0.2  # each wait is that share longer or shorter, at random
 OWN_INTERVAL = 10.0  # seconds between two sends of dshd's own state without `interval`
+# Batches written this many seconds before a connection failed are sent again
+# on the next one. Longer than carbon takes to stop (about 1 s) plus a write's
+# deadline: what a carbon that went away had not stored yet.
+RESEND = 10.0
 
 
 def _part(state: SensorState) -> str:
@@ -77,7 +83,7 @@ class GraphiteSender:
         self._encode = ENCODERS[conf.protocol]
         # Totals over the process's life: a reload carries them on, and the
         # metrics waiting too when they still go to the same place.
-        self.stats: Counter[str] = Counter({"sent": 0, "connects": 0, "errors": 0})
+        self.stats: Counter[str] = Counter({"sent": 0, "connects": 0, "errors": 0, "resent": 0})
         self.buffer = MetricBuffer()
         if previous is not None:
             self.stats = previous.stats
@@ -104,6 +110,7 @@ class GraphiteSender:
             "buffered": len(self.buffer),
             "connects": self.stats["connects"],
             "errors": self.stats["errors"],
+            "resent": self.stats["resent"],
             "connected": int(self.connected),
         }
 
@@ -190,8 +197,9 @@ class GraphiteSender:
             if self._last_error is not None:
                 log.info("graphite: connected to %s:%d again", self.conf.host, self.conf.port)
                 self._last_error = None
+            written: deque[tuple[float, list[Metric]]] = deque()
             try:
-                await self._send(reader, writer)
+                await self._send(reader, writer, written)
             except (OSError, TimeoutError) as exc:
                 self._failed("cannot send", exc)
             except Exception:  # a bug: logged, and the connection is made again
@@ -200,9 +208,20 @@ class GraphiteSender:
             finally:
                 self.connected = False
                 writer.transport.abort()
+                self._resend(written)
             await self._backoff()
 
-    async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _resend(self, written: deque[tuple[float, list[Metric]]]) -> None:
+        """Into the buffer's front again, in order: what the dead connection took lately."""
+        horizon = time.monotonic() - RESEND
+        for at, batch in reversed(written):
+            if at < horizon:
+                break
+            self.buffer.give_back(batch)
+            self.stats["resent"] += len(batch)
+
+    async def _send(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    written: deque[tuple[float, list[Metric]]]) -> None:  # fmt: skip
         # drain() returns only when everything is in the kernel: at most one
         # batch is ever held in user space, and a stuck carbon shows at once.
         writer.transport.set_write_buffer_limits(high=0)
@@ -226,6 +245,10 @@ class GraphiteSender:
                 raise
             self.stats["sent"] += len(batch)
             self._delay = BACKOFF_FIRST
+            now = time.monotonic()
+            written.append((now, batch))
+            while written[0][0] < now - RESEND:
+                written.popleft()
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.stats["errors"] += 1
