@@ -253,7 +253,11 @@ def render(
     everyone = node_rows(data) if data is not None else []
     rows = sort_rows(filter_rows(everyone, filter), sort)
     columns, name_width = layout([r.name for r in everyone], width)
-    title = [(banner, "reverse red")] if banner else title_line(data, everyone, rows, sort, filter)
+    title = (
+        [(banner, "reverse red")]
+        if banner
+        else title_line(data, everyone, rows, sort, filter, width)
+    )
     lines: list[Line] = [title, *header_lines(columns, name_width)]
     body = len(rows) if height is None else max(0, height - 5)
     offset = max(0, min(offset, len(rows) - body))
@@ -269,24 +273,32 @@ def render(
 
 
 def title_line(data: Mapping[str, object] | None, everyone: Sequence[Row],
-               rows: Sequence[Row], sort: str, filter: str) -> Line:  # fmt: skip
+               rows: Sequence[Row], sort: str, filter: str, width: int) -> Line:  # fmt: skip
+    """Who answered, the counts, the sort and filter; then, if there is room, the
+    interval and the daemon's time."""
     if data is None:
         return [("dsh top: waiting for dshd", "bold")]
     states = [r.state for r in everyone]
     counts = ", ".join(f"{states.count(s)} {s}" for s in ("up", "drained", "down") if s in states)
-    text = f"dsh top  {data.get('self', '?')}  {len(everyone)} nodes: {counts or 'none'}"
+    text = f"dsh top {data.get('self', '?')}: {len(everyone)} nodes" + (
+        f", {counts}" if counts else ""
+    )
+    text += f"  sort {sort}"
+    if filter:
+        text += f"  filter {filter!r} ({len(rows)} of {len(everyone)})"
+    extras = []
     interval = data.get("interval")
     if isinstance(interval, int | float) and not isinstance(interval, bool):
-        text += f"  every {interval:g}s"
-    text += f"  sort: {sort}"
-    if filter:
-        text += f"  filter: {filter} ({len(rows)} of {len(everyone)})"
+        extras.append(f"every {interval:g}s")
     when = data.get("time")
     if isinstance(when, int | float) and not isinstance(when, bool):
         try:
-            text += "  " + time.strftime("%H:%M:%S", time.localtime(when))
+            extras.append(time.strftime("%H:%M:%S", time.localtime(when)))
         except (OverflowError, OSError, ValueError):
             pass
+    for extra in extras:
+        if len(text) + 2 + len(extra) <= width:
+            text += "  " + extra
     return [(text, "bold")]
 
 
