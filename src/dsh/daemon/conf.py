@@ -11,6 +11,9 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
     host = carbon.example.org
     carbon receiver pickle port = 2004      FrUCToSA's key: protocol pickle, that port
     protocol = plaintext | pickle           dshd's keys: protocol, port, prefix, interval
+    [view]                       the live page's and dsh plot's charts (core/charts.py)
+    charts = usr sys idle wait read:200M    cstat's keys: which charts, their order, scales
+    colours = red green blue                and the nodes' colours
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
 is named in the result, for one log line, and otherwise ignored. Anything
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import defaults
+from ..core.charts import ViewConf, parse_view
 from ..errors import ConfigFileError
 from .sensors.catalogue import SENSORS, TIME_INTERVAL, TIMEOUT
 
@@ -69,6 +73,7 @@ class DshdConf:
     sensors: dict[str, SensorConf] = field(default_factory=dict)
     graphite: GraphiteConf | None = None
     ignored: tuple[tuple[str, int], ...] = ()  # (section, line) of sections that are not dshd's
+    view: ViewConf = field(default_factory=ViewConf)  # [view]: the page's and dsh plot's charts
 
     @classmethod
     def defaults(cls) -> DshdConf:
@@ -198,6 +203,7 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
     sensors: dict[str, SensorConf] = {}
     graphite: GraphiteConf | None = None
     ignored: list[tuple[str, int]] = []
+    view: tuple[ViewConf, int] | None = None  # and its line
     for section, header, items in _sections(text, filename):
         kind, colon, name = section.partition(":")
         if colon and kind.strip().lower() == "sensor":
@@ -213,9 +219,15 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
             if graphite is not None:
                 raise ConfigFileError(filename, header, "[graphite] given twice")
             graphite = _graphite(header, items, filename)
+        elif section.lower() == "view":  # the charts: core/charts.py
+            if view is not None:
+                raise ConfigFileError(
+                    filename, header, f"[view] given twice (first on line {view[1]})"
+                )
+            view = parse_view(items, filename), header
         else:
             ignored.append((section, header))
-    return DshdConf(sensors, graphite, tuple(ignored))
+    return DshdConf(sensors, graphite, tuple(ignored), view[0] if view else ViewConf())
 
 
 def load_conf(path: str | Path) -> DshdConf:
