@@ -53,6 +53,10 @@ environment:
   DSH_PYTHON       the interpreter the dsh command starts (default: the
                    python3 beside it, else python3 on PATH)
 
+subcommands:
+  dsh plot --png FILE [--since 10m]  the strip charts as a PNG (dsh plot --help);
+                   `dsh -- plot` runs plot on a node
+
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N (dsh
       dies of N itself if N was a signal dsh passed on or a closed pipe);
@@ -252,6 +256,10 @@ def console() -> "NoReturn":
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plot"]:  # `dsh plot`: the strip charts (`dsh -- plot` runs plot on a node)
+        from .plot.cli import main as plot
+
+        return plot(argv[1:])
     args = parse_quick(argv) or build_parser().parse_args(argv)
     if getattr(args, "version", False):  # (argparse's --version prints it itself)
         print(f"dsh {__version__}")

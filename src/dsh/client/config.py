@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 DEFAULT_DAEMON = "localhost"
 DEFAULT_BEST_PORT = defaults.BEST_PORT
 DEFAULT_STATUS_PORT = defaults.STATUS_PORT
+DEFAULT_HTTP_PORT = defaults.HTTP_PORT
 SSH_CONFIG = "~/.ssh/config"
 # Variables dsh passes to the remote command besides those named in $DSH_ENV:
 # the locale, so that messages and sorting match the local run.
@@ -36,7 +37,7 @@ _FIELDS = (
     "connect_timeout", "attempts", "backoff", "fallback", "sync", "sync_timeout", "stdin",
     "tty", "verbose", "quiet", "remote_python", "direct", "executor", "mux_idle",
     "mux_start_timeout", "executor_max_age", "executor_retry", "forward_env",
-    "start_grace", "mux_accept_timeout", "mux_failed_hold", "mux_log_keep",
+    "start_grace", "mux_accept_timeout", "mux_failed_hold", "mux_log_keep", "http_port",
 )  # fmt: skip
 
 
@@ -70,6 +71,7 @@ class ClientConfig(Record):
     mux_accept_timeout: float
     mux_failed_hold: float
     mux_log_keep: int
+    http_port: int
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class ClientConfig(Record):
         mux_accept_timeout: float = 10.0,  # seconds a mux gets to take a request (a well one: 0)
         mux_failed_hold: float = 60.0,  # seconds dsh goes direct after a mux failed to start
         mux_log_keep: int = 1 << 20,  # bytes of mux.log beyond which a new mux starts a new one
+        http_port: int = DEFAULT_HTTP_PORT,  # DSH_HTTP_PORT: dshd's HTTP port, what dsh top reads
     ) -> None:
         values = locals()
         for name in _FIELDS:
@@ -174,4 +177,5 @@ def config_from(
         executor=env.get("DSH_EXECUTOR", "1") != "0",
         mux_idle=_env_seconds(env, "DSH_MUX_IDLE", d.mux_idle),
         forward_env=tuple(env.get("DSH_ENV", "").split()),
+        http_port=_env_port(env, "DSH_HTTP_PORT", d.http_port),
     )
