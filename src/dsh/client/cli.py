@@ -56,6 +56,8 @@ environment:
 subcommands:
   dsh top [--once|--json|--log FILE]  the cluster, live (dsh top --help);
                    `dsh -- top` runs top on a node
+  dsh plot --png FILE [--since 10m]  the strip charts as a PNG (dsh plot --help);
+                   `dsh -- plot` runs plot on a node
 
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N (dsh
@@ -260,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         from .top.cli import main as top
 
         return top(argv[1:])
+    if argv[:1] == ["plot"]:  # `dsh plot`: the strip charts (`dsh -- plot` runs plot on a node)
+        from .plot.cli import main as plot
+
+        return plot(argv[1:])
     args = parse_quick(argv) or build_parser().parse_args(argv)
     if getattr(args, "version", False):  # (argparse's --version prints it itself)
         print(f"dsh {__version__}")

@@ -13,6 +13,9 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
     protocol = plaintext | pickle           dshd's keys: protocol, port, prefix, interval
     [Graphite]                   FrUCToSA's spelling, FrUCToSA's defaults: every key
                                  optional, host localhost, pickle on port 2004
+    [view]                       the live page's and dsh plot's charts (core/charts.py)
+    charts = usr sys idle wait read:200M    cstat's keys: which charts, their order, scales
+    colours = red green blue                and the nodes' colours
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
 is named in the result, for one log line, and otherwise ignored; so is a
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import defaults
+from ..core.charts import ViewConf, parse_view
 from ..errors import ConfigFileError
 from .sensors.catalogue import SENSORS, TIME_INTERVAL, TIMEOUT
 
@@ -83,6 +87,7 @@ class DshdConf:
     # FrUCToSA's sensors dshd lacks: for the log, not the value
     ignored: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     skipped: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+    view: ViewConf = field(default_factory=ViewConf)  # [view]: the page's and dsh plot's charts
 
     @classmethod
     def defaults(cls) -> DshdConf:
@@ -223,6 +228,7 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
     graphite: GraphiteConf | None = None
     ignored: list[tuple[str, int]] = []
     skipped: list[tuple[str, int]] = []
+    view: tuple[ViewConf, int] | None = None  # and its line
     for section, header, items in _sections(text, filename):
         kind, colon, name = section.partition(":")
         if colon and kind.strip().lower() == "sensor":
@@ -241,9 +247,16 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
             if graphite is not None:
                 raise ConfigFileError(filename, header, "[graphite] given twice")
             graphite = _graphite(section, header, items, filename)
+        elif section.lower() == "view":  # the charts: core/charts.py
+            if view is not None:
+                raise ConfigFileError(
+                    filename, header, f"[view] given twice (first on line {view[1]})"
+                )
+            view = parse_view(items, filename), header
         else:
             ignored.append((section, header))
-    return DshdConf(sensors, graphite, tuple(ignored), tuple(skipped))
+    return DshdConf(sensors, graphite, tuple(ignored), tuple(skipped),
+                    view[0] if view else ViewConf())  # fmt: skip
 
 
 def load_conf(path: str | Path) -> DshdConf:

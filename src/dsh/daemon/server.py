@@ -37,6 +37,7 @@ from .metrics import DshdCollector, Own, http_pages
 from .ports import TcpPorts
 from .sampler import Sampler
 from .sensors.runner import SensorRunner, SensorState
+from .view import View
 from .whoami import resolve
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ class Daemon:
         api = Api(self.node, self.history, self.ports.best_answers, config.interval, time.time,
                   time.monotonic)  # fmt: skip
         self.http.pages.update(api.pages())
+        # The live page at / (over metrics.py's index) and /api/view: daemon/view.py.
+        view = View(self.node, lambda: self.conf.view, config.interval, time.time)
+        self.http.pages.update(view.pages())
         self.ports.footers.append(self.http.footer)
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []

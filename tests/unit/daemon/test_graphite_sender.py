@@ -30,7 +30,9 @@ def test_a_reading_goes_in_with_its_paths_and_whole_second() -> None:
         ("c.node1_example_org.DiskUsage.free.root", 5.0, 1700000000),
         ("c.node1_example_org.DiskUsage.free.a_b", 7.0, 1700000000),
     ]
-    assert s.footer() == ["graphite sent=0 dropped=0 buffered=0 connects=0 errors=0 resent=0 connected=0"]
+    assert s.footer() == [
+        "graphite sent=0 dropped=0 buffered=0 connects=0 errors=0 resent=0 connected=0"
+    ]
 
 
 def test_with_an_interval_the_timer_sends_not_the_listener() -> None:
