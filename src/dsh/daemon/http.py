@@ -1,4 +1,5 @@
-"""dshd's HTTP port (``--http``, default 8383): ``GET /metrics`` for Prometheus, ``/`` an index.
+"""dshd's HTTP port (``--http``, default 8383): ``GET /metrics`` for Prometheus,
+the JSON API (api.py) and the live page at ``/`` (view.py).
 
 A small HTTP/1.1 server of its own rather than a framework's: it answers two
 paths to GET and HEAD and nothing else, and must hold up on a port that the

@@ -396,13 +396,6 @@ def render(collector: Collector) -> bytes:
     return generate_latest(registry)
 
 
-def http_pages(collector: Collector, node: str) -> dict[str, Callable[[Request], Body]]:
-    """The HTTP port's paths: /metrics, and an index at / that points to it."""
-    index = (f"<!DOCTYPE html>\n<html><head><title>dshd {node}</title></head><body>\n"
-             f"<h1>dshd {__version__} on {node}</h1>\n"
-             '<p><a href="/metrics">/metrics</a>: this node and the cluster as it sees it,'
-             " in the Prometheus text format.</p>\n</body></html>\n").encode()  # fmt: skip
-    return {
-        "/metrics": lambda _request: (render(collector), CONTENT_TYPE),
-        "/": lambda _request: (index, "text/html; charset=utf-8"),
-    }
+def http_pages(collector: Collector) -> dict[str, Callable[[Request], Body]]:
+    """The HTTP port's /metrics (the live page at / is view.py's)."""
+    return {"/metrics": lambda _request: (render(collector), CONTENT_TYPE)}

@@ -101,7 +101,7 @@ class Daemon:
         self.http = HttpServer(config, self.ports.allowed, {})
         collector = DshdCollector(self.node, self._own, lambda: self.sensors.states.values(),
                                   time.monotonic)  # fmt: skip
-        self.http.pages.update(http_pages(collector, self.node.name))
+        self.http.pages.update(http_pages(collector))
         # Every node's recent states, one point per tick (dsh top, plot, the page).
         self.history = History(config.interval)
         api = Api(self.node, self.history, self.ports.best_answers, config.interval, time.time,

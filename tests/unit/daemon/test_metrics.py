@@ -328,8 +328,7 @@ def test_the_page_parses_back_with_one_help_and_type_per_family() -> None:
                                                                           "127.0.0.2"}  # fmt: skip
     size = families["node_filesystem_size_bytes"].samples[0]
     assert size.labels == {"mountpoint": '/we"ird\\path'} and size.value == 9.0
-    pages = http_pages(collector, node.name)
+    pages = http_pages(collector)
     get = parse_head(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
     body, content_type = pages["/metrics"](get)
     assert content_type.startswith("text/plain; version=0.0.4") and b"dsh_build_info" in body
-    assert b'href="/metrics"' in pages["/"](get)[0]
