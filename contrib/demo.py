@@ -63,7 +63,10 @@ def main() -> int:
                 "PWD": str(work),
             }
             env["DSH_PYTHON"] = sys.executable  # the interpreter dsh's own sh line starts
+            env["DSH_HTTP_PORT"] = str(cluster.http_port)
             dsh = [str(REPO / "dsh")]
+            show("dsh top --once: the cluster as the local dshd sees it (live without --once)",
+                 [*dsh, "top", "--once"], env=env, cwd=work)  # fmt: skip
             show("dsh runs a command where the daemon says, in the same directory",
                  [*dsh, "-v", "sh", "-c", 'echo "in $PWD, on ${SSH_CONNECTION:-this node}"'],
                  env=env, cwd=work)  # fmt: skip
@@ -85,7 +88,13 @@ def main() -> int:
             env["PWD"] = str(work / "proj")
             show(f"make -j4 CC=\"dsh -v gcc\" (dsh --slots says {ask_slots(dsh, env)} CPUs)",
                  ["make", "-s", "-j4", f"CC={cc}"], env=env, cwd=work / "proj")  # fmt: skip
+            show("dsh top --once again: the jobs column counts where dsh placed the compiles",
+                 [*dsh, "top", "--once"], env=env, cwd=work)  # fmt: skip
             show("the program built across the cluster runs", ["./prog"], cwd=work / "proj")
+            print(
+                f"\n=== the live page: http://{HOME}:{cluster.http_port}/ in a browser"
+                " (while the cluster runs; this demo stops it now)"
+            )
             print("\n=== demo done: stopping the daemons and sshd servers")
         finally:
             # The mux dsh started would exit after 60 s idle; the demo is over now.
