@@ -127,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
         "0 or off: none (default %(default)s)",
     )
     p.add_argument(
+        "--jobs",
+        choices=("off", "own", "all"),
+        default=d.jobs,
+        help="who may see this node's processes on GET /jobs and the procstat port: "
+        "off, own (the processes dsh placed here) or all (default own; off where "
+        "/proc is mounted with hidepid)",
+    )
+    p.add_argument(
+        "--procstat-port",
+        metavar="PORT",
+        type=_http_port,
+        default=d.procstat_port,
+        help="TCP port of procstatd's line protocol (quik or jobs, one line); "
+        "procstatd used 7885 (default off)",
+    )
+    p.add_argument(
         "--config",
         dest="config_file",
         metavar="FILE",

@@ -76,6 +76,10 @@ class DaemonConfig:
     log_file: str | None = None  # in the background: None = syslog
     verbose: bool = False  # -v: debug logging
     user: str | None = None  # drop to this user after binding the ports
+    # Who may see this node's processes on /jobs (daemon/procs.py): off, own
+    # (those dsh placed), all; None = own, or off where /proc has hidepid.
+    jobs: str | None = None
+    procstat_port: int | None = None  # TCP port of procstatd's quik/jobs lines; None = none
 
     @property
     def dead_after(self) -> float:

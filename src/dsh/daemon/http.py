@@ -47,9 +47,10 @@ GZIP_LEVEL = 5  # about a tenth of the size at a few ms per scrape; 9 costs more
 
 OUTCOMES = ("served", "denied", "busy", "bad_request", "too_large", "not_found",
             "method_not_allowed", "timeout")  # fmt: skip
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 431: "Request Header Fields Too Large",
-           503: "Service Unavailable", 505: "HTTP Version Not Supported"}  # fmt: skip
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 408: "Request Timeout",
+           431: "Request Header Fields Too Large", 503: "Service Unavailable",
+           505: "HTTP Version Not Supported"}  # fmt: skip
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(rb"HTTP/1\.[01]")

@@ -35,6 +35,7 @@ from .http import HttpServer
 from .keys import load_keys
 from .metrics import DshdCollector, Own, http_pages
 from .ports import TcpPorts
+from .procs import Jobs, ProcstatPort, ProcTable, Quik, effective_policy
 from .sampler import Sampler
 from .sensors.runner import SensorRunner, SensorState
 from .view import View
@@ -47,6 +48,14 @@ log = logging.getLogger(__name__)
 # starve the TCP ports and the timers. Not a config field: it only shares the
 # loop's time, which no deployment has a reason to set differently.
 READ_BATCH = 256
+
+
+def _proc_mounts() -> str:
+    try:
+        with open("/proc/mounts") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _is_loopback(address: str) -> bool:
@@ -111,6 +120,13 @@ class Daemon:
         view = View(self.node, lambda: self.conf.view, config.interval, time.time)
         self.http.pages.update(view.pages())
         self.ports.footers.append(self.http.footer)
+        # procstatd's quik and jobs: GET /quik, /jobs and --procstat-port (procs.py).
+        policy = effective_policy(config.jobs, _proc_mounts())
+        self.quik = Quik()
+        self.jobs = Jobs(self_name, policy, ProcTable(policy), self.quik)
+        self.http.pages.update(self.jobs.pages())
+        self.procstat = ProcstatPort(config, self.ports.allowed, self.jobs)
+        self.ports.footers.append(self.procstat.footer)
         self._stopping = asyncio.Event()
         self._servers: list[asyncio.Server] = []
         self._gossip: socket.socket | None = None
@@ -171,9 +187,13 @@ class Daemon:
         loop.add_reader(sock.fileno(), self._read_datagrams)
         self._servers += await self.ports.listen()
         self._servers += await self.http.listen()
+        self._servers += await self.procstat.listen()
         control = await self.control.listen()
         if control is not None:
             self._servers.append(control)
+        log.info("jobs: %s%s", self.jobs.policy,
+                 "" if self.config.procstat_port is None
+                 else f", procstat port {self.config.procstat_port}/tcp")  # fmt: skip
         self.sensors.prime()
         self.tick()  # the first report at once: see _ticker
         log.info(
@@ -313,7 +333,8 @@ class Daemon:
                 self._gossip.sendto(datagram, (address, self.config.gossip_port))
             except (OSError, ValueError) as exc:  # e.g. an IPv6 peer on an IPv4 socket
                 log.debug("cannot send to %s: %s", address, exc)
-        # After the datagrams are out: the history waits, the gossip does not.
+        # After the datagrams are out: the history and quik wait, the gossip does not.
+        self.quik.sample()
         self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
 
     def _read_datagrams(self) -> None:

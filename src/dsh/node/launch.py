@@ -91,6 +91,9 @@ def command_env(base: dict[bytes, bytes], request: Request) -> dict[bytes, bytes
     env[b"PWD"] = request.cwd  # the logical path, as the caller's shell had it
     for key, value in request.env.items():
         env[os.fsencode(key)] = value
+    # What dshd's `--jobs own` looks for in /proc/PID/environ (daemon/procs.py):
+    # this process, and what it starts, is a job dsh placed on the node.
+    env[b"DSH_JOB"] = b"1"
     return env
 
 
