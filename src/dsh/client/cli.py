@@ -58,6 +58,8 @@ subcommands:
                    `dsh -- top` runs top on a node
   dsh plot --png FILE [--since 10m]  the strip charts as a PNG (dsh plot --help);
                    `dsh -- plot` runs plot on a node
+  dsh ps [-u USER|--all] [-w NODES] [--sort cpu|mem|time] [--json]  processes
+                   on every live node (dsh ps --help); `dsh -- ps` runs ps on a node
 
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N (dsh
@@ -262,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         from .top.cli import main as top
 
         return top(argv[1:])
+    if argv[:1] == ["ps"]:  # `dsh ps`: processes across the cluster (`dsh -- ps` runs ps)
+        from .ps import main as ps
+
+        return ps(argv[1:])
     if argv[:1] == ["plot"]:  # `dsh plot`: the strip charts (`dsh -- plot` runs plot on a node)
         from .plot.cli import main as plot
 

@@ -90,8 +90,10 @@ class ProcTable:
 
     def __init__(self, policy: str, proc: str = "/proc", period: float = TABLE_PERIOD,
                  clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 monotonic: Callable[[], float] = time.monotonic,
+                 first_span: float = FIRST_SPAN) -> None:  # fmt: skip
         self.policy = policy
+        self.first_span = first_span
         self.proc = proc
         self.hz = os.sysconf("SC_CLK_TCK")
         self.clock = clock
@@ -113,7 +115,7 @@ class ProcTable:
                 return self._table
             if self._prev_at is None:
                 self._sample()
-                time.sleep(FIRST_SPAN)
+                time.sleep(self.first_span)
             self._table = self._sample()
             self._limit.last = self.monotonic()
             self.fresh += 1
