@@ -47,6 +47,10 @@ TABLE_PERIOD = 1.0  # seconds: at most one fresh table per period
 # The first table has no previous sample for %CPU: one is taken this long before.
 FIRST_SPAN = 0.2
 MAX_TOP = 100_000
+READ_CHUNK = 65536  # a stat line is a few hundred bytes: one read
+# bytes of a cmdline or environ read at most (ARG_MAX is 2 MiB; what is past
+# this is not shown: core.ARGS_LIMIT and ARG_LIMIT cut sooner)
+READ_LIMIT = 1 << 20
 MAX_REQUEST_LINE = 64  # procstatd's commands are four letters
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -131,9 +135,24 @@ class ProcTable:
             self._users[uid] = name
         return name
 
-    def _read(self, pid: str, name: str) -> bytes:
-        with open(f"{self.proc}/{pid}/{name}", "rb") as f:
-            return f.read()
+    def _read(self, pid: str, name: str, whole: bool = True) -> bytes:
+        """A /proc file: with os.read, a quarter cheaper than open() per file, which
+        counts at thousands of processes; ``whole``: to its end, at most READ_LIMIT."""
+        fd = os.open(f"{self.proc}/{pid}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, READ_CHUNK)
+            if not whole or not data:
+                return data
+            chunks, size = [data], len(data)
+            while size < READ_LIMIT:
+                chunk = os.read(fd, READ_CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def _sample(self) -> Table:
         started = self.monotonic()
@@ -149,7 +168,8 @@ class ProcTable:
             if not pid.isdigit():
                 continue
             try:
-                stat = core.parse_stat(self._read(pid, "stat").decode("utf-8", "replace"))
+                text = self._read(pid, "stat", whole=False).decode("utf-8", "replace")
+                stat = core.parse_stat(text)
                 current[stat.pid] = (stat.start, stat.ticks)
                 if own and not core.has_marker(self._read(pid, "environ")):
                     continue
