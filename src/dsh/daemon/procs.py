@@ -154,6 +154,12 @@ class ProcTable:
         finally:
             os.close(fd)
 
+    def _marked(self, pid: str) -> bool:
+        try:
+            return core.has_marker(self._read(pid, "environ"))
+        except ProcessLookupError:  # a kernel thread has no environment (ESRCH)
+            return False
+
     def _sample(self) -> Table:
         started = self.monotonic()
         with open(f"{self.proc}/uptime") as f:
@@ -171,7 +177,7 @@ class ProcTable:
                 text = self._read(pid, "stat", whole=False).decode("utf-8", "replace")
                 stat = core.parse_stat(text)
                 current[stat.pid] = (stat.start, stat.ticks)
-                if own and not core.has_marker(self._read(pid, "environ")):
+                if own and not self._marked(pid):
                     continue
                 uid = os.stat(f"{self.proc}/{pid}").st_uid
                 argv = core.parse_argv(self._read(pid, "cmdline"))
