@@ -221,3 +221,18 @@ def test_a_job_dsh_placed_shows_under_own(
         except subprocess.TimeoutExpired:
             run.kill()
             run.wait()
+
+
+def test_the_config_files_jobs_setting_and_sighup(
+    make_cluster: ClusterFactory, tmp_path: Path
+) -> None:
+    conf = tmp_path / "dshd.conf"
+    conf.write_text("[dshd]\njobs = off\n")
+    cluster = make_cluster([A], interval=0.2)
+    cluster.nodes[A].extra_args = ["--config", str(conf)]
+    cluster.start()
+    assert get(A, cluster.http_port, "/jobs")[0] == 403
+    conf.write_text("[dshd]\njobs = all\n")
+    cluster.nodes[A].send(signal.SIGHUP)
+    wait_for(lambda: get(A, cluster.http_port, "/jobs")[0] == 200, 10, "jobs on after SIGHUP")
+    assert jobs(cluster, A)["policy"] == "all"

@@ -16,6 +16,9 @@ read as FrUCToSA's lagent reads its ``lagent.conf``, so that one works as it is.
     [view]                       the live page's and dsh plot's charts (core/charts.py)
     charts = usr sys idle wait read:200M    cstat's keys: which charts, their order, scales
     colours = red green blue                and the nodes' colours
+    [dshd]                       dshd's own settings
+    jobs = own                   who may see the node's processes: off, own, all
+                                 (daemon/procs.py; the --jobs flag wins)
 
 Other sections (lagent's ``[lmaster]``, ``[logging]``) are not dshd's: each
 is named in the result, for one log line, and otherwise ignored; so is a
@@ -88,6 +91,7 @@ class DshdConf:
     ignored: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     skipped: tuple[tuple[str, int], ...] = field(default=(), compare=False)
     view: ViewConf = field(default_factory=ViewConf)  # [view]: the page's and dsh plot's charts
+    jobs: str | None = None  # [dshd] jobs: off, own or all; None: not set here
 
     @classmethod
     def defaults(cls) -> DshdConf:
@@ -229,6 +233,8 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
     ignored: list[tuple[str, int]] = []
     skipped: list[tuple[str, int]] = []
     view: tuple[ViewConf, int] | None = None  # and its line
+    jobs: str | None = None
+    dshd_line = 0
     for section, header, items in _sections(text, filename):
         kind, colon, name = section.partition(":")
         if colon and kind.strip().lower() == "sensor":
@@ -253,10 +259,36 @@ def parse_conf(text: str, filename: str = "<config>") -> DshdConf:
                     filename, header, f"[view] given twice (first on line {view[1]})"
                 )
             view = parse_view(items, filename), header
+        elif section.lower() == "dshd":
+            if dshd_line:
+                raise ConfigFileError(
+                    filename, header, f"[dshd] given twice (first on line {dshd_line})"
+                )
+            dshd_line = header
+            jobs = _dshd(items, filename)
         else:
             ignored.append((section, header))
     return DshdConf(sensors, graphite, tuple(ignored), tuple(skipped),
-                    view[0] if view else ViewConf())  # fmt: skip
+                    view[0] if view else ViewConf(), jobs)  # fmt: skip
+
+
+JOBS_POLICIES = ("off", "own", "all")  # daemon/procs.py POLICIES
+
+
+def _dshd(items: list[tuple[str, str, int]], filename: str) -> str | None:
+    """``[dshd]``: ``jobs = off|own|all``."""
+    jobs = None
+    for key, value, lineno in items:
+        if key != "jobs":
+            raise ConfigFileError(
+                filename, lineno, f"[dshd] has no setting {key!r} (it takes: jobs)"
+            )
+        if jobs is not None:
+            raise ConfigFileError(filename, lineno, "'jobs' given twice in [dshd]")
+        if value not in JOBS_POLICIES:
+            raise ConfigFileError(filename, lineno, f"jobs {value!r} is not off, own or all")
+        jobs = value
+    return jobs
 
 
 def load_conf(path: str | Path) -> DshdConf:

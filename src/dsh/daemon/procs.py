@@ -125,6 +125,12 @@ class ProcTable:
             self.fresh += 1
             return self._table
 
+    def set_policy(self, policy: str) -> None:
+        """A new policy (SIGHUP): the table made under the old one is not shown again."""
+        with self._lock:
+            self.policy = policy
+            self._table = None
+
     def user(self, uid: int) -> str:
         name = self._users.get(uid)
         if name is None:
@@ -245,6 +251,10 @@ class Jobs:
         self.tables = table
         self.quik = quik
         self.clock = clock
+
+    def set_policy(self, policy: str) -> None:
+        self.policy = policy
+        self.tables.set_policy(policy)
 
     def pages(self) -> dict[str, Page]:
         return {"/quik": self.quik_page, "/jobs": self.jobs_page}

@@ -121,7 +121,7 @@ class Daemon:
         self.http.pages.update(view.pages())
         self.ports.footers.append(self.http.footer)
         # procstatd's quik and jobs: GET /quik, /jobs and --procstat-port (procs.py).
-        policy = effective_policy(config.jobs, _proc_mounts())
+        policy = effective_policy(config.jobs or self.conf.jobs, _proc_mounts())
         self.quik = Quik()
         self.jobs = Jobs(self_name, policy, ProcTable(policy), self.quik)
         self.http.pages.update(self.jobs.pages())
@@ -298,6 +298,10 @@ class Daemon:
             self._set_graphite()
             self._start_graphite()
         self.sensors.reconfigure(conf.sensors)
+        policy = effective_policy(self.config.jobs or conf.jobs, _proc_mounts())
+        if policy != self.jobs.policy:
+            log.info("jobs: %s (was %s)", policy, self.jobs.policy)
+            self.jobs.set_policy(policy)
         log.info("config reloaded: sensors %s", " ".join(conf.sensors) or "none")
 
     # -- graphite --------------------------------------------------------------

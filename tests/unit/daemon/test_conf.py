@@ -131,3 +131,19 @@ def test_a_sensor_of_fructosas_that_dshd_lacks_is_skipped_with_a_warning(
     # a name that is nobody's stays an error
     with pytest.raises(ConfigFileError, match=r"^f:2: unknown sensor 'SlurmJob'"):
         parse_conf("\n[sensor:SlurmJob]\n", "f")
+
+
+def test_dshd_section_sets_who_may_see_jobs() -> None:
+    assert parse_conf("[dshd]\njobs = all\n").jobs == "all"
+    assert parse_conf("[sensor:LoadAvg]\n").jobs is None
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("[dshd]\njobs = some\n", r"^f:2: jobs 'some' is not off, own or all"),
+    ("[dshd]\njobs = own\njobs = all\n", r"^f:3: 'jobs' given twice in \[dshd\]"),
+    ("[dshd]\nports = 1\n", r"^f:2: \[dshd\] has no setting 'ports'"),
+    ("[dshd]\n[dshd]\n", r"^f:2: \[dshd\] given twice \(first on line 1\)"),
+])  # fmt: skip
+def test_a_bad_dshd_section_is_file_and_line(text: str, why: str) -> None:
+    with pytest.raises(ConfigFileError, match=why):
+        parse_conf(text, "f")

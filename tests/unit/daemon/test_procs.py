@@ -123,3 +123,13 @@ def test_bad_queries_are_400(fake_proc: Path, query: str) -> None:
     with pytest.raises(BadRequest) as caught:
         jobs.jobs_page(Request("GET", "/jobs", "HTTP/1.1", {}, query))
     assert caught.value.status == 400
+
+
+def test_a_new_policy_drops_the_table_made_under_the_old(fake_proc: Path) -> None:
+    clock = Clock()
+    reader = procs.ProcTable("all", proc=str(fake_proc), monotonic=clock, first_span=0)
+    jobs = procs.Jobs("n1", "all", reader, procs.Quik())
+    assert len(reader.table().procs) == 2
+    jobs.set_policy("own")  # within the period, yet not the old table
+    assert [p.pid for p in reader.table().procs] == [10]
+    assert jobs.policy == "own"
