@@ -32,7 +32,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from support.dshd import Cluster  # noqa: E402
 
-NODES = ["127.0.0.90", "127.0.0.91"]
+NODES = ["127.0.0.90", "127.0.0.91", "127.0.0.92"]
+POLICIES = ("all", "own", "own")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -52,6 +53,23 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f} ms (max {max(values) * 1000:.1f})"
 
 
+def dsh_ps(c: Cluster, runs: int) -> str:
+    """`dsh ps` over the three nodes (each shows its marked sleeps): the whole run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSH_")}
+    env.update(DSH_DAEMON=NODES[0], DSH_HTTP_PORT=str(c.http_port))
+    times, rows = [], 0
+    for _ in range(runs):
+        begun = time.perf_counter()
+        done = subprocess.run([sys.executable, str(REPO / "dsh"), "ps"], env=env,
+                              capture_output=True, check=True)  # fmt: skip
+        times.append(time.perf_counter() - begun)
+        rows = done.stdout.count(b"\n") - 1
+    return (
+        f"`dsh ps` over {len(NODES)} nodes ({rows} rows, the caller's processes dsh "
+        f"placed, merged and sorted), the whole command: {ms(times)}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--processes", type=int, default=2000)
@@ -60,7 +78,7 @@ def main() -> int:
     args = p.parse_args()
     sleeps: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp, Cluster(Path(tmp), NODES, interval=1.5) as c:
-        for name, policy in zip(NODES, ("all", "own"), strict=True):
+        for name, policy in zip(NODES, POLICIES, strict=True):
             c.nodes[name].extra_args = ["--jobs", policy]
             c.nodes[name].verbose = False
         try:
@@ -75,7 +93,7 @@ def main() -> int:
                    "| dshd --jobs | shown | fresh table (asked 1/s) | dshd's read | "
                    "tight loop (shared) | answer | dshd CPU per fresh table |",
                    "|---|---|---|---|---|---|---|"]  # fmt: skip
-            for name, policy in zip(NODES, ("all", "own"), strict=True):
+            for name, policy in list(zip(NODES, POLICIES, strict=True))[:2]:
                 base = f"http://{name}:{c.http_port}/jobs"
                 ask(base + "?format=json")  # the first table (its 0.2 s prime)
                 pid = c.nodes[name].pid
@@ -93,6 +111,7 @@ def main() -> int:
                 shown = body.count(b'"pid":')
                 out.append(f"| {policy} | {shown} | {ms(fresh)} | {ms(reads)} | {ms(shared)} | "
                            f"{len(body) / 1024:.0f} KiB JSON | {cpu * 1000:.0f} ms |")  # fmt: skip
+            out += ["", dsh_ps(c, args.asks)]
         finally:
             for s in sleeps:
                 s.send_signal(signal.SIGKILL)

@@ -120,8 +120,15 @@ def test_jobs_shows_a_process_with_its_user_and_command_line_and_own_hides_other
 
 
 def test_procstat_line_protocol_through_nc(make_cluster: ClusterFactory) -> None:
-    cluster = make(make_cluster, "all", "off")
+    cluster = make_cluster(NODES, interval=0.2)
     port = str(cluster.port + PROCSTAT_OFFSET)
+    for name, extra in zip(NODES, (["--jobs", "all"], ["--jobs", "off"],
+                                   ["--allow", "10.9.9.9/32"]), strict=True):  # fmt: skip
+        cluster.nodes[name].extra_args = ["--procstat-port", port, *extra]
+    cluster.start([A, B])
+    # C answers no one here, not even the status port that start() waits on
+    cluster.nodes[C].start(wait=False)
+    wait_for(lambda: f"node {C}, gossip" in cluster.nodes[C].log.read_text(), 10, "C listening")
 
     def nc(node: str, line: bytes) -> str:
         done = subprocess.run(["nc", node, port], input=line, capture_output=True, timeout=10)
@@ -135,6 +142,8 @@ def test_procstat_line_protocol_through_nc(make_cluster: ClusterFactory) -> None
     assert any(line.split()[-1:] == ["--jobs", "all"] or "dshd" in line for line in listing)
     assert nc(A, b"ps aux\n") == "error: send quik or jobs, one line\n"
     assert nc(B, b"jobs\n").startswith("error jobs are off")
+    assert nc(A, b"q" * 100 + b"\n") == "error: send quik or jobs, one line\n"  # too long
+    assert nc(C, b"quik\n") == ""  # --allow: closed at once
 
 
 def test_thousands_of_short_lived_processes_exiting_mid_read(
