@@ -3,13 +3,14 @@
 
     python3 bench/jobs_cost.py [--processes 2000] [--asks 20] [--out FILE]
 
-One real dshd on 127.0.0.90 (``--jobs all``, and a second on 127.0.0.91 with
-``--jobs own``, the default), N extra ``sleep`` processes of this script's
+One real dshd on 127.0.0.90 (``--jobs all``), two more on 127.0.0.91-92 with
+``--jobs own`` (the default), N extra ``sleep`` processes of this script's
 (half of them marked as dsh's, DSH_JOB=1, so that ``own`` shows them), then
 per dshd: the latency of ``GET /jobs?format=json`` asked once a second (each
 a fresh table; dshd's own ``read=`` figure from the text header), of asks in
 a tight loop (the rate limit: at most one fresh table a second), the answer's
-size, and dshd's CPU over the asks (utime+stime of /proc/PID/stat). Prints a
+size, and dshd's CPU over the asks (utime+stime of /proc/PID/stat); then the
+whole of ``dsh ps`` over the three (each dshd reads the same /proc). Prints a
 Markdown section; --out also writes it to FILE. Every process started here is
 stopped on exit.
 """
@@ -65,8 +66,9 @@ def dsh_ps(c: Cluster, runs: int) -> str:
         times.append(time.perf_counter() - begun)
         rows = done.stdout.count(b"\n") - 1
     return (
-        f"`dsh ps` over {len(NODES)} nodes ({rows} rows, the caller's processes dsh "
-        f"placed, merged and sorted), the whole command: {ms(times)}"
+        f"`dsh ps` over {len(NODES)} nodes ({rows} rows: the caller's processes, every one "
+        "on the `all` node, those dsh placed on the two `own` nodes; merged and sorted), "
+        f"the whole command: {ms(times)}"
     )
 
 
