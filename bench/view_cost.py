@@ -662,7 +662,7 @@ def measure(runs: int, seconds: float, loads: int, scratch: Path) -> str:
     )
     w.append("| page | first paint, virtual | page, wall | about:blank, wall | "
              "page less blank | target |")  # fmt: skip
-    w.append("|---:|---:|---:|---:|---:|---|")
+    w.append("|---|---:|---:|---:|---:|---|")
     for p in painted:
         extra = statistics.median(p.wall_ms) - statistics.median(p.blank_ms)
         w.append(
