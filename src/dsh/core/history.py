@@ -9,7 +9,8 @@ Memory is fixed by the node count, not by how long dshd runs. Two tiers:
 * fine: every tick for ``span`` seconds (an hour by default: 2,400 points at
   the 1.5 s interval);
 * coarse: means over ``step`` seconds (5 minutes) for ``coarse_span`` (a
-  day), made from the fine points as they age out of the fine tier's window.
+  day), made from the fine points as they come (a step is added when it
+  ends); an answer takes them only for times before the fine tier's oldest.
 
 Each point of a node is ``len(FIELDS)`` 32-bit floats in one ``array``
 per node and tier (NaN where unknown: a node down, or of a release without
@@ -179,6 +180,10 @@ class History:
         keep = set(names)
         self.fine.forget(keep)
         self.coarse.forget(keep)
+        # and from the coarse step being filled, or closing it would bring them back
+        for table in (self._sums, self._counts, self._last):
+            for name in [n for n in table if n not in keep]:
+                del table[name]
 
     def _fold(self, t: float, points: Mapping[str, tuple[float, ...]]) -> None:
         """Add a fine point to its coarse step's means; close the step when it is over."""

@@ -131,3 +131,23 @@ def test_a_sensor_of_fructosas_that_dshd_lacks_is_skipped_with_a_warning(
     # a name that is nobody's stays an error
     with pytest.raises(ConfigFileError, match=r"^f:2: unknown sensor 'SlurmJob'"):
         parse_conf("\n[sensor:SlurmJob]\n", "f")
+
+
+def test_the_readmes_config_examples_parse() -> None:
+    # What a sysadmin pastes from README.md must work as it is.
+    from support.paths import REPO
+
+    readme = (REPO / "README.md").read_text()
+    blocks: list[str] = []
+    block: list[str] = []
+    for line in readme.splitlines():
+        if line.startswith("    ") and (block or line.strip().startswith("[")):
+            block.append(line[4:])
+        elif block:
+            blocks.append("\n".join(block) + "\n")
+            block = []
+    conf_blocks = [b for b in blocks if b.startswith(("[sensor:", "[view]", "[graphite]",
+                                                     "[Graphite]"))]  # fmt: skip
+    assert len(conf_blocks) >= 2
+    for text in conf_blocks:
+        parse_conf(text, "README.md")
