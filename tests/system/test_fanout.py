@@ -200,3 +200,26 @@ def test_bad_node_sets_are_one_line_and_exit_2(
         out = dsh(fan_cluster, env, tmp_path, "-w", bad, "true")
         assert out.returncode == 2, out.stderr
         assert out.stderr.decode().count("\n") == 1 and "node set" in out.stderr.decode()
+
+
+def test_a_closed_output_ends_every_remote_command(
+    fan_cluster: FanCluster, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`dsh -a cmd | head -1`: the remote commands get SIGPIPE, dsh dies of it."""
+    length = f"0.{os.getpid()}{time.monotonic_ns() % 10**6}"
+    script = f"while :; do echo y; sleep {length}; done"
+    proc = subprocess.Popen(dsh_argv(fan_cluster, "-w", ALL, "sh", "-c", script),
+                            stdout=subprocess.PIPE, cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().endswith(b": y\n")
+        proc.stdout.close()
+        assert proc.wait(30) == -signal.SIGPIPE
+        wait_for(
+            lambda: subprocess.run(["pgrep", "-f", f"^sh -c {script}"]).returncode == 1,
+            10, "every remote loop gone",
+        )  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()

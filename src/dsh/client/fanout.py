@@ -78,6 +78,8 @@ class FanOut:
         self.finished: list[Target] = []
         self.received: list[int] = []
         self.open_pipes = 0
+        self.closed: set[int] = set()  # 1, 2: that output's reader went away
+        self.received_signals: set[int] = set()
         self.null = os.open(os.devnull, os.O_RDONLY)
         self.cwd = working_directory()
         self.template: Job | None = None
@@ -90,11 +92,12 @@ class FanOut:
             if signal.getsignal(sig) != signal.SIG_IGN:  # ignored at start: stays so
                 signal.signal(sig, self._on_signal)
 
-    def _on_signal(self, signum: int, _frame: object) -> None:
+    def _on_signal(self, signum: int, _frame: object, keep: bool = True) -> None:
         """To every command started or being started (each relays or keeps it as
         single-node dsh does: the third one ends the wait); no new node starts."""
         self.received.append(signum)
-        self.received_signals.add(signum)
+        if keep:
+            self.received_signals.add(signum)
         for target in list(self.running):
             try:
                 os.write(target.wakeup_w, bytes([signum]))
@@ -178,9 +181,18 @@ class FanOut:
     # -- output --------------------------------------------------------------------
 
     def _write(self, stream: int, data: bytes) -> None:
+        if stream in self.closed:
+            return
         out = sys.stdout.buffer if stream == 1 else sys.stderr.buffer
-        out.write(data)
-        out.flush()
+        try:
+            out.write(data)
+            out.flush()
+        except BrokenPipeError:
+            # `dsh -a cmd | head -1`: as a command whose reader went away, the
+            # remote ones get SIGPIPE, no new one starts, and dsh dies of it
+            # (die_as_the_command) if they did.
+            self.closed.add(stream)
+            self._on_signal(signal.SIGPIPE, None, keep=False)
 
     def _output(self, target: Target, stream: int, data: bytes) -> None:
         if stream == 1 and self.gather:
