@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -102,8 +103,12 @@ class Prometheus:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"prometheus exited {self.process.returncode}:\n{self.tail()}")
-        with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as answer:
-            return bool(answer.status == 200)
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except urllib.error.HTTPError as exc:  # 503 while it starts: its socket closed now,
+            exc.close()  # not when the garbage collector gets to it (a ResourceWarning then)
+            return False
 
     def tail(self, lines: int = 20) -> str:
         try:

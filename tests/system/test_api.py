@@ -33,6 +33,7 @@ def status_of(cluster: Cluster, target: str) -> int:
     try:
         get(cluster, target)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its socket, now rather than in some later test's garbage collection
         return exc.code
     return 200
 

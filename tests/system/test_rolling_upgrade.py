@@ -89,11 +89,15 @@ def test_old_and_new_daemons_see_each_other(
     old.program, old.http = cluster.nodes[NEW].program, True
     old.start()
 
+    # Both ways: the others switch to version 2 for it once they hear it (a
+    # tick later), so the upgraded node sees their usage an interval after
+    # they see its own.
     def upgraded() -> bool:
-        return cluster.all_up() and "-" not in usage_cells(cluster.nodes[NEW].status_text(), OLD)
+        return (cluster.all_up()
+                and "-" not in usage_cells(cluster.nodes[NEW].status_text(), OLD)
+                and "-" not in usage_cells(old.status_text(), NEWER))  # fmt: skip
 
-    wait_for(upgraded, 15, "the upgraded node's usage in the new nodes' tables")
-    assert "-" not in usage_cells(old.status_text(), NEWER)
+    wait_for(upgraded, 15, "the upgraded node's usage in the others' tables and theirs in its")
 
 
 def test_the_previous_release_is_really_version_1(previous_dshd: str) -> None:

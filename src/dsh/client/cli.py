@@ -60,6 +60,10 @@ subcommands:
                    `dsh -- plot` runs plot on a node
   dsh ps [-u USER|--all] [-w NODES] [--sort cpu|mem|time] [--json]  processes
                    on every live node (dsh ps --help); `dsh -- ps` runs ps on a node
+  dsh -a COMMAND / dsh -w NODES COMMAND  on every live node / on NODES at once,
+                   each output line prefixed "NODE: " (-b: gathered); the exit
+                   status is the highest of the commands', 255 if a node could
+                   not run it; down nodes are skipped (--all-listed tries them)
 
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N (dsh
@@ -98,6 +102,12 @@ class Options:
         self.slots = False
         self.status = False
         self.version = False
+        self.all_nodes = False  # -a, -w, -x, -f, -b, --all-listed: client/fanout.py
+        self.nodes: str | None = None
+        self.exclude: str | None = None
+        self.fanout = 64
+        self.gather = False
+        self.all_listed = False
         self.command: list[str] = []
 
 
@@ -106,11 +116,13 @@ _QUICK_FLAGS = {
     "--no-fallback": "no_fallback", "--no-sync": "no_sync", "--direct": "direct",
     "--mux-stop": "mux_stop",
     "--dry-run": "dry_run", "--slots": "slots", "--status": "status", "--version": "version",
+    "-a": "all_nodes", "-b": "gather", "--all-listed": "all_listed",
 }  # fmt: skip
 _QUICK_VALUES: dict[str, tuple[str, type[str] | type[int] | type[float]]] = {
     "-H": ("daemon", str), "--status-port": ("status_port", int),
     "--sync-timeout": ("sync_timeout", float), "--attempts": ("attempts", int),
     "--backoff": ("backoff", float), "--ssh-config": ("ssh_config", str),
+    "-w": ("nodes", str), "-x": ("exclude", str), "-f": ("fanout", int),
 }  # fmt: skip
 
 
@@ -234,6 +246,25 @@ def build_parser() -> "argparse.ArgumentParser":
     )
     p.add_argument("--status", action="store_true", help="print the daemon's status table")
     p.add_argument("--version", action="version", version=f"dsh {__version__}")
+    fan = p.add_argument_group("on many nodes at once (as pdsh and clush)")
+    fan.add_argument(
+        "-a", dest="all_nodes", action="store_true", help="run COMMAND on every node not down"
+    )
+    fan.add_argument(
+        "-w", dest="nodes", metavar="NODES", help="run COMMAND on NODES: node[01-16,20],@up,..."
+    )
+    fan.add_argument("-x", dest="exclude", metavar="NODES", help="but not on these NODES")
+    fan.add_argument(
+        "-f", dest="fanout", type=int, default=64, metavar="N",
+        help="at most N commands at once (default %(default)s)",
+    )  # fmt: skip
+    fan.add_argument(
+        "-b", dest="gather", action="store_true",
+        help="gather the output: nodes with the same output once, as dshbak -c",
+    )  # fmt: skip
+    fan.add_argument(
+        "--all-listed", action="store_true", help="try the nodes the gossip says are down too"
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
@@ -284,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from(args)
     except ConfigError as exc:
         message(str(exc))
+        return EXIT_USAGE
+    if args.all_nodes or args.nodes is not None:  # dsh -a / -w: many nodes at once
+        from .fanout import main as fanout
+
+        return fanout(args, config, received_signals)
+    if args.exclude is not None or args.gather or args.all_listed:
+        message("-x, -b and --all-listed go with -a or -w NODES")
         return EXIT_USAGE
     if args.mux_stop:
         from ..mux.client import ask_to_stop

@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("-u", dest="user", metavar="USER", help="USER's processes (default yours)")
     who.add_argument("--all", action="store_true", help="every user's processes")
     p.add_argument("-w", dest="nodes", metavar="NODES",
-                   help="only these nodes: a comma list of names")  # fmt: skip
+                   help="only these nodes: a node set as pdsh writes it (node[01-16,20], "
+                   "@up, @drained)")  # fmt: skip
+    p.add_argument("-x", dest="exclude", metavar="NODES", help="but not these nodes")
     p.add_argument("--sort", choices=SORTS, default="cpu",
                    help="busiest, largest or oldest first (default cpu)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="the merged list as JSON")
@@ -87,6 +89,25 @@ def live_nodes(data: dict[str, object], wanted: list[str] | None) -> tuple[list[
         up = [n for n in up if n in wanted]
         down = [n for n in down if n in wanted]
     return up, down
+
+
+def wanted_nodes(data: dict[str, object], nodes: str | None,
+                 exclude: str | None) -> list[str] | None:  # fmt: skip
+    """-w and -x as node sets (core/nodeset.py), with @all, @up, @down and
+    @drained from the /api/cluster answer; None: every node."""
+    if nodes is None and exclude is None:
+        return None
+    from ..core.nodeset import expand
+
+    rows = data.get("nodes")
+    states = {r["name"]: str(r.get("state")) for r in rows if isinstance(r, dict)
+              and isinstance(r.get("name"), str)} if isinstance(rows, list) else {}  # fmt: skip
+    groups = {"all": list(states)}
+    for state in ("up", "down", "drained"):
+        groups[state] = [n for n, s in states.items() if s == state]
+    chosen = expand(nodes, groups) if nodes is not None else list(states)
+    excluded = set(expand(exclude, groups)) if exclude is not None else set()
+    return [n for n in chosen if n not in excluded]
 
 
 def ask(node: str, port: int, target: str, timeout: float) -> list[dict[str, object]]:
@@ -150,10 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     except FetchError as exc:
         say(str(exc))
         return EXIT_NO_DAEMON
-    wanted = [n for n in args.nodes.split(",") if n] if args.nodes else None
     try:
-        up, down = live_nodes(data, wanted)
-    except ValueError as exc:
+        up, down = live_nodes(data, wanted_nodes(data, args.nodes, args.exclude))
+    except (ValueError, ConfigError) as exc:  # (a NodeSetError is a ConfigError)
         say(str(exc))
         return EXIT_USAGE
     user = None if args.all else (args.user or _me())

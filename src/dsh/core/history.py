@@ -9,7 +9,8 @@ Memory is fixed by the node count, not by how long dshd runs. Two tiers:
 * fine: every tick for ``span`` seconds (an hour by default: 2,400 points at
   the 1.5 s interval);
 * coarse: means over ``step`` seconds (5 minutes) for ``coarse_span`` (a
-  day), made from the fine points as they age out of the fine tier's window.
+  day), made from the fine points as they come (a step is added when it
+  ends); an answer takes them only for times before the fine tier's oldest.
 
 Each point of a node is ``len(FIELDS)`` 32-bit floats in one ``array``
 per node and tier (NaN where unknown: a node down, or of a release without
@@ -24,6 +25,7 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 
 from .gossip import StatusRow
 
@@ -129,16 +131,19 @@ class Window:
     nodes: dict[str, dict[str, array[float]]]
 
     def series(self, step: float | None = None) -> Series:
-        """Grouped by ``step`` seconds (means; ``jobs``: the last), rounded, None for unknown."""
-        groups = _groups(self.times, step)
+        """Grouped by ``step`` seconds (means; ``jobs``: the last), rounded, None for unknown.
+
+        The groups are runs of consecutive points, so each is a slice: one
+        pass over a column, no indexing per value (this runs for every
+        history request: 270,000 values for the page of a 100-node cluster)."""
+        bounds = _bounds(self.times, step)
         out: dict[str, dict[str, list[float | int | None]]] = {}
         for name, fields in self.nodes.items():
             out[name] = {}
             for field_name, column in fields.items():
                 values = column.tolist()
-                if groups is not None:
-                    values = [_combine([values[k] for k in g], field_name == "jobs")
-                              for g in groups]  # fmt: skip
+                if bounds is not None:
+                    values = (_lasts if field_name == "jobs" else _means)(values, bounds)
                 digits = DIGITS.get(field_name)
                 out[name][field_name] = (
                     [None if v != v else round(v) for v in values]  # whole: an int
@@ -146,8 +151,8 @@ class Window:
                     else [None if v != v else round(v, digits) for v in values]
                 )
         times = self.times
-        if groups is not None:
-            times = [sum(times[k] for k in g) / len(g) for g in groups]
+        if bounds is not None:
+            times = [sum(times[a:b]) / (b - a) for a, b in bounds]
         return Series([round(x, 3) for x in times], out)
 
 
@@ -175,6 +180,10 @@ class History:
         keep = set(names)
         self.fine.forget(keep)
         self.coarse.forget(keep)
+        # and from the coarse step being filled, or closing it would bring them back
+        for table in (self._sums, self._counts, self._last):
+            for name in [n for n in table if n not in keep]:
+                del table[name]
 
     def _fold(self, t: float, points: Mapping[str, tuple[float, ...]]) -> None:
         """Add a fine point to its coarse step's means; close the step when it is over."""
@@ -250,24 +259,42 @@ def _after(ring: _Ring, t: float, before: float) -> list[tuple[int, int]]:
     return out
 
 
-def _groups(times: list[float], step: float | None) -> list[list[int]] | None:
-    """Indices of ``times`` grouped by ``step`` seconds; None: no grouping."""
+def _bounds(times: list[float], step: float | None) -> list[tuple[int, int]] | None:
+    """[start, end) index ranges of ``times`` by ``step`` seconds; None: no grouping."""
     if not step:
         return None
-    groups: list[list[int]] = []
-    current = None
+    bounds: list[tuple[int, int]] = []
+    start, current = 0, None
     for k, t in enumerate(times):
         bucket = t // step
         if bucket != current:
-            groups.append([])
-            current = bucket
-        groups[-1].append(k)
-    return groups
+            if k:
+                bounds.append((start, k))
+            start, current = k, bucket
+    if times:
+        bounds.append((start, len(times)))
+    return bounds
 
 
-def _combine(values: list[float], last: bool) -> float:
-    """The mean of the known values (a count since start: the last known one)."""
-    known = [v for v in values if v == v]
-    if not known:
-        return NAN
-    return known[-1] if last else sum(known) / len(known)
+def _means(values: list[float], bounds: list[tuple[int, int]]) -> list[float]:
+    """The mean of the known values (NaN: unknown) in each range; NaN for none.
+
+    By prefix sums: two passes over the values, one over the ranges, and no
+    call per range (a call per range doubled the time of a page's request)."""
+    sums = [0.0, *accumulate(v if v == v else 0.0 for v in values)]
+    counts = [0, *accumulate(v == v for v in values)]
+    return [(sums[b] - sums[a]) / (counts[b] - counts[a]) if counts[b] > counts[a] else NAN
+            for a, b in bounds]  # fmt: skip
+
+
+def _lasts(values: list[float], bounds: list[tuple[int, int]]) -> list[float]:
+    """The last known value in each range: for a count since start (jobs)."""
+    out = []
+    for a, b in bounds:
+        last = NAN
+        for v in reversed(values[a:b]):
+            if v == v:
+                last = v
+                break
+        out.append(last)
+    return out

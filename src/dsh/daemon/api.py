@@ -36,9 +36,13 @@ from .http import BadRequest, Body, Later, Page, Request
 
 JSON = "application/json"
 RECENT = 60.0  # seconds of "jobs_recent"
-# The coarsest answer anyone needs: a step below a tick's interval returns
-# the points as they are; a step can not be less than a millisecond.
-MIN_STEP = 0.001
+# A step at or below a tick's interval groups nothing: the points as they are.
+MIN_STEP = 0.001  # seconds; less is a 400
+# At most this many values in one history answer (about 4 MB of JSON, made in
+# 0.2 s): larger ones are refused with the step that would fit, since making
+# 28 MB of JSON (100 nodes x 1 h, every field, every tick) holds the GIL, and
+# so dshd's loop, for whole tenths of a second, and 170 MB for a moment.
+MAX_VALUES = 600_000
 
 
 def node_json(row: StatusRow, jobs: int, jobs_recent: int) -> dict[str, object]:
@@ -87,6 +91,13 @@ def _names(query: Mapping[str, list[str]], key: str) -> list[str] | None:
     if not values:
         return None
     return [n for v in values for n in v.split(",") if n]
+
+
+def _points(times: list[float], step: float | None) -> int:
+    """How many points ``times`` make at ``step`` (an upper bound)."""
+    if not times or step is None:
+        return len(times)
+    return min(len(times), math.floor(times[-1] / step) - math.floor(times[0] / step) + 1)
 
 
 class Api:
@@ -139,6 +150,16 @@ class Api:
         # Copied out of the rings here, on the loop (a memcpy per column);
         # made into JSON in a worker thread (http.py).
         window = self.history.window(since, fields=fields, names=_names(query, "nodes"))
+        if step is not None and step <= self.interval:
+            step = None
+        columns = len(window.nodes) * len(fields or FIELDS)
+        points = _points(window.times, step)
+        if points * columns > MAX_VALUES:
+            span = (window.times[-1] - window.times[0]) if window.times else 0.0
+            fit = math.ceil(span * columns / MAX_VALUES) + 1
+            raise BadRequest(400, f"{points * columns} values is more than {MAX_VALUES} in one"
+                                  f" answer: ask with step={fit} or more, or fewer fields or"
+                                  " nodes")  # fmt: skip
         head = {**self._head(now), "fields": fields or list(FIELDS)}
 
         def make() -> Body:

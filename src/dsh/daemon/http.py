@@ -1,8 +1,8 @@
 """dshd's HTTP port (``--http``, default 8383): ``GET /metrics`` for Prometheus,
 the JSON API (api.py) and the live page at ``/`` (view.py).
 
-A small HTTP/1.1 server of its own rather than a framework's: it answers two
-paths to GET and HEAD and nothing else, and must hold up on a port that the
+A small HTTP/1.1 server of its own rather than a framework's: it answers a
+handful of paths to GET and HEAD and nothing else, and must hold up on a port that the
 whole network may reach. Rules of this file: no client can hold the loop or
 more than one of ``max_clients`` slots for long.
 

@@ -210,15 +210,16 @@ class MuxCall:
                 raise MuxLost(f"the dsh mux sent nonsense: {exc}") from None
         return self._queue.pop(0)
 
-    def start(self, body: dict[str, mp.Value]) -> None:
+    def start(self, body: dict[str, mp.Value], stdio: "tuple[int, int, int] | None" = None) -> None:
         """Hand the command to the mux; return once it started on the node.
+        ``stdio``: the descriptors the command gets (default dsh's own 0, 1, 2).
 
         NodeFailure: it could not start there (nothing ran; try another node).
         MuxUnavailable: no mux took it (nothing ran; use the direct path).
         MuxLost: a mux took it and died before saying whether it started.
         """
         message = mp.encode(mp.REQUEST, body)
-        fds = _usable_fds()
+        fds = _usable_fds() if stdio is None else list(stdio)
         for _attempt in range(3):
             self.sock = connect(self.directory, self.config)
             self.reader = mp.MessageReader(mp.TO_DSH)

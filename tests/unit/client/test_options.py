@@ -15,7 +15,8 @@ option_tokens = st.lists(
                      "--dry-run", "--slots", "--status", "-H", "h:1", "--status-port", "8",
                      "--status-port=9", "--sync-timeout", "2.5", "--attempts", "4", "--backoff",
                      "x", "--ssh-config", "f", "--ssh-config=g", "-vn", "--stat", "--", "-1",
-                     "--attempts=zz", "-Hh", "gcc", "-c", "a.c", "-"]),
+                     "--attempts=zz", "-Hh", "gcc", "-c", "a.c", "-", "-a", "-b", "-w",
+                     "n[1-3]", "-x", "n2", "-f", "8", "--all-listed", "-f=2"]),
     max_size=8,
 )  # fmt: skip
 
@@ -51,3 +52,17 @@ def test_argparse_namespace_matches_options() -> None:
     assert set(vars(Options())) - {"version"} == set(vars(parsed))
     assert isinstance(parsed, argparse.Namespace)
     assert json.dumps(sorted(vars(parsed)))  # plain values only
+
+
+def test_fan_out_options_are_read_quickly() -> None:
+    options = parse_quick(["-w", "n[1-3]", "-x", "n2", "-f", "8", "-b", "uptime"])
+    assert options is not None
+    assert (options.nodes, options.exclude, options.fanout, options.gather) == (
+        "n[1-3]",
+        "n2",
+        8,
+        True,
+    )
+    assert options.command == ["uptime"]
+    options = parse_quick(["-a", "--all-listed", "true"])
+    assert options is not None and options.all_nodes and options.all_listed

@@ -34,3 +34,12 @@ def test_table_puts_the_node_first() -> None:
     lines = ps.table(rows).splitlines()
     assert lines[0].split()[:2] == ["NODE", "PID"]
     assert lines[1].split() == ["node-long", "5", "me", "S", "1.5", "4", "01:01", "sleep", "9"]
+
+
+def test_node_sets_with_groups_and_exclusion() -> None:
+    data: dict[str, object] = {"nodes": [{"name": f"n{i}", "state": "up"} for i in range(1, 5)]
+                               + [{"name": "n5", "state": "down"}]}  # fmt: skip
+    assert ps.wanted_nodes(data, None, None) is None
+    assert ps.wanted_nodes(data, "n[1-3]", "n2") == ["n1", "n3"]
+    assert ps.wanted_nodes(data, "@down", None) == ["n5"]
+    assert ps.wanted_nodes(data, None, "@up") == ["n5"]

@@ -54,7 +54,7 @@ def cells(line: str) -> list[str]:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(None, ("-", "")), (0.2, ("0", "")), (1, ("1", "red")), (33.4, ("33", "red")),
-     (34, ("34", "yellow")), (67.9, ("68", "yellow")), (68, ("68", "green")),
+     (34, ("34", "yellow")), (67.9, ("68", "green")), (68, ("68", "green")),  # the shown number
      (99.4, ("99", "green")), (100, ("100", "white bold"))],
 )  # fmt: skip
 def test_percentages_take_dools_colour_bands(value: float | None, expected: view.Segment) -> None:

@@ -86,3 +86,13 @@ def test_memory_is_fixed_by_the_node_count_and_under_20_mb_for_100_nodes() -> No
     for k in range(1, 50):
         h.record(T0 + 1.5 * k, rows, {})
     assert h.nbytes == before < 20_000_000
+
+
+def test_a_forgotten_node_does_not_come_back_when_the_coarse_step_closes() -> None:
+    h = History(interval=10.0, span=60.0, step=300.0, coarse_span=3600.0)
+    for k in range(10):  # into the first 5-minute step, still open
+        h.record(T0 + k * 10, [row("a"), row("b")], {})
+    h.forget(["a"])
+    for k in range(10, 40):  # the step closes, and others after it
+        h.record(T0 + k * 10, [row("a")], {})
+    assert set(h.coarse.nodes) == {"a"} and list(h.since(0).nodes) == ["a"]

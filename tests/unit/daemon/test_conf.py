@@ -147,3 +147,23 @@ def test_dshd_section_sets_who_may_see_jobs() -> None:
 def test_a_bad_dshd_section_is_file_and_line(text: str, why: str) -> None:
     with pytest.raises(ConfigFileError, match=why):
         parse_conf(text, "f")
+
+
+def test_the_readmes_config_examples_parse() -> None:
+    # What a sysadmin pastes from README.md must work as it is.
+    from support.paths import REPO
+
+    readme = (REPO / "README.md").read_text()
+    blocks: list[str] = []
+    block: list[str] = []
+    for line in readme.splitlines():
+        if line.startswith("    ") and (block or line.strip().startswith("[")):
+            block.append(line[4:])
+        elif block:
+            blocks.append("\n".join(block) + "\n")
+            block = []
+    conf_blocks = [b for b in blocks if b.startswith(("[sensor:", "[view]", "[graphite]",
+                                                     "[Graphite]"))]  # fmt: skip
+    assert len(conf_blocks) >= 2
+    for text in conf_blocks:
+        parse_conf(text, "README.md")

@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
             wanted = ",".join(quote(f) for f in data.fields(view))
             interval = data.number(view.get("interval", 1.5), "interval") or 1.5
             step = data.step(since, interval)
-            history = _get(host, port, f"/api/history?since={-since:g}&step={step:g}"
+            history = _get(host, port, f"/api/history?since={-since:.0f}&step={step:.3f}"
                                        f"&fields={wanted}")  # fmt: skip
             charts = data.prepare(view, history)
             colours = data.as_dict(view.get("colours", {}), "colours")

@@ -80,13 +80,18 @@ class Screen:
         self.body = 0
         self.styles: dict[str, int] = {}
         self.pairs: dict[str, int] = {}
-        if color and curses.has_colors():
+        background = curses.COLOR_BLACK
+        if curses.has_colors():
+            # Also without colour: curses.wrapper has started colour, and
+            # without the terminal's own default colours every cell would be
+            # white on black (a light terminal turned dark by --no-color).
             curses.start_color()
             try:
                 curses.use_default_colors()
                 background = -1
             except curses.error:
-                background = curses.COLOR_BLACK
+                pass
+        if color and curses.has_colors():
             for number, (name, colour) in enumerate(COLOURS.items(), start=1):
                 curses.init_pair(number, colour, background)
                 self.pairs[name] = curses.color_pair(number)

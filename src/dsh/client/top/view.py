@@ -47,7 +47,7 @@ def percent(value: float | None) -> Segment:
         return "0", ""
     if shown >= 100:
         return "100", "white bold"
-    return str(shown), BANDS[min(len(BANDS) - 1, int(value / 34))]
+    return str(shown), BANDS[min(len(BANDS) - 1, shown // 34)]  # the band of the number shown
 
 
 def amount(value: float | None, width: int = 5) -> Segment:

@@ -9,7 +9,7 @@
 // been partial, and replaces it.
 "use strict";
 (function () {
-  const MAX_POINTS = 300; // per chart: the first load's step follows from it
+  const MAX_POINTS = 200; // per chart (2-3 px a point at 1400 px): the first load's step follows from it
   const SVG = "http://www.w3.org/2000/svg";
   const H = 180, LEFT = 58, RIGHT = 10, TOP = 20, BOTTOM = 20;
   const params = new URLSearchParams(location.search);
@@ -297,7 +297,7 @@
       const used = n.mem_total !== null && n.mem_avail !== null ? n.mem_total - n.mem_avail : null;
       const cells = [
         n.state === "down" ? "down " + age : n.state,
-        num(n.load1 !== null ? n.load1 : n.load, 2), n.cpus === null ? "-" : String(n.cpus),
+        num(n.load !== null ? n.load : n.load1, 2), n.cpus === null ? "-" : String(n.cpus),
         pct(n.cpu_user), pct(n.cpu_system), pct(n.cpu_idle), pct(n.cpu_iowait),
         pair(used, n.mem_total), pair(n.swap_used, n.swap_total),
         size(n.disk_read), size(n.disk_write), size(n.net_receive), size(n.net_transmit),
@@ -307,7 +307,7 @@
       if (n.state === "down") continue;
       sums.up++;
       sums.cpus += n.cpus || 0;
-      sums.load += (n.load1 !== null ? n.load1 : n.load) || 0;
+      sums.load += (n.load !== null ? n.load : n.load1) || 0;
       for (const [k, f] of [["usr", "cpu_user"], ["sys", "cpu_system"], ["idl", "cpu_idle"], ["wai", "cpu_iowait"]]) {
         if (n[f] !== null) sums[k].push(n[f]);
       }
@@ -360,7 +360,8 @@
     const v = state.view;
     document.title = "dshd " + v.self;
     $("title").textContent = "dshd " + v.version + " on " + v.self;
-    state.span = Number(params.get("since")) || v.since;
+    // ?since=600 or ?since=-600 (the API's own spelling): ten minutes back either way
+    state.span = Math.abs(Number(params.get("since"))) || v.since;
     state.step = Math.round(Math.max(v.interval, state.span / MAX_POINTS) * 1000) / 1000;
     state.fields = [...new Set(v.charts.flatMap((c) => c.fields))];
     buildCharts();
