@@ -105,6 +105,16 @@ def test_every_line_is_prefixed_with_its_node(
     assert sorted(out.stderr.decode().splitlines()) == [f"{n}: err" for n in UP]
 
 
+def test_a_carriage_return_stays_inside_its_line(
+    fan_cluster: FanCluster, env: dict[str, str], tmp_path: Path
+) -> None:
+    # A progress bar (\r) is one line to pdsh, which splits at \n only.
+    out = dsh(fan_cluster, env, tmp_path, "-w", ALL, "printf", "10%%\\r50%%\\r100%%\\n")
+    assert out.returncode == 0, out.stderr
+    assert sorted(out.stdout.split(b"\n")[:-1]) == [f"{n}: 10%\r50%\r100%".encode()
+                                                    for n in UP]  # fmt: skip
+
+
 def test_a_skips_the_down_node_and_names_the_unreachable_one(
     fan_cluster: FanCluster, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -56,9 +56,11 @@ class Target:
         os.set_blocking(self.wakeup_w, False)
 
     def close(self) -> None:
+        """Its wakeup pipe; again is nothing (it is closed when reaped, and at the end)."""
         for fd in (self.wakeup_r, self.wakeup_w):
             if fd >= 0:
                 os.close(fd)
+        self.wakeup_r = self.wakeup_w = -1
 
 
 class FanOut:
@@ -199,13 +201,17 @@ class FanOut:
             target.out += data
             return
         pending = target.out if stream == 1 else target.err
-        pending += data
-        end = pending.rfind(b"\n")
+        # Only the new data can hold the line's end: a long line costs one
+        # pass, not one per read.
+        end = data.rfind(b"\n")
         if end < 0:
+            pending += data
             return
-        lines = bytes(pending[: end + 1])
-        del pending[: end + 1]
-        self._write(stream, b"".join(target.prefix + line for line in lines.splitlines(True)))
+        lines = bytes(pending) + data[: end + 1]
+        pending[:] = data[end + 1 :]
+        # Lines end at \n only, as pdsh's: a \r (a progress bar) stays inside its line.
+        parts = lines.split(b"\n")[:-1]
+        self._write(stream, b"".join(target.prefix + line + b"\n" for line in parts))
 
     def _eof(self, target: Target, stream: int) -> None:
         pending = target.out if stream == 1 else target.err
@@ -270,6 +276,7 @@ class FanOut:
         while self.done:
             target = self.done.popleft()
             self.running.remove(target)
+            target.close()  # its wakeup pipe: two descriptors per node, for 1,000 nodes
             self.finished.append(target)
             if target.failure:
                 message(target.failure)
@@ -346,6 +353,8 @@ def main(
         return EXIT_USAGE
     try:
         nodes, down = choose_nodes(args, config)
+    except KeyboardInterrupt:  # Ctrl-C while asking dshd: nothing started yet
+        return 128 + signal.SIGINT
     except NodeSetError as exc:
         message(str(exc))
         return EXIT_USAGE

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import pwd
+import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -120,7 +121,7 @@ def ask(node: str, port: int, target: str, timeout: float) -> list[dict[str, obj
     procs = data.get("processes") if isinstance(data, dict) else None
     if not isinstance(procs, list):
         raise FetchError(f"dshd on {node} answered JSON without processes")
-    return [{"node": node, **p} for p in procs if isinstance(p, dict)]
+    return [{**p, "node": node} for p in procs if isinstance(p, dict)]  # the node is ours
 
 
 def merged(answers: list[list[dict[str, object]]], sort: str) -> list[dict[str, object]]:
@@ -154,6 +155,13 @@ def table(rows: list[dict[str, object]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: what came is not a list; no traceback
+        return 128 + signal.SIGINT
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
     from .cli import Options
 
@@ -196,4 +204,5 @@ def main(argv: list[str] | None = None) -> int:
                           "processes": merged(answers, args.sort)}, indent=1))  # fmt: skip
     else:
         sys.stdout.write(table(merged(answers, args.sort)))
-    return EXIT_NO_DAEMON if up and len(failed) == len(up) else 0
+    # README: 1 when no node answered (all failed, or none was up to ask)
+    return EXIT_NO_DAEMON if len(failed) == len(up) and (up or down) else 0

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 # make a node's answer megabytes long.
 COMMAND_LIMIT = 200
 ARG_LIMIT = 4096
+# All of a process's arguments kept, in bytes: a table of thousands of
+# processes with long command lines must stay bounded (root's dshd holds it).
+ARGV_BYTES = 16 * 1024
 ARGS_LIMIT = 256
 # The environment variable node/launch.py sets in every command dsh starts on a
 # node: what `--jobs own` looks for in /proc/PID/environ.
@@ -57,7 +60,7 @@ def parse_stat(text: str) -> Stat:
 
 def parse_argv(cmdline: bytes) -> list[str]:
     """/proc/PID/cmdline: NUL-separated (a kernel thread's is empty), bounded."""
-    args = cmdline.split(b"\0")
+    args = cmdline[:ARGV_BYTES].split(b"\0")
     if args and args[-1] == b"":
         args.pop()
     return [a[:ARG_LIMIT].decode("utf-8", "replace") for a in args[:ARGS_LIMIT]]

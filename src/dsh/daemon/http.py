@@ -164,8 +164,9 @@ def response(status: int, body: bytes, content_type: str, *, keep_alive: bool,
 Body = tuple[bytes, str]
 Later = Callable[[], Body]
 Page = Callable[[Request], "Body | Later"]
-# Bodies made in worker threads at once; more wait for a 503. Each holds the
-# GIL only in slices, but two are plenty on a node that has real work to do.
+# Bodies made in worker threads at once; more wait their turn (a 503 after
+# client_timeout). Each holds the GIL only in slices, but two are plenty on a
+# node that has real work to do.
 MAX_LATER = 2
 # A body larger than this is compressed in a worker thread, not on the loop.
 GZIP_ON_LOOP = 256 * 1024
@@ -186,7 +187,7 @@ class HttpServer:
         self.pages = pages
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
         self._clients: set[asyncio.StreamWriter] = set()
-        self._later = 0  # bodies being made in worker threads (MAX_LATER)
+        self._later = asyncio.Semaphore(MAX_LATER)  # bodies made in worker threads at once
         # Kept-alive connections waiting for their next request, oldest first.
         self._idle: dict[asyncio.StreamWriter, None] = {}
 
@@ -306,15 +307,19 @@ class HttpServer:
             return response(exc.status, f"{exc}\n".encode(), "text/plain", keep_alive=keep,
                             head_only=head_only)  # fmt: skip
         if callable(made):
-            if self._later >= MAX_LATER:
+            # A turn of the worker threads, waited for (three users' dsh ps at
+            # once is no error), but not longer than a client gets: then a 503.
+            try:
+                async with asyncio.timeout(self.config.client_timeout):
+                    await self._later.acquire()
+            except TimeoutError:
                 self.counters["busy"] += 1
                 return response(503, _error_page(503), "text/plain", keep_alive=keep,
                                 head_only=head_only)  # fmt: skip
-            self._later += 1
             try:
                 body, content_type = await asyncio.to_thread(_made, made, gzipped)
             finally:
-                self._later -= 1
+                self._later.release()
         else:
             body, content_type = made
             if gzipped and len(body) > GZIP_ON_LOOP:

@@ -105,6 +105,7 @@ class ProcTable:
         self._limit = core.RateLimit(period)
         self._lock = threading.Lock()
         self._table: Table | None = None
+        self._table_policy = ""  # the policy the table was read under
         self._prev: dict[int, tuple[int, int]] = {}  # pid -> (starttime, ticks)
         self._prev_at: float | None = None
         self._users: dict[int, str] = {}
@@ -114,22 +115,30 @@ class ProcTable:
     def table(self) -> Table:
         """A fresh table, or the last one if it is younger than the period."""
         with self._lock:
-            if self._table is not None and not self._limit.fresh(self.monotonic()):
+            if (self._table is not None and self._table_policy == self.policy
+                    and not self._limit.fresh(self.monotonic())):  # fmt: skip
                 self.shared += 1
                 return self._table
             if self._prev_at is None:
                 self._sample()
                 time.sleep(self.first_span)
-            self._table = self._sample()
+            while True:  # a SIGHUP that changed the policy meanwhile: read again
+                policy = self.policy
+                self._table = self._sample()
+                if policy == self.policy:
+                    break
+            self._table_policy = policy
             self._limit.last = self.monotonic()
             self.fresh += 1
             return self._table
 
     def set_policy(self, policy: str) -> None:
-        """A new policy (SIGHUP): the table made under the old one is not shown again."""
-        with self._lock:
-            self.policy = policy
-            self._table = None
+        """A new policy (SIGHUP): the table made under the old one is not shown again.
+
+        On the event loop, so without the lock (a worker may hold it for a
+        whole read): the next table() sees the policy changed and reads afresh."""
+        self.policy = policy
+        self._table = None
 
     def user(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -160,6 +169,12 @@ class ProcTable:
         finally:
             os.close(fd)
 
+    def _real_uid(self, pid: str, uid: int) -> int:
+        try:
+            return _real_uid(self._read(pid, "status"), uid)
+        except OSError:  # gone (the next read says so), or no status: the owner it has
+            return uid
+
     def _marked(self, pid: str) -> bool:
         try:
             return core.has_marker(self._read(pid, "environ"))
@@ -174,7 +189,7 @@ class ProcTable:
         prev, current = self._prev, {}
         procs: list[core.Proc] = []
         skipped = 0
-        own = self.policy == "own"
+        own = self.policy != "all"  # read once: the caller checks it did not change
         page = os.sysconf("SC_PAGE_SIZE")
         for pid in os.listdir(self.proc):
             if not pid.isdigit():
@@ -186,6 +201,10 @@ class ProcTable:
                 if own and not self._marked(pid):
                     continue
                 uid = os.stat(f"{self.proc}/{pid}").st_uid
+                if uid == 0:
+                    # The kernel makes a non-dumpable process's /proc entry
+                    # root's (ssh-agent, setuid programs): its real uid is in status.
+                    uid = self._real_uid(pid, uid)
                 argv = core.parse_argv(self._read(pid, "cmdline"))
             except PermissionError:  # not ours to read (dshd as --user nobody, hidepid)
                 continue
@@ -391,3 +410,13 @@ class ProcstatPort:
         finally:
             self._clients -= 1
             writer.close()
+
+
+def _real_uid(status: bytes, default: int) -> int:
+    """The real uid from a /proc/PID/status text ("Uid:\treal\teffective..."), else ``default``."""
+    for line in status.splitlines():
+        if line.startswith(b"Uid:"):
+            fields = line.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                return int(fields[1])
+    return default

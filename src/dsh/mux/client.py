@@ -286,9 +286,14 @@ class MuxCall:
     def finish(self, wakeup_fd: int, on_signal: "Callable[[MuxCall], None]") -> int:
         """Until the mux sends the exit status; relays signals meanwhile."""
         assert self.sock is not None
+        # poll, not select: dsh -a holds descriptors for every node, and
+        # select takes none above 1023.
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        poller.register(wakeup_fd, select.POLLIN)
         while True:
             if not self._queue:
-                readable, _, _ = select.select([self.sock.fileno(), wakeup_fd], [], [])
+                readable = {fd for fd, _ in poller.poll()}
                 if wakeup_fd in readable:
                     on_signal(self)
                 if self.sock.fileno() not in readable:
