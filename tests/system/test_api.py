@@ -8,6 +8,7 @@ import json
 import signal
 import urllib.error
 import urllib.request
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -99,3 +100,19 @@ def test_a_killed_nodes_points_turn_null(cluster: Cluster) -> None:
     series = wait_for(last_point, 10, "B's points to say down")
     assert series["load"][-1] is None and series["cpu_idle"][-1] is None
     assert any(v is not None for v in series["load"])  # before it died
+
+
+def test_jobs_count_the_best_node_answers_naming_each_node(cluster: Cluster) -> None:
+    # What dsh top's jobs column shows: the answers of this daemon's best-node
+    # port, since start and in the last minute.
+    a = cluster.nodes[A]
+    answers = Counter(a.best() for _ in range(6))
+    assert set(answers) <= {A, B} and sum(answers.values()) == 6  # C is drained
+
+    def counted() -> bool:
+        nodes = {n["name"]: n for n in get(cluster, "/api/cluster")["nodes"]}
+        return all(nodes[n]["jobs"] == answers[n] and nodes[n]["jobs_recent"] == answers[n]
+                   for n in (A, B, C))  # fmt: skip
+
+    # jobs_recent comes from the history: a tick or two after the answers
+    wait_for(counted, 10, "the answers in jobs and jobs_recent")

@@ -64,7 +64,7 @@ def test_percentages_take_dools_colour_bands(value: float | None, expected: view
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(None, ("-", "")), (0, ("0 ", "")), (0.4, ("0 ", "")), (1023, ("1023B", "red")),
-     (9999, ("9999B", "red")), (10_000, ("10K", "yellow")), (3 << 20, ("3072K", "yellow")),
+     (9999, ("9999B", "red")), (10_000, ("10k", "yellow")), (3 << 20, ("3072k", "yellow")),
      (12_000_000, ("11M", "green")), (6 * GIB, ("6144M", "green")),
      (20 * GIB, ("20G", "blue")), (5 << 40, ("5120G", "blue"))],
 )  # fmt: skip

@@ -14,9 +14,8 @@ import sys
 from ... import defaults
 from ...errors import EXIT_USAGE, ConfigError
 from ..config import _host_port, config_from
-from . import log
 from .fetch import FetchError, cluster
-from .rows import SORTS, as_record, cluster_row, filter_rows, node_rows, sort_rows
+from .rows import LOG_FORMATS, SORTS, as_record, cluster_row, filter_rows, node_rows, sort_rows
 
 EXIT_NO_DAEMON = 1  # --once / --json: the daemon did not answer, or not with /api/cluster
 NOT_A_TTY_WIDTH = 80
@@ -59,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="append a line per node per report to FILE (- for standard output) until stopped",
     )
-    p.add_argument("--format", choices=log.FORMATS, default="csv", help="of --log (default csv)")
+    p.add_argument("--format", choices=LOG_FORMATS, default="csv", help="of --log (default csv)")
     p.add_argument("--sort", choices=SORTS, default="name", help="the order (default name)")
     p.add_argument("--filter", default="", metavar="TEXT", help="only nodes whose name has TEXT")
     p.add_argument("--color", dest="color", action="store_const", const=True, default=None,
@@ -127,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.log is not None:
         try:
+            from . import log  # csv, datetime, select: only for --log
+
             fd = log.open_log(args.log)
         except OSError as exc:
             say(f"cannot open {args.log}: {exc.strerror or exc}")

@@ -30,9 +30,9 @@ from datetime import datetime
 from types import FrameType
 
 from .fetch import FetchError
-from .rows import COLUMNS, Row, as_record, node_rows
+from .rows import COLUMNS, LOG_FORMATS, Row, as_record, node_rows
 
-FORMATS = ("csv", "jsonl")
+FORMATS = LOG_FORMATS
 HEADER = ("time", *COLUMNS)
 DEFAULT_INTERVAL = 1.5  # until the daemon says its own
 

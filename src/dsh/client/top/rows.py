@@ -48,6 +48,8 @@ class Row:
     count: int = 1  # the cluster row: nodes summed up
 
 
+LOG_FORMATS = ("csv", "jsonl")  # of --log (log.py); here, so that cli need not import log
+
 COLUMNS = tuple(f.name for f in fields(Row) if f.name not in ("live", "count"))
 
 

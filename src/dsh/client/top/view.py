@@ -30,7 +30,7 @@ Line = list[Segment]
 
 BANDS = ("red", "yellow", "green")  # percentages: 1-33, 34-67, 68-99
 UNIT_COLOURS = ("red", "yellow", "green", "blue", "cyan", "magenta")
-UNITS = "BKMGTPE"
+UNITS = "BkMGTPE"  # dool's (and the page's, dsh plot's): k for 1024, as the issue spells it
 SHORT = {"memory": "mem", "cpu %": "cpu"}  # group titles when the group is narrow
 MIN_NAME = 6
 START_NAME = 12  # the node column's width before columns are dropped for room
