@@ -134,10 +134,11 @@ def _requests_waiting(connection: int) -> bool:
 
 @pytest.fixture
 def hung_mount(tmp_path: Path) -> Iterator[HungMount]:
-    """A FUSE mount that the test can hang; skipped where FUSE cannot mount."""
+    """A FUSE mount that the test can hang; skipped where the kernel or the
+    machine cannot mount FUSE (a container without /dev/fuse), never for a
+    package contrib/install-deps installs."""
     bindfs = shutil.which("bindfs")
-    if bindfs is None:
-        pytest.skip("bindfs is not installed (contrib/install-deps installs it)")
+    assert bindfs is not None, "bindfs is not installed: run contrib/install-deps"
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         pytest.skip("no usable /dev/fuse: FUSE cannot mount here")
     if os.geteuid() != 0 and shutil.which("fusermount3") is None:
