@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from .config import DaemonConfig
-from .ports import listen_on
+from .ports import denied, listen_on
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +208,7 @@ class HttpServer:
         return ["http " + " ".join(f"{k}={v}" for k, v in self.counters.items())]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        if not peer or not self.allowed(str(peer[0])):
-            self.counters["denied"] += 1
-            writer.transport.abort()
+        if denied(writer, self.allowed, self.counters):
             return
         if len(self._clients) >= self.config.max_clients and self._idle:
             # Full, but some connections only wait for a next request: the one
@@ -234,7 +231,7 @@ class HttpServer:
         except OSError:  # the client went away
             writer.transport.abort()
         except Exception:  # a bug here must cost one connection, never the daemon
-            log.exception("http: client %s", peer[0])
+            log.exception("http: client %s", writer.get_extra_info("peername"))
             writer.transport.abort()
         finally:
             self._clients.discard(writer)

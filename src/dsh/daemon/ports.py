@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 
 from .. import __version__
 from ..core.access import allowed, parse_allow
@@ -46,6 +46,18 @@ async def listen_on(addresses: tuple[str, ...], port: int, handler: Handler,
             raise DshError(f"cannot listen on {host or '*'}:{port}/tcp: {exc.strerror}") from None
         servers.append(server)
     return servers
+
+
+def denied(writer: asyncio.StreamWriter, allowed: Callable[[str], bool],
+           counters: MutableMapping[str, int]) -> bool:  # fmt: skip
+    """A client that ``--allow`` does not let ask: aborted before any work, and
+    counted. The first check of every TCP server of dshd's."""
+    peer = writer.get_extra_info("peername")
+    if peer and allowed(str(peer[0])):
+        return False
+    counters["denied"] += 1
+    writer.transport.abort()
+    return True
 
 
 class TcpPorts:
@@ -101,10 +113,7 @@ class TcpPorts:
 
     def _handler(self, answer: Callable[[], str]) -> Handler:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            peer = writer.get_extra_info("peername")
-            if not peer or not self.allowed(str(peer[0])):
-                self.counters["denied"] += 1
-                writer.transport.abort()
+            if denied(writer, self.allowed, self.counters):
                 return
             if self._clients >= self.config.max_clients:
                 self.counters["busy"] += 1

@@ -37,7 +37,7 @@ from urllib.parse import parse_qs
 from ..core import procs as core
 from .config import DaemonConfig
 from .http import BadRequest, Body, Later, Page, Request
-from .ports import listen_on
+from .ports import denied, listen_on
 
 log = logging.getLogger(__name__)
 
@@ -374,10 +374,7 @@ class ProcstatPort:
         return ["procstat " + " ".join(f"{k}={v}" for k, v in self.counters.items())]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        if not peer or not self.allowed(str(peer[0])):
-            self.counters["denied"] += 1
-            writer.transport.abort()
+        if denied(writer, self.allowed, self.counters):
             return
         if self._clients >= self.config.max_clients:
             self.counters["busy"] += 1
@@ -405,7 +402,7 @@ class ProcstatPort:
             self.counters["timeout"] += 1
             writer.transport.abort()
         except Exception:  # a bug here must cost one connection, never the daemon
-            log.exception("procstat: client %s", peer[0])
+            log.exception("procstat: client %s", writer.get_extra_info("peername"))
             writer.transport.abort()
         finally:
             self._clients -= 1
