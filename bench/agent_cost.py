@@ -57,6 +57,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 from support.dshd import Cluster, Node  # noqa: E402
 from support.paths import LAGENT_CONF_FILE  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
+from testbed import cpu_seconds, percentile  # noqa: E402
 
 from dsh.core.wire import VERSION  # noqa: E402
 from dsh.daemon.config import DaemonConfig  # noqa: E402
@@ -69,13 +70,6 @@ _FOOTER = re.compile(r"^# sensor (\S+) (\S+) interval=(\S+) duration=(\S+) readi
 
 
 # -- /proc --------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of the process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return (int(fields[11]) + int(fields[12])) / TICK  # fields 14 and 15 of stat(5)
 
 
 def status_fields(pid: int) -> dict[str, str]:
@@ -317,10 +311,6 @@ def scrape_side_by_side(agents: list[Scraped], n: int) -> None:
             a.conn.close()
 
 
-def pct(xs: list[float], p: float) -> float:
-    return xs[min(len(xs) - 1, int(len(xs) * p))]
-
-
 # -- the run ---------------------------------------------------------------------------
 
 
@@ -445,8 +435,8 @@ def report(window: float, scrapes: int, agents: list[Agent],
     ]
     for s in side:
         lines.append(
-            f"| {s.label} | {statistics.median(s.ms):.2f} | {pct(s.ms, 0.9):.2f} |"
-            f" {pct(s.ms, 0.99):.2f} | {s.ms[-1]:.2f} | {s.gzip_bytes} | {s.plain_bytes} |"
+            f"| {s.label} | {statistics.median(s.ms):.2f} | {percentile(s.ms, 0.9):.2f} |"
+            f" {percentile(s.ms, 0.99):.2f} | {s.ms[-1]:.2f} | {s.gzip_bytes} | {s.plain_bytes} |"
             f" {s.lines} | {s.series} | {s.per_scrape_ms():.2f} |"
             f" {s.per_scrape_ms(net=True):.2f} |"
         )
@@ -454,7 +444,7 @@ def report(window: float, scrapes: int, agents: list[Agent],
     lines += [
         "",
         f"dshd / node_exporter: median {statistics.median(d.ms) / statistics.median(ne.ms):.2f}x,"
-        f" p99 {pct(d.ms, 0.99) / pct(ne.ms, 0.99):.2f}x,"
+        f" p99 {percentile(d.ms, 0.99) / percentile(ne.ms, 0.99):.2f}x,"
         f" CPU per scrape {d.per_scrape_ms() / ne.per_scrape_ms():.2f}x,"
         f" gzip bytes {d.gzip_bytes / ne.gzip_bytes:.2f}x.",
     ]

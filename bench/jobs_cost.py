@@ -32,15 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from support.dshd import Cluster  # noqa: E402
+from testbed import cpu_seconds  # noqa: E402
 
 NODES = ["127.0.0.90", "127.0.0.91", "127.0.0.92"]
 POLICIES = ("all", "own", "own")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ask(url: str) -> tuple[float, bytes]:

@@ -206,3 +206,16 @@ class Bed(LoopbackBed):
         self.settle()
         server = self.tree()[0] - server
         return {f"{key}_client": client / repeat, f"{key}_server": server / repeat}
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of the process so far (fields 14 and 15 of stat(5))."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()  # after "pid (comm)"
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(xs: list[float], p: float) -> float:
+    """The value below which a share ``p`` of ``xs`` lie (nearest rank)."""
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(len(s) * p))]

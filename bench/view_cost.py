@@ -85,6 +85,7 @@ from support.dshd import Cluster, Node  # noqa: E402
 from support.paths import DSH, PY  # noqa: E402
 from support.tmux import Tmux  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
+from testbed import cpu_seconds, percentile  # noqa: E402
 
 from dsh.core.gossip import GossipNode, StatusRow  # noqa: E402
 from dsh.core.history import History  # noqa: E402
@@ -103,18 +104,6 @@ TARGET_ONCE_MS = 150.0
 TARGET_LIVE_PCT = 2.0
 TARGET_PAINT_MS = 1000.0
 GiB = 1 << 30
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of the process so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def pct(xs: list[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(len(s) * p))]
 
 
 def met(ok: bool) -> str:
@@ -612,7 +601,7 @@ def measure(runs: int, seconds: float, loads: int, scratch: Path) -> str:
         med = statistics.median(t.ms)
         target = "" if "dsh" not in t.label else (
             f"< {TARGET_ONCE_MS:g} ms: {met(med < TARGET_ONCE_MS)}")  # fmt: skip
-        w.append(f"| {t.label} | {med:.1f} | {pct(t.ms, 0.9):.1f} | {target} |")
+        w.append(f"| {t.label} | {med:.1f} | {percentile(t.ms, 0.9):.1f} | {target} |")
     w.append("")
     w.append(
         f"The live view: `python3 dsh top` (curses) in a tmux pane of 150 x 110, both "
