@@ -121,6 +121,14 @@ class ClientConfig(Record):
 # -- the command line and the environment -----------------------------------------
 
 
+def http_address(config: "ClientConfig", daemon: "str | None") -> tuple[str, int]:
+    """The dshd HTTP port that dsh top, ps and plot ask: ``-H HOST[:PORT]`` (a
+    PORT there is the HTTP port), else $DSH_DAEMON's host and $DSH_HTTP_PORT."""
+    if daemon:
+        return _host_port(daemon, config.http_port)
+    return config.daemon_host, config.http_port
+
+
 def _host_port(text: str, default_port: int) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if sep and port.isdigit() and "]" not in port:

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from .. import defaults
 from ..errors import EXIT_USAGE, ConfigError
-from .config import _host_port, config_from
+from .config import config_from, http_address
 from .top.fetch import FetchError, cluster, get
 
 EXIT_NO_DAEMON = 1  # the local dshd did not answer, or no node answered
@@ -170,9 +170,7 @@ def _main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         say(str(exc))
         return EXIT_USAGE
-    host, port = config.daemon_host, config.http_port
-    if args.daemon:
-        host, port = _host_port(args.daemon, port)
+    host, port = http_address(config, args.daemon)
     timeout = max(0.01, args.timeout)
     try:
         data = cluster(host, port, timeout)

@@ -11,7 +11,6 @@ what is not its API, is one line and exit 1 too. Imported only for
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
 from pathlib import Path
@@ -20,7 +19,8 @@ from urllib.parse import quote
 from ... import defaults
 from ...errors import EXIT_USAGE, ConfigError
 from ..cli import Options
-from ..config import _host_port, config_from
+from ..config import config_from, http_address
+from ..top.fetch import FetchError, get
 from . import data
 
 NEEDS = "dsh plot --png needs matplotlib: pip install 'dsh[plot]'"
@@ -51,22 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _get(host: str, port: int, path: str) -> dict[str, object]:
-    where = f"dshd at {host}:{port}"
-    connection = http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+    """A JSON object from dshd's HTTP port, by dsh top's one small HTTP client."""
     try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        body = answer.read()
-    except (OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise Unanswered(f"no answer from {where}: {reason} (is dshd running with --http?)"
-                         ) from None  # fmt: skip
-    finally:
-        connection.close()
-    if answer.status != 200:
-        first = body.decode(errors="replace").strip().splitlines()[:1]
-        raise Unanswered(f"{where} answered {path.split('?')[0]} with HTTP {answer.status}"
-                         + (f": {first[0]}" if first else ""))  # fmt: skip
+        body = get(host, port, path, TIMEOUT)
+    except FetchError as exc:
+        raise Unanswered(str(exc)) from None
+    where = f"dshd at {host}:{port}"
     try:
         value = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -102,9 +92,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         print(NEEDS, file=sys.stderr)
         return EXIT_NO_PLOT
-    host, port = config.daemon_host, config.http_port
-    if args.daemon:
-        host, port = _host_port(args.daemon, config.http_port)
+    host, port = http_address(config, args.daemon)
     try:
         view = _get(host, port, "/api/view")
         try:

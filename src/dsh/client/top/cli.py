@@ -13,7 +13,7 @@ import sys
 
 from ... import defaults
 from ...errors import EXIT_USAGE, ConfigError
-from ..config import _host_port, config_from
+from ..config import config_from, http_address
 from .fetch import FetchError, cluster
 from .rows import LOG_FORMATS, SORTS, as_record, cluster_row, filter_rows, node_rows, sort_rows
 
@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         say(str(exc))
         return EXIT_USAGE
-    host, port = config.daemon_host, config.http_port
-    if args.daemon:
-        host, port = _host_port(args.daemon, port)
+    host, port = http_address(config, args.daemon)
     timeout = config.daemon_timeout if args.timeout is None else max(0.01, args.timeout)
 
     def fetch() -> dict[str, object]:
