@@ -282,7 +282,7 @@ def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
     ranks = sorted(net.loads.values())
     picks = [observer.best(net.now) for _ in range(20)]
     assert all(p is not None for p in picks)
-    rank = [ranks.index(net.loads[p]) / 100 for p in picks if p]  # type: ignore[index]
+    rank = [ranks.index(net.loads[p]) / 100 for p in picks if p]
     assert sorted(rank)[10] <= 0.25  # the median pick is in the best quarter
 
 
