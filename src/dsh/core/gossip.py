@@ -323,7 +323,7 @@ class GossipNode:
         self.table.set_status(peer, status, now)
         self.events["left" if status == LEFT else "declared_down"] += 1
         self._broadcasts.put(peer.spec.key, Kind.LEFT if status == LEFT else Kind.DOWN)
-        log.info("member %s is %s", peer.spec.name, status)
+        log.info("member %s %s", peer.spec.name, "has left" if status == LEFT else "is down")
 
     def _take_news(self, news: News, sender: Peer, now: float) -> None:
         key = self.table.key_of(news.member)
