@@ -18,6 +18,7 @@ from support.cluster_files import BAD_CLUSTER_FILES
 from dsh import __version__
 from dsh.daemon import cli
 from dsh.daemon.keys import load_keys
+from dsh.errors import ConfigError
 
 A = "127.0.0.11"
 
@@ -197,7 +198,7 @@ def test_with_discovery_a_node_need_not_be_listed(tmp_path: Path) -> None:
     found = (Discovery("broadcast", "10.251.1.255"),)
     config = DaemonConfig(name="lonely")
     assert cli.identify(config, [], found) == ("lonely", {})
-    with pytest.raises(cli.ConfigError, match="--name lonely: not in"):
+    with pytest.raises(ConfigError, match="--name lonely: not in"):
         cli.identify(config, [], ())
     # without --name: its address on the broadcast's subnet, else another of its own
     name, _ = cli.identify(DaemonConfig(), [], found)
