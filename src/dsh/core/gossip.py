@@ -351,8 +351,9 @@ class GossipNode:
                 self._advance(peer, order, now - news.age,
                               (news.ncpu, news.load, news.mem_avail))  # fmt: skip
                 self._alive(peer, now)
-            elif order == peer.order and peer.fresh_at is not None:
-                peer.fresh_at = max(peer.fresh_at, now - news.age)
+            # The same order again says nothing newer: the member sent it once.
+            # Taking its age again would let two nodes relaying a dead member's
+            # last report to each other keep it fresh by their rounding.
             return
         if order < peer.order and peer.status in (ALIVE, SUSPECT):
             # We know it fresher than the news does: say so, to refute it.
@@ -461,7 +462,9 @@ class GossipNode:
         if self._last_tick is not None:
             # Lifeguard's local health: a tick much later than due means this
             # node is starved, and what it failed to hear is its own fault.
-            late = now - self._last_tick > 2 * self.interval
+            # Late by more than an interval and at least a second: short test
+            # intervals on a busy machine are not starvation.
+            late = now - self._last_tick > self.interval * 1.1 + max(self.interval, 1.0)
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
         self._last_tick = now
         self._sample = sample
