@@ -67,7 +67,7 @@ def _cells(row: "StatusRow") -> list[str]:
         _num(row.load1),
         _num(row.extra),
         *_usage_cells(row),
-        LISTED if getattr(row, "listed", True) else FOUND,  # TODO(i15): row.listed after merge
+        LISTED if row.listed else FOUND,
     ]
 
 

@@ -54,7 +54,7 @@ def node_json(row: StatusRow, jobs: int, jobs_recent: int) -> dict[str, object]:
     out: dict[str, object] = {
         "name": row.name,
         "state": row.state,
-        "listed": getattr(row, "listed", True),  # TODO(i15): row.listed after merge
+        "listed": row.listed,
         "age": None if row.age is None else round(row.age, 3),
         "load": row.load if known else None,
         "load1": None if row.load1 is None or not known else round(row.load1, 3),

@@ -255,7 +255,7 @@ def _add_cluster(out: _Families, rows: Iterable[StatusRow]) -> None:
             gauge("dsh_node_state", "1 for the node's membership state, 0 for the others.",
                   row, row.state == state, state=state)  # fmt: skip
         gauge("dsh_node_listed", "1 when the node is in the cluster file, 0 when found by "
-              "discovery.", row, getattr(row, "listed", True))  # fmt: skip  # TODO(i15)
+              "discovery.", row, row.listed)  # fmt: skip
         gauge("dsh_node_drained", "1 when the node is drained (takes no new jobs).", row,
               row.drained or row.state == "drained")  # fmt: skip
         gauge("dsh_node_loadscale", "The node's load weight in the cluster file.", row,

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.gossip_node import make_node
 
+from dsh.core import table
 from dsh.core.gossip import OUTCOMES, Sample, StatusRow
 from dsh.core.score import GIB
 from dsh.core.status import (
@@ -260,6 +261,8 @@ def test_live_states_are_those_whose_last_report_counts() -> None:
     assert set(STATES) == {"up", "drained", "suspect", "down", "left"}
     assert frozenset(("up", "drained", "suspect")) == LIVE
     assert [s for s in STATES if Member("n", s, 1, 0.0).live] == ["up", "drained", "suspect"]
+    # the core's names for what it shows (table.py) are among them
+    assert {table.SUSPECT, table.DOWN, table.LEFT} <= set(STATES)
 
 
 def test_parse_status_skips_what_it_does_not_know() -> None:
