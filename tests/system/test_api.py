@@ -103,6 +103,21 @@ def test_a_killed_nodes_points_turn_null(cluster: Cluster) -> None:
     assert any(v is not None for v in series["load"])  # before it died
 
 
+def test_a_node_that_stops_cleanly_is_left_at_once_without_values(cluster: Cluster) -> None:
+    cluster.nodes[B].stop()  # SIGTERM: it says so
+    wait_for(lambda: cluster.nodes[A].state_of(B) == "left", 5, "B to have left")
+    left = {n["name"]: n for n in get(cluster, "/api/cluster")["nodes"]}[B]
+    assert left["state"] == "left" and left["listed"] is True
+    assert left["load"] is None and left["cpu_user"] is None and left["cpus"] is None
+
+    def last_point() -> Any:
+        series = get(cluster, f"/api/history?since=-30&nodes={B}")["nodes"][B]
+        return series if series["state"][-1] == 4 else None
+
+    series = wait_for(last_point, 10, "B's points to say left")
+    assert series["load"][-1] is None and series["cpu_idle"][-1] is None
+
+
 def test_jobs_count_the_best_node_answers_naming_each_node(cluster: Cluster) -> None:
     # What dsh top's jobs column shows: the answers of this daemon's best-node
     # port, since start and in the last minute.
