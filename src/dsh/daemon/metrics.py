@@ -317,6 +317,8 @@ class Own:
     http: Mapping[str, int]
     best_answers: Mapping[str, int]
     graphite: Mapping[str, float] | None = None  # sent, dropped, buffered; None: no [graphite]
+    membership: Mapping[str, int] | None = None  # GossipNode.events: suspected, refuted, ...
+    health: int = 0  # GossipNode.health: Lifeguard's local health, 0 = fine
 
 
 def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float) -> None:
@@ -334,9 +336,15 @@ def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float
          "outcome"),
         ("dsh_best_node_answers_total", "Best-node answers (jobs placed), by node named.",
          own.best_answers, "node"),
+        ("dsh_membership_events_total", "Membership events seen by this dshd: suspicions, "
+         "refutations, downs, departures, rejoins, found and forgotten members.",
+         own.membership or {}, "event"),
     ):  # fmt: skip
         for key, count in sorted(counts.items()):
             out.add(name, COUNTER, help, {label: key}, float(count))
+    if own.membership is not None:
+        out.add("dsh_membership_health", GAUGE, "Local health (Lifeguard): 0 fine, up to 8 when "
+                "this dshd runs late and stretches its own timeouts.", {}, float(own.health))  # fmt: skip
     if own.graphite is not None:
         g = own.graphite
         for key, kind, help in (

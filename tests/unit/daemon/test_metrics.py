@@ -321,8 +321,12 @@ def test_suspect_is_live_with_its_values_left_is_like_down_and_the_state_set() -
 def test_own_counters() -> None:
     own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2, "none": 1},
               {"served": 3, "denied": 1}, {"n1": 4},
-              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
+              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0},
+              {"suspected": 3, "refuted": 2, "declared_down": 1}, 2)  # fmt: skip
     got = samples(own_families(own, [], MONO))
+    assert got[("dsh_membership_events_total", (("event", "suspected"),))] == 3.0
+    assert got[("dsh_membership_events_total", (("event", "declared_down"),))] == 1.0
+    assert got[("dsh_membership_health", ())] == 2.0
     assert got[("dsh_build_info", (("node", "n1"), ("version", __version__)))] == 1.0
     assert got[("dsh_datagrams_total", (("outcome", "malformed"),))] == 1.0
     assert got[("dsh_tcp_clients_total", (("outcome", "served"),))] == 2.0
