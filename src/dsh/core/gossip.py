@@ -260,9 +260,13 @@ class GossipNode:
     def _discover(self, state: State, key: str, address: str) -> str | None:
         """A datagram from an address no member has: a new member, if discovery is on."""
         if self.table.spec(key) is not None:
-            if self.book.get(key):
+            peer = self.table.get(key)
+            moved = key in self.table.found and peer is not None and peer.status in GONE
+            if self.book.get(key) and not moved:
                 return NAME_MISMATCH  # a member we know elsewhere
-            self.book.put(key, (address,))  # listed, but its name does not resolve
+            # Listed but its name does not resolve, or a found member back at a new
+            # address (DHCP): where it is heard from is where it is.
+            self.book.put(key, (address,))
             return None
         if not is_valid_name(state.name) or len(self.table.found) >= MAX_FOUND:
             return NOT_MEMBER

@@ -386,3 +386,18 @@ def test_relayed_news_never_makes_a_member_fresher_than_its_last_report() -> Non
     news = (News(bytes(8), 1, 1, Kind.ALIVE, 0.01, 1),)
     wire = decode(encode_state(State("x", 1, 1, 1, 1, 0.0, 0.0, 1, 1, usage=IDLE, news=news)))
     assert wire.news[0].age == 0.1  # 10 ms goes out as 0.1 s, not 0
+
+
+def test_a_found_member_that_was_down_may_come_back_at_another_address() -> None:
+    node = GossipNode([], "a", score_load, interval=INTERVAL, suspect_after=SUSPECT_AFTER,
+                      extraload=1.0, extra_reports=2, extra_ttl=5.0, incarnation=1,
+                      rng=random.Random(0), discovery=True)  # fmt: skip
+    first = State("b", EPOCH_MS, 1, EPOCH_MS, 4, 0.0, 0.0, GIB, GIB, usage=IDLE)
+    assert node.receive(encode_state(first), "10.9.0.2", 0.0) == ACCEPTED
+    again = State("b", EPOCH_MS + 9, 1, EPOCH_MS, 4, 0.0, 0.0, GIB, GIB, usage=IDLE)
+    assert node.receive(encode_state(again), "10.9.0.9", 1.0) == "name_mismatch"  # it is up
+    peer = node.table.get("b")
+    assert peer is not None
+    node.table.set_status(peer, "down", 2.0)
+    assert node.receive(encode_state(again), "10.9.0.9", 3.0) == ACCEPTED
+    assert node.addresses("b") == ("10.9.0.9",) and node.member_state("b", 3.0) == "up"
