@@ -322,3 +322,14 @@ def retrying(read: Callable[[], dict[str, str]], tries: int = 5) -> dict[str, st
             return read()
         time.sleep(0.05)
     return None
+
+
+def parse_counters(text: str) -> dict[str, dict[str, int]]:
+    """The '# group k=v ...' lines at the end of a status table."""
+    found = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[0] == "#" and all("=" in f for f in fields[2:]):
+            with contextlib.suppress(ValueError):
+                found[fields[1]] = {k: int(v) for k, v in (f.split("=", 1) for f in fields[2:])}
+    return found
