@@ -123,6 +123,7 @@ class Hosts:
     tag: str = field(default_factory=lambda: secrets.token_hex(2))
     daemons: list[Dshd] = field(default_factory=list)
     _made: list[tuple[str, str]] = field(default_factory=list)  # ("ns"|"link", name)
+    _starts: dict[int, int] = field(default_factory=dict)  # host -> dshd started there
 
     @property
     def bridge(self) -> str:
@@ -234,10 +235,13 @@ class Hosts:
 
     # -- dshd -------------------------------------------------------------------------
 
-    def run_dshd(self, i: int, *args: str, program: str = str(DSHD), tag: str = "") -> Dshd:
+    def run_dshd(self, i: int, *args: str, program: str = str(DSHD)) -> Dshd:
         """Start dshd in namespace i with the ports of this bed, a control socket
-        of its own (namespaces share the file system) and the status port open
-        to the bridge's subnet; ``args`` are the rest (-f, --interval, keys...)."""
+        and a log of its own (namespaces share the file system; the k-th start
+        in host i gets dshd-I-K.*) and the status port open to the bridge's
+        subnet; ``args`` are the rest (-f, --interval, keys...)."""
+        self._starts[i] = k = self._starts.get(i, 0) + 1
+        tag = f"-{k}"
         log = self.directory / f"dshd-{i}{tag}.log"
         argv = [
             "ip", "netns", "exec", self.namespace(i),

@@ -170,23 +170,32 @@ def time_until(hosts: Hosts, observers: list[int], subject: str, state: str, sin
 
 
 def test_a_sigkilled_dshd_is_down_everywhere_within_5_s(hosts: Hosts) -> None:
+    # Three crashes, of three different hosts, each restarted after: the
+    # detection times of 3 x 7 observers, and a crashed node that comes back
+    # (a new incarnation) is up everywhere again.
     daemons = start_listed(hosts)
-    victim = daemons[-1]
-    others = [i for i in hosts.numbers if i != victim.host]
-    victim.signal(signal.SIGKILL)
-    killed = time.monotonic()
-    victim.process.wait()
-    # Waited for longer than the bound so that a slow detection is measured, then judged.
-    took = time_until(hosts, others, victim.address, "down", killed, 4 * DOWN_WITHIN)
+    took: list[float] = []
+    for victim in daemons[-3:]:
+        others = [i for i in hosts.numbers if i != victim.host]
+        victim.signal(signal.SIGKILL)
+        killed = time.monotonic()
+        victim.process.wait()
+        # Waited for longer than the bound so that a slow detection is measured, then judged.
+        seen = time_until(hosts, others, victim.address, "down", killed, 4 * DOWN_WITHIN)
+        took += seen.values()
+        print(f"SIGKILL of host {victim.host} -> down at the others after"
+              f" {', '.join(f'{seen[i]:.2f}' for i in others)} s")  # fmt: skip
+        for i in others:  # and nobody else went with it
+            states = hosts.states(i)
+            assert all(states[hosts.address(j)] == "up" for j in others if j != i), states
+        back = hosts.run_dshd(victim.host, "-f", str(listed_cluster(hosts)), "--no-key", "-v")
+        hosts.wait_answering(back)
+        wait_for(lambda: hosts.all_see(hosts.numbers), 20, "the restarted node up everywhere", 0.2)
     print(
-        f"SIGKILL -> down, {len(others)} observers, interval {INTERVAL:g} s:"
-        f" median {statistics.median(took.values()):.2f} s, max {max(took.values()):.2f} s"
-        f" ({', '.join(f'{took[i]:.2f}' for i in others)})"
+        f"SIGKILL -> down, 3 crashes x {N - 1} observers, interval {INTERVAL:g} s:"
+        f" median {statistics.median(took):.2f} s, max {max(took):.2f} s"
     )
-    assert max(took.values()) <= DOWN_WITHIN, took
-    for i in others:  # and nobody else went with it
-        states = hosts.states(i)
-        assert all(states[hosts.address(j)] == "up" for j in others if j != i), states
+    assert max(took) <= DOWN_WITHIN, took
 
 
 def test_a_sigtermed_dshd_is_left_everywhere_within_one_interval(hosts: Hosts) -> None:
@@ -204,8 +213,7 @@ def test_a_sigtermed_dshd_is_left_everywhere_within_one_interval(hosts: Hosts) -
     assert max(took.values()) <= INTERVAL, took
     assert code == 0, victim.tail()
     # A node that left and comes back is up again everywhere.
-    back = hosts.run_dshd(victim.host, "-f", str(listed_cluster(hosts)), "--no-key", "-v",
-                          tag="-again")  # fmt: skip
+    back = hosts.run_dshd(victim.host, "-f", str(listed_cluster(hosts)), "--no-key", "-v")
     hosts.wait_answering(back)
     wait_for(lambda: hosts.all_see(hosts.numbers), 20, "the returned node up everywhere", 0.2)
 
