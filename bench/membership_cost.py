@@ -55,6 +55,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src"), str(REPO / "bench")]
 
@@ -237,7 +239,11 @@ class DshdPhase(Phase):
         into["events"] = dict(delta)
 
     def stop(self) -> None:
-        self.cluster.stop()
+        # All at once: one by one, 200 orderly shutdowns take minutes.
+        for node in self.cluster.nodes.values():
+            if node.process is not None and node.process.poll() is None:
+                node.process.send_signal(signal.SIGTERM)
+        self.cluster.stop()  # waits for each (and kills one that hangs)
 
 
 class SerfPhase(Phase):
@@ -325,6 +331,26 @@ class SerfPhase(Phase):
                 p.wait()
 
 
+def cpu_by_process(exclude: set[int]) -> dict[int, tuple[str, float]]:
+    """pid -> (command line, CPU seconds so far) of every other process: what
+    else ran during the window."""
+    out = {}
+    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+        if proc.pid in exclude or proc.info["cpu_times"] is None:
+            continue
+        t = proc.info["cpu_times"]
+        out[proc.pid] = (" ".join(proc.info["cmdline"] or [])[:80], t.user + t.system)
+    return out
+
+
+def others(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+           window: float) -> list[tuple[float, str]]:  # fmt: skip
+    """(% of a core, command) of the other processes that used the most CPU in the window."""
+    used = [(100 * (cpu - before[pid][1]) / window, cmd) for pid, (cmd, cpu) in after.items()
+            if pid in before]  # fmt: skip
+    return sorted((u for u in used if u[0] >= 1.0), reverse=True)[:4]
+
+
 def run_phase(kind: str, n: int, seconds: float, wave: int, sweep_every: float) -> Result:
     """Inside the phase's namespace: everything, and the figures as a dict."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -343,6 +369,8 @@ def run_phase(kind: str, n: int, seconds: float, wave: int, sweep_every: float) 
         phase.mark()
         cpu0 = [cpu_seconds(p) for p in pids]
         snmp0, nft0 = snmp_udp(), nft_counters()
+        ours = {os.getpid(), *pids}
+        others0, me0 = cpu_by_process(ours), cpu_seconds(os.getpid())
         started = time.monotonic()
         load0 = os.getloadavg()[0]
         next_sweep = started + sweep_every
@@ -354,6 +382,8 @@ def run_phase(kind: str, n: int, seconds: float, wave: int, sweep_every: float) 
         window = time.monotonic() - started
         cpu = [cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
         snmp1, nft1 = snmp_udp(), nft_counters()
+        result["others"] = others(others0, cpu_by_process(ours), window)
+        result["sweep_cpu"] = 100 * (cpu_seconds(os.getpid()) - me0) / window
         statuses = [proc_status(p) for p in pids]
         phase.sweep(result)  # the last look, at the window's end
         phase.finish(result)
@@ -473,6 +503,13 @@ def report(results: list[Result], args: argparse.Namespace, commit: str) -> str:
             f" {r['load'][0]:.2f}, {r['load'][1]:.2f} | {r.get('sweeps', 0)} |"
             f" {json.dumps(odd) if odd else 0}{f' (suspect {suspect})' if suspect else ''} |"
             f" {age} | {events} | {r['rcvbuf_errors']} |"
+        )
+    lines += ["", "Other processes that used at least 1 % of a core in a window (this"
+              " script's sweeps and the daemons excluded):", ""]  # fmt: skip
+    for r in results:
+        busy = "; ".join(f"{pct:.0f} % `{cmd}`" for pct, cmd in r.get("others", [])) or "none"
+        lines.append(
+            f"* {r['kind']} x {r['n']}: {busy} (this script's sweeps: {r['sweep_cpu']:.1f} %)"
         )
     by = {(r["kind"], r["n"]): r for r in results}
     small, big = by.get(("dshd", args.small)), by.get(("dshd", args.nodes))
