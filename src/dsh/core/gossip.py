@@ -142,6 +142,7 @@ class GossipNode:
         self._broadcasts = m.Broadcasts()
         self._recent: deque[str] = deque(maxlen=RECENT)
         self._answer: set[str] = set()  # members to send to at the next poll
+        self._probe: set[str] = set()  # members to ask for an answer at the next poll
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
         self._last_tick: float | None = None
@@ -246,6 +247,8 @@ class GossipNode:
             return NOT_MEMBER
         if not self._take_report(peer, state, now):
             return STALE
+        if state.probe:
+            self._answer.add(name_key)  # it has no fresh news of us: answer at the next poll
         for news in state.news:
             self._take_news(news, peer, now)
         return ACCEPTED
@@ -320,7 +323,7 @@ class GossipNode:
         self.table.set_status(peer, status, now)
         self.events["left" if status == LEFT else "declared_down"] += 1
         self._broadcasts.put(peer.spec.key, Kind.LEFT if status == LEFT else Kind.DOWN)
-        log.info("member %s is %s", peer.spec.name, status)
+        log.info("member %s %s", peer.spec.name, "has left" if status == LEFT else "is down")
 
     def _take_news(self, news: News, sender: Peer, now: float) -> None:
         key = self.table.key_of(news.member)
@@ -399,7 +402,13 @@ class GossipNode:
         me = self.table.me.id
         for key in self._monitored():
             peer = self.table.peers[key]
-            if peer.fresh_at is not None and now - peer.fresh_at <= late:
+            age = None if peer.fresh_at is None else now - peer.fresh_at
+            if age is not None and age <= late:
+                if age > late / 2 and peer.status == ALIVE:
+                    # Quiet for over an interval: ask it directly before suspecting
+                    # it (SWIM's ping). It may just not be sending to us: above the
+                    # threshold two nodes' rings can differ while news spreads.
+                    self._probe.add(key)
                 continue
             if peer.status == ALIVE or (
                 peer.status == SUSPECT and peer.suspicion and me not in peer.suspicion.confirmers
@@ -491,15 +500,17 @@ class GossipNode:
         if self._sample is None:
             return []
         self._judge(now)  # suspicions time out at a quarter interval's precision
-        if not self._broadcasts and not self._answer:
+        if not self._broadcasts and not self._answer and not self._probe:
             return []
         state = self._own_state(self._sample, wall_ms)
         me = self.table.me
         me.state, me.order, me.fresh_at = state, state.order, now
         if self.full_mesh():
             targets = [k for k in self.table.members() if k != self.key]
-        else:
+        elif self._broadcasts:
             targets = self._random_members(self.fanout, exclude=set(self._answer))
+        else:
+            targets = []
         targets.extend(k for k in self._answer if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
@@ -555,7 +566,7 @@ class GossipNode:
             if peer is None or peer.status != ALIVE or peer.fresh_at is None:
                 continue
             if now - peer.fresh_at > fresh:
-                break  # older still behind it
+                continue  # relayed news can be older than what came before it
             news = self._news_of(key, Kind.ALIVE, now)
             if news is not None:
                 chosen[key] = news
@@ -586,8 +597,12 @@ class GossipNode:
         news = self._news(now)
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
         # one not heard yet gets ours. Each version is encoded (and sealed) once.
-        datagrams: dict[int, bytes] = {}
+        # A member we probe gets the probe flag (version 3 only; an older one
+        # answers every interval anyway).
+        datagrams: dict[tuple[int, bool], bytes] = {}
         out = []
+        probes = self._probe
+        targets = targets + [k for k in probes if k not in targets]
         for key in targets:
             addresses = self.book.get(key)
             if not addresses:
@@ -595,14 +610,16 @@ class GossipNode:
             peer = self.table.peers.get(key)
             speaks = peer.state.version if peer is not None and peer.state is not None else VERSION
             version = 1 if state.usage is None else min(speaks, VERSION)
-            datagram = datagrams.get(version)
+            probe = key in probes and version >= 3
+            datagram = datagrams.get((version, probe))
             if datagram is None:
-                full = dataclasses.replace(state, news=news) if version >= 3 else state
+                full = dataclasses.replace(state, news=news, probe=probe) if version >= 3 else state
                 datagram = encode_state(full, version)
                 if self.sealer is not None:
                     datagram = self.sealer.seal(datagram, self.nonce())
-                datagrams[version] = datagram
+                datagrams[version, probe] = datagram
             out.append((datagram, addresses[0]))
+        probes.clear()
         return out
 
     # -- answers ---------------------------------------------------------------

@@ -33,8 +33,9 @@ Version 2 (108 bytes plus the name) is version 1 with ``Usage`` between
     net_receive, net_transmit    2 x Q   bytes/s
     swap_used, swap_total        2 x Q   bytes, used <= total
 
-Version 3 is version 2 with flag bit 1 (the node is leaving: it stopped
-cleanly) and, after the name, news of other members (gossip.py)::
+Version 3 is version 2 with flag bits 1 (the node is leaving: it stopped
+cleanly) and 2 (a probe: the receiver should answer at once, SWIM's ping)
+and, after the name, news of other members (gossip.py)::
 
     nnews    B   0..MAX_NEWS entries of 31 bytes each:
       id       8s  member_id(name key) (roster.py)
@@ -75,7 +76,8 @@ class MessageType(IntEnum):
 
 FLAG_DRAINED = 0x01
 FLAG_LEAVING = 0x02  # version 3 on: the node is stopping and says so
-_KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING}
+FLAG_PROBE = 0x04  # version 3 on: the sender has no fresh news of the receiver; answer
+_KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING | FLAG_PROBE}
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
@@ -148,6 +150,7 @@ class State:
     drained: bool = False
     usage: Usage | None = None  # None from a node that sends version 1
     leaving: bool = False  # version 3: the node is stopping (SIGTERM)
+    probe: bool = field(default=False, compare=False)  # version 3: answer me at once
     # What the sender knows of others (version 3). Not the state's value either.
     news: tuple[News, ...] = field(default=(), compare=False)
     # The datagram's version: what the sender speaks. Not part of the state's
@@ -215,6 +218,8 @@ def encode_state(state: State, version: int | None = None) -> bytes:
     flags = FLAG_DRAINED if state.drained else 0
     if version >= 3 and state.leaving:
         flags |= FLAG_LEAVING
+    if version >= 3 and state.probe:
+        flags |= FLAG_PROBE
     return (
         _HEADER.pack(MAGIC, version, MessageType.STATE)
         + _STATE.pack(
@@ -298,6 +303,7 @@ def decode(data: bytes) -> State:
         drained=bool(flags & FLAG_DRAINED),
         usage=usage,
         leaving=bool(flags & FLAG_LEAVING),
+        probe=bool(flags & FLAG_PROBE),
         news=news,
         version=version,
     )

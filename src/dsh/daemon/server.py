@@ -175,12 +175,10 @@ class Daemon:
             try:
                 if d.kind == "broadcast":
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                elif ":" not in d.address:
+                else:  # IPv4 only (cluster.py): the socket with discovery is IPv4
                     group = socket.inet_aton(d.address) + socket.inet_aton("0.0.0.0")
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-                else:
-                    raise OSError(0, "IPv6 multicast needs an IPv6 gossip socket")
             except OSError as exc:
                 sock.close()
                 raise DshError(f"cannot use @{d.kind} {d.address}: {exc.strerror}") from None
