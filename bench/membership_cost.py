@@ -335,11 +335,12 @@ def cpu_by_process(exclude: set[int]) -> dict[int, tuple[str, float]]:
     """pid -> (command line, CPU seconds so far) of every other process: what
     else ran during the window."""
     out = {}
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+    for proc in psutil.process_iter(["cmdline", "cpu_times", "name"]):
         if proc.pid in exclude or proc.info["cpu_times"] is None:
             continue
         t = proc.info["cpu_times"]
-        out[proc.pid] = (" ".join(proc.info["cmdline"] or [])[:80], t.user + t.system)
+        command = " ".join(proc.info["cmdline"] or []) or f"[{proc.info['name']}]"  # a kernel's
+        out[proc.pid] = (command[:80], t.user + t.system)
     return out
 
 
