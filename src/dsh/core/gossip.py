@@ -143,6 +143,7 @@ class GossipNode:
         self._recent: deque[str] = deque(maxlen=RECENT)
         self._answer: set[str] = set()  # members to send to at the next poll
         self._probe: set[str] = set()  # members to ask for an answer at the next poll
+        self._older: set[str] = set()  # members that speak an older datagram version
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
         self._last_tick: float | None = None
@@ -171,7 +172,10 @@ class GossipNode:
     def reload(self, specs: list[NodeSpec]) -> Changes:
         changes = self.table.replace_roster(Roster(specs))
         self.roster = self.table.roster
-        self.book.keep(set(self.table.members()))
+        members = set(self.table.members())
+        self.book.keep(members)
+        self._older &= members
+        self._suspecting &= members
         return changes
 
     def full_mesh(self) -> bool:
@@ -285,6 +289,10 @@ class GossipNode:
         ):
             return False
         peer.state, peer.heard_at = state, now
+        if state.version < VERSION:
+            self._older.add(peer.spec.key)
+        else:
+            self._older.discard(peer.spec.key)
         self._advance(peer, state.order, now, None)
         if state.leaving:
             self._gone(peer, LEFT, now)
@@ -343,8 +351,9 @@ class GossipNode:
                 self._advance(peer, order, now - news.age,
                               (news.ncpu, news.load, news.mem_avail))  # fmt: skip
                 self._alive(peer, now)
-            elif order == peer.order and peer.fresh_at is not None:
-                peer.fresh_at = max(peer.fresh_at, now - news.age)
+            # The same order again says nothing newer: the member sent it once.
+            # Taking its age again would let two nodes relaying a dead member's
+            # last report to each other keep it fresh by their rounding.
             return
         if order < peer.order and peer.status in (ALIVE, SUSPECT):
             # We know it fresher than the news does: say so, to refute it.
@@ -453,7 +462,9 @@ class GossipNode:
         if self._last_tick is not None:
             # Lifeguard's local health: a tick much later than due means this
             # node is starved, and what it failed to hear is its own fault.
-            late = now - self._last_tick > 2 * self.interval
+            # Late by more than an interval and at least a second: short test
+            # intervals on a busy machine are not starvation.
+            late = now - self._last_tick > self.interval * 1.1 + max(self.interval, 1.0)
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
         self._last_tick = now
         self._sample = sample
@@ -476,10 +487,7 @@ class GossipNode:
         member of an older release (it judges by silence)."""
         targets = self.table.walk(self.key, m.MONITORS, 1)
         targets += self._random_members(self.fanout, exclude=set(targets))
-        for key, peer in self.table.peers.items():
-            if peer.state is not None and peer.state.version < VERSION and peer.status not in GONE \
-                    and key not in targets:  # fmt: skip
-                targets.append(key)
+        targets += [k for k in self._older if k not in targets and k not in self.table.gone]
         return targets
 
     def _random_members(self, count: int, exclude: set[str]) -> list[str]:

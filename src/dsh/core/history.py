@@ -28,8 +28,11 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from .gossip import StatusRow
+from .status import LIVE
 
-# What is kept of a node per point. "state" is 0 down, 1 up, 2 drained;
+# What is kept of a node per point. "state" is 0 down, 1 up, 2 drained,
+# 3 suspect, 4 left (append-only: stored rings and the dashboards' value
+# mappings, dashboards/panels.py UP_STATES, read these numbers);
 # "jobs" is this daemon's count of best-node answers naming it, since start.
 FIELDS = (
     "state", "load", "load1", "cpus", "mem_avail", "mem_total",
@@ -42,7 +45,7 @@ _F = len(FIELDS)
 # them also undoes float32's noise in the JSON (0.3 not 0.30000001192092896).
 DIGITS = {"load": 3, "load1": 3, "cpu_user": 4, "cpu_system": 4, "cpu_idle": 4,
           "cpu_iowait": 4}  # fmt: skip
-_STATES = {"down": 0.0, "up": 1.0, "drained": 2.0}
+_STATES = {"down": 0.0, "up": 1.0, "drained": 2.0, "suspect": 3.0, "left": 4.0}
 NAN = math.nan
 
 
@@ -52,7 +55,9 @@ def point(row: StatusRow, jobs: int) -> tuple[float, ...]:
     def num(value: float | None) -> float:
         return NAN if value is None else float(value)
 
-    known = row.state != "down"  # a down node's last report is not its state now
+    # A down or left node's last report is not its state now; a suspect one's
+    # still is (it is a few seconds old, as anyone's may be under loss).
+    known = row.state in LIVE
     u = row.usage if known else None
     return (
         _STATES.get(row.state, NAN),

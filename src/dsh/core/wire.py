@@ -42,7 +42,7 @@ and, after the name, news of other members (gossip.py)::
       incarn   Q   that member's incarnation ...
       seq      I   ... and sequence number the news is about
       kind     B   ALIVE, SUSPECT, DOWN or LEFT (News)
-      age      H   how old the news was when sent, 0.1 s
+      age      H   how old the news was when sent, 0.1 s, rounded up
       tail     8s  ALIVE: ncpu H, load x 100 H, available memory MiB I;
                    SUSPECT: the suspecting member's id; DOWN, LEFT: zeros
 
@@ -54,6 +54,7 @@ answered in its own from its first report on.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -195,7 +196,8 @@ def _encode_news(n: News) -> bytes:
         tail = n.suspector
     else:
         tail = bytes(8)
-    age = max(0, min(0xFFFF, round(n.age * 10)))
+    # Rounded up: news relayed from node to node must only ever get older.
+    age = max(0, min(0xFFFF, math.ceil(n.age * 10 - 1e-9)))
     return _NEWS.pack(n.member, n.incarnation, n.seq & 0xFFFFFFFF, n.kind, age, tail)
 
 

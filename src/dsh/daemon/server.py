@@ -146,7 +146,8 @@ class Daemon:
     def _own(self) -> Own:
         graphite = self.graphite.counters if self.graphite is not None else None
         return Own(self.node.name, self.node.counters, self.ports.counters, self.http.counters,
-                   self.ports.best_answers, graphite)  # fmt: skip
+                   self.ports.best_answers, graphite, self.node.events,
+                   self.node.health)  # fmt: skip
 
     # -- start -----------------------------------------------------------------
 

@@ -30,6 +30,17 @@ def test_a_point_holds_every_field_and_nan_for_the_unknown() -> None:
     assert dict(zip(FIELDS, point(row("a", "drained"), 0), strict=True))["state"] == 2
 
 
+def test_a_suspect_node_keeps_its_values_a_left_one_has_none() -> None:
+    suspect = dict(zip(FIELDS, point(row("a", "suspect"), 0), strict=True))
+    assert suspect["state"] == 3 and suspect["load"] == 1.5 and suspect["cpu_user"] == 0.25
+    left = dict(zip(FIELDS, point(row("a", "left"), 0), strict=True))
+    assert left["state"] == 4 and math.isnan(left["load"]) and math.isnan(left["cpu_user"])
+    assert math.isnan(left["cpus"]) and left["jobs"] == 0
+    # a state this release does not know is not a number, and its values unknown
+    other = dict(zip(FIELDS, point(row("a", "whatever"), 0), strict=True))
+    assert math.isnan(other["state"]) and math.isnan(other["load"])
+
+
 def test_since_gives_what_came_after_oldest_first_and_fields_on_request() -> None:
     h = History(interval=1.0, span=10.0)
     for k in range(5):

@@ -368,3 +368,21 @@ def test_suspicion_timeout_follows_lifeguard(members: int, confirmations: int) -
     if confirmations >= m.EXPECTED_CONFIRMATIONS:
         assert timeout == pytest.approx(low)
     assert m.t_min(10 * members, INTERVAL) > low  # grows with log N
+
+
+def test_relayed_news_never_makes_a_member_fresher_than_its_last_report() -> None:
+    # Two members relaying a dead member's last report to each other must not keep
+    # it alive: the age rounds up on the wire, and the same order again is no news.
+    net = Net(3, seed=14)
+    net.run(10.0)
+    a, _, c = net.members
+    node = net.nodes[a]
+    peer = node.table.get(c)
+    assert peer is not None and peer.fresh_at is not None
+    before = peer.fresh_at
+    again = News(member_id(c), peer.order[0], peer.order[1], Kind.ALIVE, 0.0, 4, 0.0, GIB)
+    node._take_news(again, node.table.me, net.now + 1.0)
+    assert peer.fresh_at == before
+    news = (News(bytes(8), 1, 1, Kind.ALIVE, 0.01, 1),)
+    wire = decode(encode_state(State("x", 1, 1, 1, 1, 0.0, 0.0, 1, 1, usage=IDLE, news=news)))
+    assert wire.news[0].age == 0.1  # 10 ms goes out as 0.1 s, not 0
