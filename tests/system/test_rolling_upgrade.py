@@ -58,7 +58,7 @@ def usage_cells(text: str, name: str) -> list[str]:
     for line in text.splitlines():
         fields = line.split()
         if fields and fields[0] == name:
-            return fields[COLUMNS.index("user") :]
+            return fields[COLUMNS.index("user") : COLUMNS.index("swap") + 1]
     raise AssertionError(f"{name} not in the status:\n{text}")
 
 
