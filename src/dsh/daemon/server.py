@@ -378,7 +378,8 @@ class Daemon:
                 self._send([(datagram, d.address) for d in self.discovery])
         # After the datagrams are out: the history and quik wait, the gossip does not.
         self.quik.sample()
-        self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
+        if self.history.due(len(self.node.table)):
+            self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
 
     def _read_datagrams(self) -> None:
         """Everything queued, up to a batch: one wake-up per batch, not per datagram.
