@@ -54,8 +54,10 @@ STALE = "stale"  # not newer than what we have: duplicate or reordered
 DROP_LOG_INTERVAL = 10.0  # seconds between two log lines for drops of one reason
 OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, BAD_AUTH, REPLAYED, STALE)
 # Membership events, counted in ``events`` (the status footer, /metrics).
-EVENTS = ("suspected", "refuted", "declared_down", "left", "rejoined", "found", "forgotten",
-          "refuted_self")  # fmt: skip
+# "suspected" and "declared_down" are this node's own judgments; "heard_suspect"
+# and "heard_down" the others' it took from news (one suspicion reaches everyone).
+EVENTS = ("suspected", "heard_suspect", "refuted", "declared_down", "heard_down", "left",
+          "rejoined", "found", "forgotten", "refuted_self")  # fmt: skip
 MAX_FOUND = 65_536  # members learned by discovery; beyond that a flood, not a cluster
 RECENT = 128  # members whose news advanced lately, candidates for the news we send
 __all__ = ["normalize_address"]
@@ -328,12 +330,12 @@ class GossipNode:
             log.info("member %s is up again", peer.spec.name)
         self.table.set_status(peer, ALIVE, now)
 
-    def _gone(self, peer: Peer, status: str, now: float) -> None:
+    def _gone(self, peer: Peer, status: str, now: float, mine: bool = False) -> None:
         if peer.status == status:
             return
         self._suspecting.discard(peer.spec.key)
         self.table.set_status(peer, status, now)
-        self.events["left" if status == LEFT else "declared_down"] += 1
+        self.events["left" if status == LEFT else "declared_down" if mine else "heard_down"] += 1
         self._broadcasts.put(peer.spec.key, Kind.LEFT if status == LEFT else Kind.DOWN)
         log.info("member %s %s", peer.spec.name, "has left" if status == LEFT else "is down")
 
@@ -392,7 +394,7 @@ class GossipNode:
             self.table.set_status(peer, SUSPECT, now)
             s = peer.suspicion = Suspicion(order, now, {suspector})
             self._suspecting.add(peer.spec.key)
-            self.events["suspected"] += 1
+            self.events["suspected" if suspector == self.table.me.id else "heard_suspect"] += 1
             self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
         elif suspector not in s.confirmers:
             s.confirmers.add(suspector)
@@ -435,7 +437,7 @@ class GossipNode:
             if suspect is None or suspect.status != SUSPECT or suspect.suspicion is None:
                 self._suspecting.discard(key)
             elif now >= suspect.suspicion.deadline:
-                self._gone(suspect, DOWN, now)
+                self._gone(suspect, DOWN, now, mine=True)
         for key in [k for k in self.table.gone if k in self.table.found]:
             gone = self.table.peers.get(key)
             if gone is not None and now - gone.status_since > m.FORGET_AFTER:

@@ -256,7 +256,7 @@ def test_three_nodes_see_each_other_up() -> None:
         received = [d for d in cluster.deliveries if d.dst == name]
         outcomes = {k: v for k, v in node.counters.items() if k in OUTCOMES}
         assert outcomes == {ACCEPTED: len(received)} | dict.fromkeys(OUTCOMES[1:], 0)
-        assert node.counters["suspected"] == 0
+        assert node.events["suspected"] == node.events["heard_suspect"] == 0
         # each peer reports every 1.35..1.65 s: 36 to 45 reports in 60 s
         per_peer = Counter(d.src for d in received)
         assert set(per_peer) == set(NAMES) - {name}
@@ -345,7 +345,8 @@ def test_restart_with_clock_stepped_back_rejoins_once_the_old_reports_are_dead()
         assert cluster.states(observer)[gone] == "up"
         state = cluster.nodes[observer].table.get(gone).state  # type: ignore[union-attr]
         assert state is not None and state.incarnation == restarted.incarnation
-        assert cluster.nodes[observer].counters["declared_down"] == 0
+        events = cluster.nodes[observer].events
+        assert events["declared_down"] == events["heard_down"] == 0
 
 
 def test_thirty_percent_loss_never_makes_a_node_down() -> None:
@@ -367,7 +368,7 @@ def test_thirty_percent_loss_never_makes_a_node_down() -> None:
     assert shown["down"] == 0, shown
     assert shown["up"] >= 0.99 * sum(shown.values()), shown
     for node in cluster.nodes.values():
-        assert node.counters["declared_down"] == 0
+        assert node.events["declared_down"] == node.events["heard_down"] == 0
         assert node.counters[MALFORMED] == 0
 
 
