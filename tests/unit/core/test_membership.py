@@ -23,6 +23,7 @@ from dsh.core.cluster import parse_cluster
 from dsh.core.gossip import ACCEPTED, BAD_AUTH, NOT_MEMBER, GossipNode, Sample
 from dsh.core.roster import Roster, member_id
 from dsh.core.score import GIB, score_load
+from dsh.core.table import Peer
 from dsh.core.wire import Kind, News, State, Usage, decode, encode_state
 
 INTERVAL = 1.5
@@ -332,13 +333,19 @@ def test_a_found_member_gone_for_an_hour_is_forgotten_a_listed_one_is_not() -> N
     assert {r.name: r.state for r in node.status_rows(t)} == {"a": "up", "b": "down"}
 
 
-def test_news_of_unknown_members_and_stale_news_change_nothing() -> None:
-    net = Net(3, seed=13)
+def settled(seed: int) -> tuple[Net, GossipNode, Peer]:
+    """Three members after 10 s: the first one, and its record of the second."""
+    net = Net(3, seed=seed)
     net.run(10.0)
-    a, b, _ = net.members
-    node = net.nodes[a]
-    peer = node.table.get(b)
+    node = net.nodes[net.members[0]]
+    peer = node.table.get(net.members[1])
     assert peer is not None
+    return net, node, peer
+
+
+def test_news_of_unknown_members_and_stale_news_change_nothing() -> None:
+    net, node, peer = settled(13)
+    b = peer.spec.name
     order = peer.order
     stale = News(member_id(b), order[0], order[1] - 5, Kind.DOWN, 0.0)
     unknown = News(member_id("10.77.0.1"), 1, 1, Kind.DOWN, 0.0)
@@ -375,12 +382,9 @@ def test_suspicion_timeout_follows_lifeguard(members: int, confirmations: int) -
 def test_relayed_news_never_makes_a_member_fresher_than_its_last_report() -> None:
     # Two members relaying a dead member's last report to each other must not keep
     # it alive: the age rounds up on the wire, and the same order again is no news.
-    net = Net(3, seed=14)
-    net.run(10.0)
-    a, _, c = net.members
-    node = net.nodes[a]
-    peer = node.table.get(c)
-    assert peer is not None and peer.fresh_at is not None
+    net, node, peer = settled(14)
+    c = peer.spec.name
+    assert peer.fresh_at is not None
     before = peer.fresh_at
     again = News(member_id(c), peer.order[0], peer.order[1], Kind.ALIVE, 0.0, 4, 0.0, GIB)
     node._take_news(again, node.table.me, net.now + 1.0)
