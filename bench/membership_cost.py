@@ -62,7 +62,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "src"), str(REPO / "bench")]
 
 from support.dshd import Cluster, Node  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
-from testbed import cpu_seconds, percentile  # noqa: E402
+from testbed import cpu_seconds, kib_to_mib, percentile, proc_status  # noqa: E402
 
 from dsh.daemon.config import DaemonConfig  # noqa: E402
 
@@ -110,18 +110,6 @@ def nft_counters() -> tuple[int, int, int, int]:
                                                                  NFT_TABLE))]  # fmt: skip
     udp, tcp_in, tcp_out = found
     return udp[0], udp[1], tcp_in[0] + tcp_out[0], tcp_in[1] + tcp_out[1]
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        out[key] = value.strip()
-    return out
-
-
-def mib(text: str) -> float:
-    return int(text.split()[0]) / 1024
 
 
 # -- one phase, run inside its namespace ---------------------------------------------------
@@ -392,8 +380,8 @@ def run_phase(kind: str, n: int, seconds: float, wave: int, sweep_every: float) 
             window=window,
             load=(load0, os.getloadavg()[0]),
             cpu_pct=[100 * c / window for c in cpu],
-            rss=[mib(s["VmRSS"]) for s in statuses],
-            hwm=[mib(s["VmHWM"]) for s in statuses],
+            rss=[kib_to_mib(s["VmRSS"]) for s in statuses],
+            hwm=[kib_to_mib(s["VmHWM"]) for s in statuses],
             out_dgrams=(snmp1["OutDatagrams"] - snmp0["OutDatagrams"]) / window / n,
             in_dgrams=(snmp1["InDatagrams"] - snmp0["InDatagrams"]) / window / n,
             in_errors=snmp1["InErrors"] - snmp0["InErrors"],

@@ -13,7 +13,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from support.dshd import ClusterFactory
+from support.dshd import Cluster, ClusterFactory
 from support.paths import REPO
 from support.waiting import wait_for
 
@@ -62,12 +62,10 @@ def usage_cells(text: str, name: str) -> list[str]:
     raise AssertionError(f"{name} not in the status:\n{text}")
 
 
-@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
-def test_old_and_new_daemons_see_each_other(
-    make_cluster: ClusterFactory, previous_dshd: str, tmp_path: Path, sealed: bool
-) -> None:
-    # Sealed as the README's install sets a cluster up: the envelope must stay
-    # one the old release opens, whatever the datagram inside.
+def mixed(make_cluster: ClusterFactory, old_dshd: str, tmp_path: Path, sealed: bool,
+          http: bool = True) -> Cluster:  # fmt: skip
+    """OLD running ``old_dshd``, NEW and NEWER this checkout's, started; keyed as the
+    README's install sets a cluster up when ``sealed``."""
     cluster = make_cluster([OLD, NEW, NEWER])
     if sealed:
         key = tmp_path / "key"
@@ -75,8 +73,21 @@ def test_old_and_new_daemons_see_each_other(
         for node in cluster.nodes.values():
             node.key_file = key
     old = cluster.nodes[OLD]
-    old.program, old.http = previous_dshd, False
+    old.program = old_dshd
+    if not http:
+        old.http = False
     cluster.start()
+    return cluster
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_old_and_new_daemons_see_each_other(
+    make_cluster: ClusterFactory, previous_dshd: str, tmp_path: Path, sealed: bool
+) -> None:
+    # Sealed as the README's install sets a cluster up: the envelope must stay
+    # one the old release opens, whatever the datagram inside.
+    cluster = mixed(make_cluster, previous_dshd, tmp_path, sealed, http=False)
+    old = cluster.nodes[OLD]
     wait_for(cluster.all_up, 15, "the old and the new daemons all up everywhere")
     old_status = old.status_text()
     # The old release's table: its own columns only, every node up.
@@ -126,15 +137,8 @@ def test_version_2_and_this_release_see_each_other_up(
     # The release before membership news (datagram version 3) beside this one:
     # each must see the other up and stay so, the new ones never suspecting
     # the old one for want of news it cannot send.
-    cluster = make_cluster([OLD, NEW, NEWER])
-    if sealed:
-        key = tmp_path / "key"
-        generate_key_file(str(key))
-        for node in cluster.nodes.values():
-            node.key_file = key
+    cluster = mixed(make_cluster, version_2_dshd, tmp_path, sealed)
     old, new = cluster.nodes[OLD], cluster.nodes[NEW]
-    old.program = version_2_dshd
-    cluster.start()
     wait_for(cluster.all_up, 15, "the version-2 and the new daemons all up everywhere")
     # The old release's table is its own: the columns up to swap, no later ones.
     assert old.status_text().splitlines()[0].split()[1:] == list(
