@@ -109,29 +109,29 @@ def test_a_forgotten_node_does_not_come_back_when_the_coarse_step_closes() -> No
     assert set(h.coarse.nodes) == {"a"} and list(h.since(0).nodes) == ["a"]
 
 
-def test_above_32_members_memory_and_work_stay_those_of_32() -> None:
+def test_above_16_members_memory_and_work_stay_those_of_16() -> None:
     h = History(interval=1.5)
-    rows32 = [row(f"n{i}") for i in range(32)]
-    ticks = [h.due(32) for _ in range(10)]
+    rows16 = [row(f"n{i}") for i in range(16)]
+    ticks = [h.due(16) for _ in range(10)]
     assert all(ticks) and h.fine.capacity == 2400 and h.coarse.capacity == 288
     for k in range(100):
-        h.record(T0 + 1.5 * k, rows32, {})
+        h.record(T0 + 1.5 * k, rows16, {})
     kept = h.since(0.0, fields=["load"]).times
-    # 200 members: every 7th tick, a ring 7 times smaller that keeps the newest points
-    recorded = [h.due(200) for _ in range(70)]
+    # 200 members: every 13th tick, a ring 13 times smaller that keeps the newest points
+    recorded = [h.due(200) for _ in range(130)]
     assert sum(recorded) == 10 and recorded[0]
-    assert h.fine.capacity == 343 and h.coarse.capacity == 42
-    assert h.since(0.0, fields=["load"]).times == kept[-343:]
+    assert h.fine.capacity == 185 and h.coarse.capacity == 23
+    assert h.since(0.0, fields=["load"]).times == kept[-185:]
     rows200 = [row(f"n{i}") for i in range(200)]
     for k in range(400):
-        h.record(T0 + 1000 + 10.5 * k, rows200, {})
+        h.record(T0 + 1000 + 19.5 * k, rows200, {})
     small = History(interval=1.5)
     for k in range(2400):
-        small.record(T0 + 1.5 * k, rows32, {})
-    assert h.nbytes <= 1.05 * small.nbytes  # 200 members in the memory of 32
+        small.record(T0 + 1.5 * k, rows16, {})
+    assert h.nbytes <= 1.05 * small.nbytes  # 200 members in the memory of 16
     huge = History(interval=1.5)
-    assert sum(huge.due(10_000) for _ in range(313)) == 1
-    assert huge.fine.capacity == 8 and huge.coarse.capacity == MIN_COARSE
-    h.due(8)  # back below 32: every tick again, and the full hour
+    assert sum(huge.due(10_000) for _ in range(625)) == 1
+    assert huge.fine.capacity == 4 and huge.coarse.capacity == MIN_COARSE
+    h.due(8)  # back below 16: every tick again, and the full hour
     assert h.every == 1 and h.fine.capacity == 2400
-    assert len(h.since(0.0).times) <= 343 + 42
+    assert len(h.since(0.0).times) <= 185 + 23
