@@ -39,6 +39,8 @@ Definitions (src/dsh/sim/metrics.py):
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import resource
 import shlex
 import sys
@@ -198,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, help="virtual minutes measured (default by size)")
     p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds before measuring")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", action="store_true", help="print where the time goes (stderr)")
     args = p.parse_args(argv)
+    profiler = cProfile.Profile() if args.profile else None
     command = "python3 bench/membership_sim.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
@@ -214,12 +218,18 @@ def main(argv: list[str] | None = None) -> int:
             def progress(now: float, cluster: object, started: float = started) -> None:
                 say(f"  t={now:.0f} s, {time.perf_counter() - started:.0f} s so far")
 
+            if profiler is not None:
+                profiler.enable()
             result = run(sc, progress if size >= 1000 else None)
+            if profiler is not None:
+                profiler.disable()
             seconds = time.perf_counter() - started
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             say(f"  done in {seconds:.0f} s, {result.events:,} events")
             results.append(result)
             costs.append((seconds, rss))
+    if profiler is not None:
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     print(f"Reproduce: `{command}` (seed {args.seed}; interval 1.5 s, jitter 10 %, maxloops 3)\n")
     for title, table in (
         ("Detection after a crash", detection_table(results)),

@@ -210,7 +210,15 @@ class Placement:
     dead_answer: int = 0  # a node that is not running
     rank_sample: int = 1000  # above this many nodes, rank against a random sample
 
-    def ask(self, cluster: SimCluster, asker: int, ages: LoadAges, rng: random.Random) -> None:
+    def ask(
+        self,
+        cluster: SimCluster,
+        asker: int,
+        live: list[int],
+        ages: LoadAges,
+        rng: random.Random,
+    ) -> None:
+        """Ask ``asker``; rank its answer among ``live`` (the running nodes)."""
         self.asked += 1
         now = cluster.now
         chosen = cluster.best(asker)
@@ -225,9 +233,10 @@ class Placement:
             ages.chosen.append(age)
         # the job is placed: rank the load the chosen node had before it
         load = cluster.loads.value(chosen, now) - cluster.loads.model.job
-        others = [i for i in cluster.live() if i != chosen]
-        if len(others) > self.rank_sample:
-            others = rng.sample(others, self.rank_sample)
+        if len(live) > self.rank_sample:
+            others = [i for i in rng.sample(live, self.rank_sample + 1) if i != chosen]
+        else:
+            others = [i for i in live if i != chosen]
         value = cluster.loads.value
         lower = sum(1 for i in others if value(i, now) < load - 1e-12)
         self.percentiles.append(100.0 * lower / max(1, len(others)))

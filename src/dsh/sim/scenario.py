@@ -103,11 +103,14 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
             detection.crashed(victim)
             restarts[victim] = now + sc.restart_after
         detection.check()
+        askers: list[int] | None = None
         while next_question <= now:
             next_question += 1.0 / sc.best_rate
-            askers = [i for i in cluster.live() if cluster.settled(i, sc.settle)]
+            if askers is None:  # once per step: a list of 10,000 is not free
+                live = cluster.live()
+                askers = [i for i in live if cluster.settled(i, sc.settle)]
             if askers:
-                placement.ask(cluster, rng.choice(askers), ages, rng)
+                placement.ask(cluster, rng.choice(askers), live, ages, rng)
         if k % sc.watch_every == 0:
             false.check(cluster)
             ages.sample(cluster, sc.age_samples, sc.settle, rng)
