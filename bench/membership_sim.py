@@ -16,10 +16,13 @@ the same command prints the same tables (the run-cost table aside).
 Definitions (src/dsh/sim/metrics.py):
 
 * detection: per crash, seconds from the crash until the first observer,
-  99 % of the observers and all observers running at the time show the node
-  ``down`` (looked at every 0.1 s; at most 1,000 random observers per crash);
-  median and p99 over crashes. "never" counts crashes that some observer did
-  not see before the node restarted.
+  99 % of the observers and all observers show the node ``down`` (looked at
+  every 0.1 s); the observers are the running nodes that showed it up or
+  suspect just before (one that never heard of a node shows it down
+  already), at most 1,000 of them drawn at random; "knew it" is their share
+  of the running nodes (median over crashes). Median and p99 over crashes;
+  "not seen by all" counts crashes that some observer did not show down
+  before the node restarted 25 s later.
 * false suspect / down per node-hour: edges ``up`` -> ``suspect`` and
   anything -> ``down``/``left`` of a running member at an observer, both
   running for at least 20 s, looked at every 0.3 s, over all pairs (N <= 100)
@@ -92,9 +95,9 @@ def pair(values: list[float], low: float, high: float, digits: int = 1) -> str:
 
 def detection_table(results: list[Result]) -> list[str]:
     lines = [
-        "| N | loss | virtual min | crashes | first down, median / p99 s | 99 % down, "
+        "| N | loss | virtual min | crashes | knew it | first down, median / p99 s | 99 % down, "
         "median / p99 s | all down, median / p99 s | not seen by all |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         sc = r.scenario
@@ -103,6 +106,7 @@ def detection_table(results: list[Result]) -> list[str]:
         every = summary(r.all_down)
         lines.append(
             f"| {sc.size:,} | {sc.loss:.0%} | {sc.duration / 60:g} | {len(r.all_down)} "
+            f"| {percentile(r.knew, 0.5):.0%} "
             f"| {fmt(first[0])} / {fmt(first[1])} | {fmt(most[0])} / {fmt(most[1])} "
             f"| {fmt(every[0])} / {fmt(every[1])} | {every[2]} |"
         )

@@ -56,8 +56,9 @@ class NodeConfig:
     mem_avail: int = 8 * GIB
 
     @property
-    def dead_after(self) -> float:
-        return self.maxloops * self.interval
+    def suspect_after(self) -> float:
+        """The design's S: maxloops - 1 intervals, allowing for the jitter."""
+        return (self.maxloops - 1) * self.interval * (1 + self.jitter)
 
     @property
     def extra_ttl(self) -> float:
@@ -143,7 +144,7 @@ class SimCluster:
         self.nodes[i] = core_api.new_node(
             self.specs, self.names[i], self.shared, c, incarnation, rng
         )
-        self.reports[i] = core_api.ReportTimes()
+        self.reports[i].new_life(incarnation)
         g = self.generation[i]
         self.queue.push(self.now + self.rng.uniform(0, c.interval), TICK, i, b"", g)
         self.queue.push(self.now + self.rng.uniform(0, c.interval / 4), POLL, i, b"", g)
@@ -176,7 +177,7 @@ class SimCluster:
     def member_state(self, observer: int, member: int) -> str:
         node = self.nodes[observer]
         assert node is not None, f"{self.names[observer]} is not running"
-        return core_api.member_state(node, self.names[member], self.now)
+        return node.member_state(self.names[member], self.now)
 
     def best(self, asker: int) -> int | None:
         """Ask ``asker`` for the best node; place a job there as dsh would."""

@@ -1,23 +1,24 @@
 """The few places where the simulator touches the core: building a node, asking it.
 
 Everything else in the simulator goes through GossipNode's public methods
-(tick, poll, receive, leave, best, member_state). Reading which report of a
-member a node holds is not public API; it is here, in one place, so that a
+(tick, poll, receive, leave, best, member_state). Which report of a member a
+node holds is not public API; it is read here, in one place, so that a
 change of the table shows up as one broken function.
 """
 
 from __future__ import annotations
 
-import inspect
 import random
+from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..core.addresses import AddressBook
 from ..core.cluster import NodeSpec
 from ..core.gossip import GossipNode
+from ..core.roster import Roster
 from ..core.score import score_load
-
-_NEW_CORE = "roster" in inspect.signature(GossipNode).parameters  # TEMPORARY
 
 if TYPE_CHECKING:
     from .cluster import NodeConfig
@@ -27,19 +28,14 @@ if TYPE_CHECKING:
 class Shared:
     """What all nodes of one simulation share (the daemon builds its own of each)."""
 
-    roster: object
-    addresses: object
+    roster: Roster
+    addresses: AddressBook
 
     @classmethod
     def of(cls, specs: list[NodeSpec]) -> Shared:
-        if not _NEW_CORE:  # TEMPORARY until the lead's core lands
-            return cls(None, None)
-        from ..core.addresses import AddressBook  # type: ignore[import-not-found]
-        from ..core.roster import Roster  # type: ignore[import-not-found]
-
         book = AddressBook()
         for spec in specs:
-            book.set(spec.key, (spec.name,))
+            book.put(spec.key, (spec.name,))
         return cls(Roster(specs), book)
 
 
@@ -51,20 +47,12 @@ def new_node(
     incarnation: int,
     rng: random.Random,
 ) -> GossipNode:
-    if not _NEW_CORE:  # TEMPORARY until the lead's core lands
-        node = GossipNode(specs, name, score_load, dead_after=config.dead_after,
-                          extraload=config.extraload, extra_reports=config.extra_reports,
-                          extra_ttl=config.extra_ttl, incarnation=incarnation, rng=rng)  # fmt: skip
-        for spec in specs:
-            node.set_addresses(spec.name, (spec.name,))
-        setattr(node, "poll", lambda now, wall_ms: [])  # noqa: B010
-        setattr(node, "leave", lambda now, wall_ms: [])  # noqa: B010
-        return node
     return GossipNode(
         specs,
         name,
         score_load,
-        dead_after=config.dead_after,
+        interval=config.interval,
+        suspect_after=config.suspect_after,
         extraload=config.extraload,
         extra_reports=config.extra_reports,
         extra_ttl=config.extra_ttl,
@@ -77,50 +65,46 @@ def new_node(
     )
 
 
-def member_state(node: GossipNode, name: str, now: float) -> str:
-    if not _NEW_CORE:  # TEMPORARY until the lead's core lands
-        peer = node.table.get(name)
-        assert peer is not None
-        return "up" if node.table.is_live(peer, now) and peer.state is not None else "down"
-    return node.member_state(name, now)  # type: ignore[attr-defined,no-any-return]
-
-
 def held_order(node: GossipNode, name: str) -> tuple[int, int] | None:
     """The (incarnation, seq) of the freshest load of ``name`` that ``node`` holds."""
     peer = node.table.get(name)
     if peer is None:
         return None
-    if _NEW_CORE and peer.relayed is not None:  # type: ignore[attr-defined]
-        return peer.order  # type: ignore[attr-defined,no-any-return]
+    if peer.relayed is not None:  # another member's news, newer than its own report
+        return peer.order
     return None if peer.state is None else peer.state.order
 
 
 @dataclass
-class ReportTimes:
-    """When a node sampled each of its reports, by (incarnation, seq), for one life."""
+class _Life:
+    incarnation: int  # the first of this life (a refutation raises it, seq goes on)
+    seqs: array[int] = field(default_factory=lambda: array("L"))
+    times: array[float] = field(default_factory=lambda: array("d"))
 
-    # incarnation -> (first seq, sample time of first seq + k at index k)
-    by_incarnation: dict[int, tuple[int, list[float]]] = field(default_factory=dict)
+
+@dataclass
+class ReportTimes:
+    """When a node sampled its load, by the (incarnation, seq) of the reports that carry it.
+
+    Every datagram has a new seq (a poll's reuses the last tick's sample), so
+    the sample of a report is the one of the last tick at or before its seq.
+    Compact arrays: 10,000 nodes tick 6,667 times a virtual second."""
+
+    lives: list[_Life] = field(default_factory=list)
+
+    def new_life(self, incarnation: int) -> None:
+        self.lives.append(_Life(incarnation))
 
     def note(self, node: GossipNode, now: float) -> None:
-        entry = self.by_incarnation.get(node.incarnation)
-        if entry is None:
-            self.by_incarnation[node.incarnation] = (node.seq, [now])
-        else:
-            entry[1].append(now)
+        """Call after each tick."""
+        life = self.lives[-1]
+        life.seqs.append(node.seq)
+        life.times.append(now)
 
     def time_of(self, order: tuple[int, int]) -> float | None:
         incarnation, seq = order
-        entry = self.by_incarnation.get(incarnation)
-        if entry is None:
-            # A refutation raises the incarnation between ticks; the load
-            # it carries is the last tick's, sampled under the old number.
-            older = [i for i in self.by_incarnation if i < incarnation]
-            if not older:
-                return None
-            entry = self.by_incarnation[max(older)]
-            first, times = entry
-            return times[-1] if seq >= first + len(times) - 1 else None
-        first, times = entry
-        k = seq - first
-        return times[k] if 0 <= k < len(times) else None
+        for life in reversed(self.lives):
+            if life.incarnation <= incarnation:
+                k = bisect_right(life.seqs, seq) - 1
+                return life.times[k] if k >= 0 else None
+        return None

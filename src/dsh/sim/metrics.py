@@ -41,6 +41,7 @@ class Crash:
     waiting: list[int]  # observers that do not say down yet
     delays: list[float] = field(default_factory=list)  # seconds from the crash, per observer
     observers: int = 0  # observers still running (one that crashes meanwhile does not count)
+    knew: float = 1.0  # share of the running nodes that showed it up or suspect at the crash
 
     def __post_init__(self) -> None:
         self.observers = len(self.waiting)
@@ -75,12 +76,23 @@ class DetectionWatch:
         self.open: list[Crash] = []
         self.done: list[Crash] = []
 
-    def crashed(self, member: int) -> None:
-        """Call right after ``cluster.crash(member)``."""
-        observers = self.cluster.live()
+    def crashed(self, member: int, knowing: list[int]) -> None:
+        """Call right after ``cluster.crash(member)`` with the running nodes that
+        showed it up or suspect just before: one that never heard of it shows it
+        down already (table.py's NEW), and would count as a detection in no time."""
+        observers = knowing
         if len(observers) > self.max_observers:
             observers = self.rng.sample(observers, self.max_observers)
-        self.open.append(Crash(member, self.cluster.now, observers))
+        knew = len(knowing) / max(1, len(self.cluster.live()))
+        self.open.append(Crash(member, self.cluster.now, observers, knew=knew))
+
+    def knowing(self, member: int) -> list[int]:
+        """The running nodes that show ``member`` up, drained or suspect."""
+        return [
+            o
+            for o in self.cluster.live()
+            if o != member and self.cluster.member_state(o, member) not in GONE_STATES
+        ]
 
     def check(self) -> None:
         for crash in list(self.open):

@@ -44,6 +44,7 @@ class Scenario:
 class Result:
     scenario: Scenario
     first_down: list[float]  # per crash: seconds until the first observer said down
+    knew: list[float]  # per crash: share of running nodes that showed it up just before
     most_down: list[float | None]  # ... until 99 % did (None: not before the restart)
     all_down: list[float | None]
     false: FalseAlarms
@@ -99,8 +100,9 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
         if now >= next_crash and now + sc.restart_after < sc.warmup + sc.duration:
             next_crash += sc.crash_every
             victim = rng.choice(live)
+            knowing = detection.knowing(victim)
             cluster.crash(victim)
-            detection.crashed(victim)
+            detection.crashed(victim, knowing)
             restarts[victim] = now + sc.restart_after
         detection.check()
         askers: list[int] | None = None
@@ -126,6 +128,7 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
     return Result(
         scenario=sc,
         first_down=[f for f in (c_.first() for c_ in crashes) if f is not None],
+        knew=[c_.knew for c_ in crashes],
         most_down=[c_.share(0.99) for c_ in crashes],
         all_down=[c_.share(1.0) for c_ in crashes],
         false=false,
