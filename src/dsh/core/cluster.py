@@ -1,4 +1,6 @@
-"""The cluster file: one node per line, ``NAME [LOADSCALE [MEMSCALE]] [drain]``.
+"""The cluster file: one node per line, ``NAME [LOADSCALE [MEMSCALE]] [drain]``,
+and discovery lines ``@broadcast ADDRESS`` or ``@multicast GROUP`` (the nodes
+then find each other, and the node list may be empty).
 
 Pure: it parses text and reports ``FILE:LINE: problem``; resolving names to
 addresses is the daemon's job, because a name that does not resolve today may
@@ -24,6 +26,21 @@ DRAIN_KEYWORD = "drain"
 # Scales beyond this are typos (a node a million times slower is not in a
 # cluster); the bound also keeps every score finite.
 MAX_SCALE = 1e6
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """Where a node announces itself so that others find it (gossip.py adds them)."""
+
+    kind: str  # "broadcast" or "multicast"
+    address: str  # an IPv4 broadcast address, or a multicast group (IPv4 or IPv6)
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterFile:
+    nodes: list[NodeSpec]
+    discovery: tuple[Discovery, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,14 +80,41 @@ def _scale(token: str, what: str, filename: str, lineno: int) -> float:
     return value
 
 
+def _discovery(tokens: list[str], filename: str, lineno: int) -> Discovery:
+    kind = tokens[0][1:]
+    if kind not in ("broadcast", "multicast"):
+        expected = "expected @broadcast or @multicast"
+        raise ClusterFileError(filename, lineno, f"unknown {tokens[0]!r} ({expected})")
+    if len(tokens) != 2:
+        raise ClusterFileError(filename, lineno, f"expected {tokens[0]} ADDRESS")
+    try:
+        ip = ipaddress.ip_address(tokens[1])
+    except ValueError:
+        raise ClusterFileError(filename, lineno, f"{tokens[1]!r} is not an IP address") from None
+    if kind == "multicast" and not ip.is_multicast:
+        raise ClusterFileError(filename, lineno, f"{tokens[1]} is not a multicast group")
+    if kind == "broadcast" and (ip.version != 4 or ip.is_multicast):
+        raise ClusterFileError(filename, lineno, f"{tokens[1]} is not an IPv4 broadcast address")
+    return Discovery(kind, str(ip), lineno)
+
+
 def parse_cluster(text: str, filename: str = "<cluster>") -> list[NodeSpec]:
+    """The nodes of a cluster file (see parse_cluster_file)."""
+    return parse_cluster_file(text, filename).nodes
+
+
+def parse_cluster_file(text: str, filename: str = "<cluster>") -> ClusterFile:
     """Parse a cluster file; raise ClusterFileError at the first bad line."""
     nodes: list[NodeSpec] = []
+    discovery: list[Discovery] = []
     seen: dict[str, int] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0]
         tokens = line.split()
         if not tokens:
+            continue
+        if tokens[0].startswith("@"):
+            discovery.append(_discovery(tokens, filename, lineno))
             continue
         name, rest = tokens[0], tokens[1:]
         if not is_valid_name(name):
@@ -94,16 +138,20 @@ def parse_cluster(text: str, filename: str = "<cluster>") -> list[NodeSpec]:
             )
         seen[spec.key] = lineno
         nodes.append(spec)
-    if not nodes:
-        raise ClusterFileError(filename, 0, "no nodes defined")
-    return nodes
+    if not nodes and not discovery:
+        raise ClusterFileError(filename, 0, "no nodes defined (and no @broadcast or @multicast)")
+    return ClusterFile(nodes, tuple(discovery))
 
 
 def load_cluster(path: str | Path) -> list[NodeSpec]:
+    return load_cluster_file(path).nodes
+
+
+def load_cluster_file(path: str | Path) -> ClusterFile:
     """Read and parse a cluster file; unreadable files are ClusterFileErrors too."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ClusterFileError(str(path), 0, f"cannot read: {reason}") from None
-    return parse_cluster(text, str(path))
+    return parse_cluster_file(text, str(path))

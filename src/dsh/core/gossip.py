@@ -1,27 +1,45 @@
 """One node's gossip logic without I/O: datagrams and ticks in, datagrams and answers out.
 
 The daemon calls ``receive`` for every datagram, ``tick`` every interval with
-a fresh local sample, and ``best``/``status_rows`` for the TCP ports. Time
-comes in as ``now`` (monotonic seconds) and ``wall_ms``; randomness from the
-``rng`` given at construction. That makes a minute of cluster life testable
-in milliseconds with a fake network (tests/unit/core).
+a fresh local sample, ``poll`` four times an interval (it sends only when
+membership news is waiting), ``leave`` when it stops, and
+``best``/``status_rows`` for the TCP ports. Time comes in as ``now``
+(monotonic seconds) and ``wall_ms``; randomness from the ``rng`` given at
+construction. That makes a minute of cluster life testable in milliseconds
+with a fake network (tests/unit/core), and 10,000 nodes in minutes (dsh.sim).
+The membership rules are described in membership.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import logging
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import AuthError, WireError
+from . import membership as m
+from .addresses import AddressBook, normalize_address
 from .auth import Sealer, is_sealed
-from .cluster import NodeSpec
+from .cluster import NodeSpec, is_valid_name
+from .roster import Roster
 from .score import NodeView, ScoreFunction
-from .table import Changes, Peer, PeerTable
-from .wire import VERSION, State, Usage, decode, encode_state
+from .table import (
+    ALIVE,
+    DOWN,
+    GONE,
+    LEFT,
+    NEW,
+    NO_ORDER,
+    SUSPECT,
+    Changes,
+    Peer,
+    PeerTable,
+    Suspicion,
+)
+from .wire import VERSION, Kind, News, State, Usage, decode, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +53,12 @@ REPLAYED = "replayed"  # sealed, but sent too long ago (or too far ahead) by our
 STALE = "stale"  # not newer than what we have: duplicate or reordered
 DROP_LOG_INTERVAL = 10.0  # seconds between two log lines for drops of one reason
 OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, BAD_AUTH, REPLAYED, STALE)
+# Membership events, counted in ``events`` (the status footer, /metrics).
+EVENTS = ("suspected", "refuted", "declared_down", "left", "rejoined", "found", "forgotten",
+          "refuted_self")  # fmt: skip
+MAX_FOUND = 65_536  # members learned by discovery; beyond that a flood, not a cluster
+RECENT = 128  # members whose news advanced lately, candidates for the news we send
+__all__ = ["normalize_address"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,7 @@ class Sample:
 @dataclass(frozen=True)
 class StatusRow:
     name: str
-    state: str  # up, down or drained
+    state: str  # up, drained, suspect, down or left
     load: float | None
     ncpu: int | None
     mem_avail: int | None
@@ -66,17 +90,7 @@ class StatusRow:
     mem_total: int | None = None
     drained: bool = False
     usage: Usage | None = None  # None for a node never heard, or one that sends version 1
-
-
-def normalize_address(addr: str) -> str:
-    """One spelling per address: ``::ffff:10.0.0.1`` is 10.0.0.1, zones dropped."""
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return addr
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+    listed: bool = True  # False: learned by discovery, not in the cluster file
 
 
 class GossipNode:
@@ -86,7 +100,8 @@ class GossipNode:
         self_name: str,
         score: ScoreFunction,
         *,
-        dead_after: float,
+        interval: float,
+        suspect_after: float,
         extraload: float,
         extra_reports: int,
         extra_ttl: float,
@@ -95,9 +110,18 @@ class GossipNode:
         sealer: Sealer | None = None,
         nonce: Callable[[], bytes] | None = None,
         replay_window_ms: int = 10_000,
+        fanout_above: int = m.FANOUT_ABOVE,
+        fanout: int = m.FANOUT,
+        discovery: bool = False,
+        roster: Roster | None = None,
+        addresses: AddressBook | None = None,
     ) -> None:
-        self.table = PeerTable(specs, self_name, dead_after, extra_reports, extra_ttl)
+        self.roster = roster if roster is not None else Roster(specs)
+        self.table = PeerTable(self.roster, self_name, extra_reports, extra_ttl,
+                               unlisted_self=discovery)  # fmt: skip
         self.score_fn = score
+        self.interval = interval
+        self.suspect_after = suspect_after  # seconds without fresh news before a monitor suspects
         self.extraload = extraload
         self.incarnation = incarnation
         self.rng = rng
@@ -106,45 +130,72 @@ class GossipNode:
         self.sealer = sealer
         self.nonce = nonce or (lambda: rng.randbytes(12))
         self.replay_window_ms = replay_window_ms
+        self.fanout_above = fanout_above
+        self.fanout = fanout
+        self.discovery = discovery  # datagrams from unknown addresses may add members
         self.seq = 0
         self.drained = False  # set at run time by dshd --drain
         self.counters: Counter[str] = Counter({k: 0 for k in OUTCOMES})
-        self._addresses: dict[str, tuple[str, ...]] = {}  # node key -> addresses
-        self._by_address: dict[str, str] = {}  # address -> node key
+        self.events: Counter[str] = Counter({k: 0 for k in EVENTS})
+        self.book = addresses if addresses is not None else AddressBook()
         self._quiet_until: dict[str, float] = {}
+        self._broadcasts = m.Broadcasts()
+        self._recent: deque[str] = deque(maxlen=RECENT)
+        self._answer: set[str] = set()  # members to send to at the next poll
+        self._suspecting: set[str] = set()  # members suspected, for their deadlines
+        self._sample: Sample | None = None
+        self._last_tick: float | None = None
+        self.health = 0  # Lifeguard: grows when this node is late or suspected
 
     @property
     def name(self) -> str:
         return self.table.me.spec.name
 
+    @property
+    def key(self) -> str:
+        return self.table.self_key
+
     # -- membership ----------------------------------------------------------
 
     def set_addresses(self, name: str, addresses: tuple[str, ...]) -> None:
         """Record what a member's name resolves to (empty: it does not resolve)."""
-        key = name.lower().rstrip(".")
-        addresses = tuple(normalize_address(a) for a in addresses)
-        self._addresses[key] = addresses
-        self._by_address = {a: k for k, addrs in self._addresses.items() for a in addrs}
+        self.book.put(name.lower().rstrip("."), addresses)
 
     def addresses(self, name: str) -> tuple[str, ...]:
-        return self._addresses.get(name.lower().rstrip("."), ())
+        return self.book.get(name.lower().rstrip("."))
 
     def member_at(self, address: str) -> str | None:
-        # The exact spelling first: it is what recvfrom gives for IPv4, and
-        # this runs for every datagram of a flood.
-        key = self._by_address.get(address)
-        return key if key is not None else self._by_address.get(normalize_address(address))
+        return self.book.member_at(address)
 
     def reload(self, specs: list[NodeSpec]) -> Changes:
-        changes = self.table.replace_specs(specs)
-        keys = {s.key for s in specs}
-        for key in list(self._addresses):
-            if key not in keys:
-                del self._addresses[key]
-        self._by_address = {a: k for k, addrs in self._addresses.items() for a in addrs}
+        changes = self.table.replace_roster(Roster(specs))
+        self.roster = self.table.roster
+        self.book.keep(set(self.table.members()))
         return changes
 
-    # -- datagrams -------------------------------------------------------------
+    def full_mesh(self) -> bool:
+        """Whether every member sends to every other (small clusters)."""
+        return self.table.live_count() <= self.fanout_above
+
+    def member_state(self, name: str, now: float) -> str:
+        """What the status table says of a member: up, drained, suspect, down or left."""
+        peer = self.table.get(name)
+        if peer is None:
+            return "down"
+        return self._shown(peer)
+
+    def _shown(self, peer: Peer) -> str:
+        if peer is self.table.me:
+            return "drained" if self.drained or peer.spec.drained else "up"
+        if peer.status == ALIVE:
+            return "drained" if peer.drained else "up"
+        if peer.status == SUSPECT:
+            return "suspect"
+        if peer.status == LEFT:
+            return "left"
+        return "down"  # DOWN, or NEW: never heard of
+
+    # -- datagrams in ------------------------------------------------------------
 
     def receive(self, data: bytes, address: str, now: float, wall_ms: int | None = None) -> str:
         """Take one datagram from ``address``; return the outcome and count it.
@@ -163,8 +214,8 @@ class GossipNode:
         return outcome
 
     def _receive(self, data: bytes, address: str, now: float, wall_ms: int | None) -> str:
-        key = self.member_at(address)
-        if key is None:
+        key = self.book.member_at(address)
+        if key is None and not self.discovery:
             return NOT_MEMBER
         if self.sealer is not None:
             try:
@@ -177,7 +228,8 @@ class GossipNode:
             state = decode(data)
         except WireError:
             return MALFORMED
-        if state.name.lower().rstrip(".") != key or key == self.table.self_key:
+        name_key = state.name.lower().rstrip(".")
+        if name_key == self.key or (key is not None and name_key != key):
             return NAME_MISMATCH
         if (
             self.sealer is not None
@@ -185,12 +237,194 @@ class GossipNode:
             and abs(wall_ms - state.sent_ms) > self.replay_window_ms
         ):
             return REPLAYED
-        return ACCEPTED if self.table.merge(state, now) else STALE
+        if key is None:
+            outcome = self._discover(state, name_key, address)
+            if outcome is not None:
+                return outcome
+        peer = self.table.peer(name_key)
+        if peer is None:
+            return NOT_MEMBER
+        if not self._take_report(peer, state, now):
+            return STALE
+        for news in state.news:
+            self._take_news(news, peer, now)
+        return ACCEPTED
 
-    def tick(self, sample: Sample, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
-        """Take this node's new sample; return the datagrams to send, one per peer."""
+    def _discover(self, state: State, key: str, address: str) -> str | None:
+        """A datagram from an address no member has: a new member, if discovery is on."""
+        if self.table.spec(key) is not None:
+            if self.book.get(key):
+                return NAME_MISMATCH  # a member we know elsewhere
+            self.book.put(key, (address,))  # listed, but its name does not resolve
+            return None
+        if not is_valid_name(state.name) or len(self.table.found) >= MAX_FOUND:
+            return NOT_MEMBER
+        self.table.add_found(NodeSpec(state.name))
+        self.book.put(key, (address,))
+        self.events["found"] += 1
+        log.info("found member %s at %s", state.name, address)
+        return None
+
+    def _newer(self, peer: Peer, order: tuple[int, int]) -> bool:
+        """Whether news at ``order`` is newer than what we know of ``peer``.
+
+        A member down or left takes another incarnation even if lower: its clock
+        may have stepped back before it restarted."""
+        if order > peer.order:
+            return True
+        return peer.status in GONE and order[0] != peer.order[0]
+
+    def _take_report(self, peer: Peer, state: State, now: float) -> bool:
+        """The member's own report; False if it is not newer (duplicate, reordered)."""
+        rejoin = peer.status in GONE and state.incarnation != peer.order[0]
+        if not rejoin and (
+            state.order < peer.order or (peer.state is not None and state.order <= peer.state.order)
+        ):
+            return False
+        peer.state, peer.heard_at = state, now
+        self._advance(peer, state.order, now, None)
+        if state.leaving:
+            self._gone(peer, LEFT, now)
+        else:
+            self._alive(peer, now)
+        return True
+
+    def _advance(self, peer: Peer, order: tuple[int, int], fresh_at: float,
+                 relayed: tuple[int, float, int] | None) -> None:  # fmt: skip
+        if order != peer.order:
+            self.table.count_report(peer, fresh_at)
+        peer.order = order
+        peer.relayed = relayed
+        peer.fresh_at = fresh_at if peer.fresh_at is None else max(peer.fresh_at, fresh_at)
+        if not self._recent or self._recent[-1] != peer.spec.key:
+            self._recent.append(peer.spec.key)
+
+    def _alive(self, peer: Peer, now: float) -> None:
+        """Fresh news of ``peer``: it is alive, whatever we thought."""
+        if peer.status == ALIVE:
+            return
+        if peer.status == SUSPECT:
+            self.events["refuted"] += 1
+            self._suspecting.discard(peer.spec.key)
+            self._broadcasts.put(peer.spec.key, Kind.ALIVE)  # tell the other suspectors
+        elif peer.status in GONE:
+            self.events["rejoined"] += 1
+            self._broadcasts.put(peer.spec.key, Kind.ALIVE)
+            log.info("member %s is up again", peer.spec.name)
+        self.table.set_status(peer, ALIVE, now)
+
+    def _gone(self, peer: Peer, status: str, now: float) -> None:
+        if peer.status == status:
+            return
+        self._suspecting.discard(peer.spec.key)
+        self.table.set_status(peer, status, now)
+        self.events["left" if status == LEFT else "declared_down"] += 1
+        self._broadcasts.put(peer.spec.key, Kind.LEFT if status == LEFT else Kind.DOWN)
+        log.info("member %s is %s", peer.spec.name, status)
+
+    def _take_news(self, news: News, sender: Peer, now: float) -> None:
+        key = self.table.key_of(news.member)
+        if key is None:
+            return  # a member we do not know: discovery learns members from themselves
+        if key == self.key:
+            self._news_of_me(news, sender)
+            return
+        peer = self.table.peer(key)
+        if peer is None:
+            return
+        order = news.order
+        if news.kind == Kind.ALIVE:
+            # Strictly newer: the rejoin rule (_newer) is for a member's own reports,
+            # not for another member's old news of it.
+            if order > peer.order:
+                self._advance(peer, order, now - news.age,
+                              (news.ncpu, news.load, news.mem_avail))  # fmt: skip
+                self._alive(peer, now)
+            elif order == peer.order and peer.fresh_at is not None:
+                peer.fresh_at = max(peer.fresh_at, now - news.age)
+            return
+        if order < peer.order and peer.status in (ALIVE, SUSPECT):
+            # We know it fresher than the news does: say so, to refute it.
+            self._broadcasts.put(key, Kind.ALIVE)
+            return
+        if news.kind == Kind.SUSPECT:
+            self._suspect(peer, order, news.suspector, now)
+        elif news.kind in (Kind.DOWN, Kind.LEFT):
+            if peer.status == NEW:
+                peer.order = order
+            self._gone(peer, LEFT if news.kind == Kind.LEFT else DOWN, now)
+
+    def _news_of_me(self, news: News, sender: Peer) -> None:
+        if news.kind in (Kind.SUSPECT, Kind.DOWN) and news.incarnation >= self.incarnation:
+            # SWIM's refutation: a higher incarnation than any news of us.
+            self.incarnation = news.incarnation + 1
+            self.events["refuted_self"] += 1
+            self.health = min(m.MAX_HEALTH, self.health + 1)
+            self._broadcasts.put(self.key, Kind.ALIVE)
+            self._answer.add(sender.spec.key)
+            suspector = self.table.key_of(news.suspector)
+            if suspector is not None and suspector != self.key:
+                self._answer.add(suspector)
+
+    def _suspect(self, peer: Peer, order: tuple[int, int], suspector: bytes, now: float) -> None:
+        if peer.status in GONE:
+            return
+        s = peer.suspicion
+        if s is None or peer.status != SUSPECT:
+            if peer.status == NEW:
+                peer.order = order
+            self.table.set_status(peer, SUSPECT, now)
+            s = peer.suspicion = Suspicion(order, now, {suspector})
+            self._suspecting.add(peer.spec.key)
+            self.events["suspected"] += 1
+            self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
+        elif suspector not in s.confirmers:
+            s.confirmers.add(suspector)
+            self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
+        n = self.table.live_count()
+        timeout = m.suspicion_timeout(n, len(s.confirmers) - 1, self.interval)
+        s.deadline = s.since + timeout * (1 + self.health)
+
+    # -- time passes -------------------------------------------------------------
+
+    def _monitored(self) -> list[str]:
+        """The members whose silence this node judges."""
+        if self.full_mesh():
+            peers = self.table.peers.items()
+            return [k for k, p in peers if p.status in (ALIVE, SUSPECT) and k != self.key]
+        return self.table.walk(self.key, m.MONITORS, -1)
+
+    def _judge(self, now: float) -> None:
+        late = self.suspect_after * (1 + self.health)
+        me = self.table.me.id
+        for key in self._monitored():
+            peer = self.table.peers[key]
+            if peer.fresh_at is not None and now - peer.fresh_at <= late:
+                continue
+            if peer.status == ALIVE or (
+                peer.status == SUSPECT and peer.suspicion and me not in peer.suspicion.confirmers
+            ):
+                # Our own suspicion, or our confirmation of another's: independent
+                # ones are what shorten the timeout (Lifeguard).
+                self._suspect(peer, peer.order, me, now)
+                self._answer.add(key)  # ask it directly, too
+        for key in list(self._suspecting):
+            suspect = self.table.peers.get(key)
+            if suspect is None or suspect.status != SUSPECT or suspect.suspicion is None:
+                self._suspecting.discard(key)
+            elif now >= suspect.suspicion.deadline:
+                self._gone(suspect, DOWN, now)
+        for key in [k for k in self.table.gone if k in self.table.found]:
+            gone = self.table.peers.get(key)
+            if gone is not None and now - gone.status_since > m.FORGET_AFTER:
+                self.table.forget(key)
+                self.book.keep(set(self.table.members()))
+                self.events["forgotten"] += 1
+                log.info("forgot member %s (gone for %.0f s)", gone.spec.name, m.FORGET_AFTER)
+
+    def _own_state(self, sample: Sample, wall_ms: int, leaving: bool = False) -> State:
         self.seq = (self.seq + 1) & 0xFFFFFFFF
-        state = State(
+        return State(
             name=self.name,
             incarnation=self.incarnation,
             seq=self.seq,
@@ -202,23 +436,169 @@ class GossipNode:
             mem_total=sample.mem_total,
             drained=self.drained,
             usage=sample.usage,
+            leaving=leaving,
         )
-        self.table.merge(state, now)
+
+    def tick(self, sample: Sample, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
+        """Take this node's new sample; return the datagrams to send this interval."""
+        if self._last_tick is not None:
+            # Lifeguard's local health: a tick much later than due means this
+            # node is starved, and what it failed to hear is its own fault.
+            late = now - self._last_tick > 2 * self.interval
+            self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
+        self._last_tick = now
+        self._sample = sample
+        state = self._own_state(sample, wall_ms)
+        me = self.table.me
+        me.state, me.heard_at = state, now
+        me.order, me.fresh_at = state.order, now
         self.table.expire(now)
+        self._judge(now)
+        if self.full_mesh():
+            targets = [k for k in self.table.members() if k != self.key]
+        else:
+            targets = self._sparse_targets()
+        targets.extend(k for k in self._answer if k not in targets)
+        self._answer.clear()
+        return self._datagrams(state, targets, now)
+
+    def _sparse_targets(self) -> list[str]:
+        """Above the threshold: the monitors, FANOUT random members, and every
+        member of an older release (it judges by silence)."""
+        targets = self.table.walk(self.key, m.MONITORS, 1)
+        targets += self._random_members(self.fanout, exclude=set(targets))
+        for key, peer in self.table.peers.items():
+            if peer.state is not None and peer.state.version < VERSION and peer.status not in GONE \
+                    and key not in targets:  # fmt: skip
+                targets.append(key)
+        return targets
+
+    def _random_members(self, count: int, exclude: set[str]) -> list[str]:
+        keys = self.table.ring.keys
+        out: list[str] = []
+        for _ in range(4 * count):
+            if len(out) == count or len(keys) < 2:
+                break
+            key = keys[self.rng.randrange(len(keys))]
+            if key == self.key or key in exclude or key in out or key in self.table.gone:
+                continue
+            out.append(key)
+        return out
+
+    def poll(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
+        """Between ticks: spread waiting membership news at once (it cannot wait an
+        interval: detection must be within a few). Usually nothing."""
+        if self._sample is None:
+            return []
+        self._judge(now)  # suspicions time out at a quarter interval's precision
+        if not self._broadcasts and not self._answer:
+            return []
+        state = self._own_state(self._sample, wall_ms)
+        me = self.table.me
+        me.state, me.order, me.fresh_at = state, state.order, now
+        if self.full_mesh():
+            targets = [k for k in self.table.members() if k != self.key]
+        else:
+            targets = self._random_members(self.fanout, exclude=set(self._answer))
+        targets.extend(k for k in self._answer if k not in targets)
+        self._answer.clear()
+        return self._datagrams(state, targets, now)
+
+    def leave(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
+        """Stopping: a datagram saying so, twice, to every member (at most 64 above
+        the threshold, who spread the news)."""
+        if self._sample is None:
+            return []
+        if self.full_mesh():
+            targets = [k for k in self.table.members() if k != self.key]
+        else:
+            targets = self.table.walk(self.key, m.MONITORS, 1) + self.table.walk(
+                self.key, m.MONITORS, -1
+            )
+            targets += self._random_members(64 - len(targets), exclude=set(targets))
+        out = []
+        for _ in range(2):  # one lost datagram must not leave a member waiting for the timeout
+            out += self._datagrams(
+                self._own_state(self._sample, wall_ms, leaving=True), targets, now
+            )
+        return out
+
+    def announce(self, now: float, wall_ms: int) -> bytes | None:
+        """This node's report for a broadcast or multicast address (discovery):
+        whoever hears it and has discovery on learns of this node."""
+        if self._sample is None:
+            return None
+        state = self._own_state(self._sample, wall_ms)
+        me = self.table.me
+        me.state, me.order, me.fresh_at = state, state.order, now
+        datagram = encode_state(dataclasses.replace(state, news=self._news(now)))
+        return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
+
+    # -- datagrams out -------------------------------------------------------------
+
+    def _news(self, now: float) -> tuple[News, ...]:
+        """What this datagram says of others: waiting changes first, then the
+        members heard of most recently (their load, and that they live)."""
+        members = self.table.live_count()
+        chosen: dict[str, News] = {}
+        for key, kind in self._broadcasts.take(m.NEWS_PER_DATAGRAM, m.retransmit_limit(members)):
+            news = self._news_of(key, Kind(kind), now)
+            if news is not None:
+                chosen[key] = news
+        fresh = self.suspect_after
+        for key in reversed(self._recent):
+            if len(chosen) >= m.NEWS_PER_DATAGRAM:
+                break
+            if key in chosen or key == self.key:
+                continue
+            peer = self.table.peers.get(key)
+            if peer is None or peer.status != ALIVE or peer.fresh_at is None:
+                continue
+            if now - peer.fresh_at > fresh:
+                break  # older still behind it
+            news = self._news_of(key, Kind.ALIVE, now)
+            if news is not None:
+                chosen[key] = news
+        return tuple(chosen.values())
+
+    def _news_of(self, key: str, kind: Kind, now: float) -> News | None:
+        peer = self.table.peers.get(key)
+        if peer is None or peer.order == NO_ORDER:
+            return None
+        inc, seq = peer.order
+        age = 0.0 if peer.fresh_at is None else max(0.0, now - peer.fresh_at)
+        if kind == Kind.ALIVE:
+            if not peer.known or peer.status != ALIVE:
+                return None
+            ncpu, load, _load1, avail = peer.load_view()
+            return News(peer.id, inc, seq, kind, age, ncpu, load, avail)
+        if kind == Kind.SUSPECT:
+            s = peer.suspicion
+            if s is None or peer.status != SUSPECT:
+                return None
+            # Our own suspicion if we hold one: each suspector speaks for itself.
+            me = self.table.me.id
+            suspector = me if me in s.confirmers else next(iter(s.confirmers))
+            return News(peer.id, s.order[0], s.order[1], kind, age, suspector=suspector)
+        return News(peer.id, inc, seq, kind, age)
+
+    def _datagrams(self, state: State, targets: list[str], now: float) -> list[tuple[bytes, str]]:
+        news = self._news(now)
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
         # one not heard yet gets ours. Each version is encoded (and sealed) once.
         datagrams: dict[int, bytes] = {}
         out = []
-        for key, peer in self.table.peers.items():
-            addresses = self._addresses.get(key)
-            if key == self.table.self_key or not addresses:
+        for key in targets:
+            addresses = self.book.get(key)
+            if not addresses:
                 continue
-            version = VERSION if peer.state is None else min(peer.state.version, VERSION)
-            if state.usage is None:
-                version = 1
+            peer = self.table.peers.get(key)
+            speaks = peer.state.version if peer is not None and peer.state is not None else VERSION
+            version = 1 if state.usage is None else min(speaks, VERSION)
             datagram = datagrams.get(version)
             if datagram is None:
-                datagram = encode_state(state, version)
+                full = dataclasses.replace(state, news=news) if version >= 3 else state
+                datagram = encode_state(full, version)
                 if self.sealer is not None:
                     datagram = self.sealer.seal(datagram, self.nonce())
                 datagrams[version] = datagram
@@ -228,14 +608,14 @@ class GossipNode:
     # -- answers ---------------------------------------------------------------
 
     def view(self, peer: Peer) -> NodeView | None:
-        s = peer.state
-        if s is None:
+        if not peer.known:
             return None
+        ncpu, load, load1, avail = peer.load_view()
         return NodeView(
-            load=s.load,
-            load1=s.load1,
-            ncpu=s.ncpu,
-            mem_avail=s.mem_avail,
+            load=load,
+            load1=load1,
+            ncpu=ncpu,
+            mem_avail=avail,
             loadscale=peer.spec.loadscale,
             memscale=peer.spec.memscale,
             extra=peer.extra,
@@ -246,11 +626,35 @@ class GossipNode:
         assert view is not None
         return self.score_fn(view)
 
-    def best(self, now: float) -> str | None:
-        """The name of the node for the next job, or None; counts the job against it."""
-        candidates = self.table.candidates(now)
+    def candidates(self, now: float) -> list[Peer]:
+        """Nodes that may be chosen: alive (not suspect), load known, not drained;
+        above the threshold only those with fresh news."""
+        me = self.table.me
+        sparse = not self.full_mesh()
+        out = []
+        for peer in self.table.peers.values():
+            if peer is me:
+                if me.state is not None and not (self.drained or me.drained):
+                    out.append(me)
+                continue
+            if peer.status != ALIVE or not peer.known or peer.drained:
+                continue
+            if sparse and (peer.fresh_at is None or now - peer.fresh_at > self.suspect_after):
+                continue
+            out.append(peer)
+        return out
+
+    def best(self, now: float, choices: int = 32) -> str | None:
+        """The name of the node for the next job, or None; counts the job against it.
+
+        Above the threshold, the best of ``choices`` fresh members drawn at
+        random (power of d choices): daemons on different nodes then do not
+        all send their jobs to one node, and none scores the whole cluster."""
+        candidates = self.candidates(now)
         if not candidates:
             return None
+        if not self.full_mesh() and len(candidates) > choices:
+            candidates = self.rng.sample(candidates, choices)
         scored = [(self._score(p), p) for p in candidates]
         scored = [(s, p) for s, p in scored if s == s] or [(0.0, p) for _, p in scored]  # NaN
         low = min(s for s, _ in scored)
@@ -263,32 +667,40 @@ class GossipNode:
 
     def status_rows(self, now: float) -> list[StatusRow]:
         rows = []
-        for peer in self.table.peers.values():
-            live = self.table.is_live(peer, now)
+        me = self.table.me
+        for key in self.table.members():
+            spec = self.table.spec(key)
+            assert spec is not None
+            peer = self.table.peers.get(key)
+            if peer is None:
+                rows.append(StatusRow(name=spec.name, state="down", load=None, ncpu=None,
+                                      mem_avail=None, loadscale=spec.loadscale,
+                                      memscale=spec.memscale, score=None, age=None, load1=None,
+                                      extra=0.0, is_self=False, drained=spec.drained,
+                                      listed=key in self.roster.specs))  # fmt: skip
+                continue
+            shown = self._shown(peer)
+            view = self.view(peer)
             s = peer.state
-            if not live or s is None:
-                state = "down"
-            elif peer.drained:
-                state = "drained"
-            else:
-                state = "up"
+            live = shown in ("up", "drained", "suspect")
             rows.append(
                 StatusRow(
-                    name=peer.spec.name,
-                    state=state,
-                    load=s.load if s else None,
-                    ncpu=s.ncpu if s else None,
-                    mem_avail=s.mem_avail if s else None,
-                    loadscale=peer.spec.loadscale,
-                    memscale=peer.spec.memscale,
-                    score=self._score(peer) if s and live else None,
-                    age=None if peer.heard_at is None else max(0.0, now - peer.heard_at),
-                    load1=s.load1 if s else None,
+                    name=spec.name,
+                    state=shown,
+                    load=view.load if view else None,
+                    ncpu=view.ncpu if view else None,
+                    mem_avail=view.mem_avail if view else None,
+                    loadscale=spec.loadscale,
+                    memscale=spec.memscale,
+                    score=self.score_fn(view) if view and live else None,
+                    age=None if peer.fresh_at is None else max(0.0, now - peer.fresh_at),
+                    load1=view.load1 if view else None,
                     extra=peer.extra,
-                    is_self=peer is self.table.me,
+                    is_self=peer is me,
                     mem_total=s.mem_total if s else None,
-                    drained=peer.drained,
+                    drained=peer.drained or (peer is me and self.drained),
                     usage=s.usage if s else None,
+                    listed=key in self.roster.specs,
                 )
             )
         return rows

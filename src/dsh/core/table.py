@@ -3,11 +3,15 @@
 Rules of this file:
 
 * ``now`` is a monotonic time in seconds passed in by the caller.
-* A report replaces a peer's state only if it is newer, by (incarnation, seq),
-  so reordered or duplicated datagrams never move a node backwards. One
-  exception: a peer that is down accepts another incarnation, because a node
-  whose clock stepped back before a restart must still be able to rejoin.
-* The node itself is always live.
+* Reports and news of a member are ordered by (incarnation, seq); what is
+  not newer never moves a member backwards. One exception: a member that is
+  down or left accepts another incarnation, because a node whose clock
+  stepped back before a restart must still be able to rejoin.
+* Peers are made lazily: a member nobody has said anything about has no
+  record, so that a node of a 10,000-member cluster holds records only of the
+  members it has heard of (the listed ones are in the shared Roster).
+* The membership protocol (when a member is suspected, declared down,
+  refuted) is gossip.py's; this file holds its state.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .cluster import NodeSpec
+from .roster import Ring, Roster, member_id
 from .wire import State
+
+# A member's status in this node's view.
+NEW = "new"  # nothing heard of it yet (shown as down)
+ALIVE = "alive"
+SUSPECT = "suspect"
+DOWN = "down"
+LEFT = "left"
+GONE = (DOWN, LEFT)
+NO_ORDER = (-1, -1)
 
 
 @dataclass
@@ -32,11 +46,28 @@ class Extra:
     reports_left: int
 
 
-@dataclass
+@dataclass(slots=True)
+class Suspicion:
+    order: tuple[int, int]  # the member's order the suspicion is about
+    since: float
+    confirmers: set[bytes]  # ids of the members that suspect it (Lifeguard's confirmations)
+    deadline: float = 0.0
+
+
+@dataclass(slots=True)
 class Peer:
     spec: NodeSpec
-    state: State | None = None
-    heard_at: float | None = None
+    id: bytes
+    state: State | None = None  # the last report heard from the member itself
+    heard_at: float | None = None  # when that report came
+    # The freshest news of the member by any way (its own report or another
+    # member's news of it): its order, when it was fresh, and the load it gave.
+    order: tuple[int, int] = NO_ORDER
+    fresh_at: float | None = None
+    relayed: tuple[int, float, int] | None = None  # (ncpu, load, mem_avail) newer than state
+    status: str = NEW
+    status_since: float = 0.0
+    suspicion: Suspicion | None = None
     extras: list[Extra] = field(default_factory=list)
 
     @property
@@ -46,6 +77,20 @@ class Peer:
     @property
     def drained(self) -> bool:
         return self.spec.drained or (self.state is not None and self.state.drained)
+
+    @property
+    def known(self) -> bool:
+        """Its load is known (from itself or from news)."""
+        return self.state is not None or self.relayed is not None
+
+    def load_view(self) -> tuple[int, float, float, int]:
+        """(ncpu, load, load1, mem_avail) from the freshest news; only if known."""
+        s = self.state
+        if self.relayed is not None:
+            ncpu, load, avail = self.relayed
+            return ncpu, load, s.load1 if s is not None else load, avail
+        assert s is not None
+        return s.ncpu, s.load, s.load1, s.mem_avail
 
 
 @dataclass(frozen=True)
@@ -61,85 +106,177 @@ class Changes:
 class PeerTable:
     def __init__(
         self,
-        specs: list[NodeSpec],
+        roster: Roster,
         self_name: str,
-        dead_after: float,
         extra_reports: int = 2,
         extra_ttl: float = 6.0,
+        *,
+        unlisted_self: bool = False,
     ) -> None:
         self.self_key = self_name.lower().rstrip(".")
-        self.dead_after = dead_after  # seconds without a report before a peer is down
         self.extra_reports = extra_reports
         self.extra_ttl = extra_ttl
-        self.peers: dict[str, Peer] = {s.key: Peer(s) for s in specs}
-        if self.self_key not in self.peers:
-            raise ValueError(f"{self_name} is not in the cluster")
+        self.roster = roster
+        # Members not in the cluster file: learned by discovery, or this node
+        # itself when the file lists nobody (cluster.py's @broadcast lines).
+        self.found: dict[str, NodeSpec] = {}
+        self.found_ids: dict[bytes, str] = {}
+        self.peers: dict[str, Peer] = {}
+        self.gone: set[str] = set()  # keys of members down or left
+        self.with_extras: set[str] = set()
+        self._ring: Ring | None = None  # roster.ring, merged with found members
+        if self.self_key not in roster.specs:
+            if not unlisted_self:
+                raise ValueError(f"{self_name} is not in the cluster")
+            self.add_found(NodeSpec(self_name))
+        me = self.peer(self.self_key)
+        assert me is not None
+        me.status = ALIVE
+        self.me = me
 
-    @property
-    def me(self) -> Peer:
-        return self.peers[self.self_key]
+    # -- members -----------------------------------------------------------------
+
+    def spec(self, key: str) -> NodeSpec | None:
+        return self.roster.specs.get(key) or self.found.get(key)
+
+    def key_of(self, member: bytes) -> str | None:
+        return self.roster.by_id.get(member) or self.found_ids.get(member)
+
+    def id_of(self, key: str) -> bytes:
+        return self.roster.ids.get(key) or member_id(key)
+
+    def members(self) -> list[str]:
+        return [*self.roster.specs, *self.found]
+
+    def __len__(self) -> int:
+        return len(self.roster) + len(self.found)
+
+    def live_count(self) -> int:
+        """N of the timeouts: members neither down nor left."""
+        return len(self) - len(self.gone)
 
     def get(self, name: str) -> Peer | None:
+        """The record of a member, if anything was heard of it."""
         return self.peers.get(name.lower().rstrip("."))
 
-    def is_live(self, peer: Peer, now: float) -> bool:
-        if peer.spec.key == self.self_key:
-            return True
-        return peer.heard_at is not None and now - peer.heard_at <= self.dead_after
-
-    def merge(self, state: State, now: float) -> bool:
-        """Take a report; False if it is not newer than what we have (stale)."""
-        peer = self.get(state.name)
+    def peer(self, key: str) -> Peer | None:
+        """The record of a member, made if needed; None for a non-member."""
+        peer = self.peers.get(key)
         if peer is None:
-            return False
-        if peer.state is not None and state.order <= peer.state.order:
-            rejoining = not self.is_live(peer, now) and state.incarnation != peer.state.incarnation
-            if not rejoining:
-                return False
-        peer.state = state
-        peer.heard_at = now
-        for extra in peer.extras:
-            extra.reports_left -= 1
-        peer.extras = [e for e in peer.extras if e.reports_left > 0 and e.expires_at > now]
-        return True
+            spec = self.spec(key)
+            if spec is None:
+                return None
+            peer = self.peers[key] = Peer(spec, self.id_of(key))
+        return peer
+
+    def add_found(self, spec: NodeSpec) -> Peer:
+        self.found[spec.key] = spec
+        self.found_ids[member_id(spec.key)] = spec.key
+        self._ring = None
+        peer = self.peer(spec.key)
+        assert peer is not None
+        return peer
+
+    def forget(self, key: str) -> None:
+        """Remove a found member (down or left for long)."""
+        spec = self.found.pop(key, None)
+        if spec is not None:
+            self.found_ids.pop(member_id(key), None)
+            self.peers.pop(key, None)
+            self.gone.discard(key)
+            self.with_extras.discard(key)
+            self._ring = None
+
+    def set_status(self, peer: Peer, status: str, now: float) -> None:
+        if peer.status == status:
+            return
+        was_gone = peer.status in GONE
+        peer.status, peer.status_since = status, now
+        if status != SUSPECT:
+            peer.suspicion = None
+        if status in GONE:
+            self.gone.add(peer.spec.key)
+        elif was_gone:
+            self.gone.discard(peer.spec.key)
+
+    @property
+    def ring(self) -> Ring:
+        if not self.found:
+            return self.roster.ring
+        if self._ring is None:
+            ids = dict(self.roster.ids)
+            ids.update((k, member_id(k)) for k in self.found)
+            self._ring = Ring(ids, ids)
+        return self._ring
+
+    def walk(self, start: str, count: int, step: int) -> list[str]:
+        """``count`` members after (step 1) or before (step -1) ``start`` on the
+        ring that are alive or suspect in this node's view."""
+        ring = self.ring
+        keys, n = ring.keys, len(ring.keys)
+        i = ring.index[start]
+        out: list[str] = []
+        for _ in range(n - 1):
+            i = (i + step) % n
+            peer = self.peers.get(keys[i])
+            if peer is not None and peer.status in (ALIVE, SUSPECT):
+                out.append(keys[i])
+                if len(out) == count:
+                    break
+        return out
+
+    # -- extra load ---------------------------------------------------------------
 
     def add_extra(self, peer: Peer, amount: float, now: float) -> None:
         if amount > 0:
             peer.extras.append(Extra(amount, now + self.extra_ttl, self.extra_reports))
+            self.with_extras.add(peer.spec.key)
+
+    def count_report(self, peer: Peer, now: float) -> None:
+        """A newer report of ``peer`` arrived: its extras have one report less to live."""
+        if peer.extras:
+            for extra in peer.extras:
+                extra.reports_left -= 1
+            peer.extras = [e for e in peer.extras if e.reports_left > 0 and e.expires_at > now]
 
     def expire(self, now: float) -> None:
         """Drop extra load past its time limit (for peers that stopped reporting)."""
-        for peer in self.peers.values():
-            if peer.extras:
+        for key in list(self.with_extras):
+            peer = self.peers.get(key)
+            if peer is not None and peer.extras:
                 peer.extras = [e for e in peer.extras if e.expires_at > now]
+            if peer is None or not peer.extras:
+                self.with_extras.discard(key)
 
-    def candidates(self, now: float) -> list[Peer]:
-        """Nodes that may be chosen: live, reported at least once, not drained."""
-        return [
-            p
-            for p in self.peers.values()
-            if p.state is not None and self.is_live(p, now) and not p.drained
-        ]
+    # -- reload -------------------------------------------------------------------
 
-    def replace_specs(self, specs: list[NodeSpec]) -> Changes:
-        """Take a new cluster file, keeping what we know of nodes still in it."""
-        new = {s.key: s for s in specs}
-        if self.self_key not in new:
+    def replace_roster(self, roster: Roster) -> Changes:
+        """Take a new cluster file, keeping what we know of members still in it."""
+        if self.self_key not in roster.specs and self.self_key not in self.found:
             raise ValueError("this node is no longer in the cluster file")
-        old = self.peers
+        old = self.roster.specs
+        new = roster.specs
         added = tuple(s.name for k, s in new.items() if k not in old)
-        removed = tuple(p.spec.name for k, p in old.items() if k not in new)
+        removed = tuple(s.name for k, s in old.items() if k not in new)
         changed = tuple(
             s.name
             for k, s in new.items()
             if k in old
-            and (old[k].spec.loadscale, old[k].spec.memscale, old[k].spec.drained, old[k].spec.name)
+            and (old[k].loadscale, old[k].memscale, old[k].drained, old[k].name)
             != (s.loadscale, s.memscale, s.drained, s.name)
         )
-        peers: dict[str, Peer] = {}
-        for key, spec in new.items():
-            peer = old.get(key) or Peer(spec)
-            peer.spec = spec
-            peers[key] = peer
-        self.peers = peers
+        self.roster = roster
+        for key in list(self.found):
+            if key in new:  # now listed: the file's scales from now on
+                del self.found[key]
+                self.found_ids.pop(member_id(key), None)
+        for key in list(self.peers):
+            spec = self.spec(key)
+            if spec is None:
+                del self.peers[key]
+                self.gone.discard(key)
+                self.with_extras.discard(key)
+            else:
+                self.peers[key].spec = spec
+        self._ring = None
         return Changes(added, removed, changed)

@@ -33,10 +33,22 @@ Version 2 (108 bytes plus the name) is version 1 with ``Usage`` between
     net_receive, net_transmit    2 x Q   bytes/s
     swap_used, swap_total        2 x Q   bytes, used <= total
 
-A rolling upgrade: ``decode`` takes both versions; a daemon sends each peer
-the version that peer last sent (gossip.py), version 2 to a peer not heard
-yet, so a version-1 daemon, which drops version 2, is answered in version 1
-from its first report on.
+Version 3 is version 2 with flag bit 1 (the node is leaving: it stopped
+cleanly) and, after the name, news of other members (gossip.py)::
+
+    nnews    B   0..MAX_NEWS entries of 31 bytes each:
+      id       8s  member_id(name key) (roster.py)
+      incarn   Q   that member's incarnation ...
+      seq      I   ... and sequence number the news is about
+      kind     B   ALIVE, SUSPECT, DOWN or LEFT (News)
+      age      H   how old the news was when sent, 0.1 s
+      tail     8s  ALIVE: ncpu H, load x 100 H, available memory MiB I;
+                   SUSPECT: the suspecting member's id; DOWN, LEFT: zeros
+
+A rolling upgrade: ``decode`` takes every version; a daemon sends each peer
+the version that peer last sent (gossip.py), the newest to a peer not heard
+yet, so a daemon of an older release, which drops the newer versions, is
+answered in its own from its first report on.
 """
 
 from __future__ import annotations
@@ -48,9 +60,10 @@ from enum import IntEnum
 from ..errors import WireError
 
 MAGIC = b"\xd5h"
-VERSION = 2  # what this daemon sends unless a peer speaks an older one
-VERSIONS = (1, 2)  # what it decodes
-MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 363 bytes
+VERSION = 3  # what this daemon sends unless a peer speaks an older one
+VERSIONS = (1, 2, 3)  # what it decodes
+MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 1,294 bytes
+MAX_NEWS = 30  # news entries a datagram may carry (gossip.py sends at most 6)
 
 
 class MessageType(IntEnum):
@@ -61,12 +74,44 @@ class MessageType(IntEnum):
 
 
 FLAG_DRAINED = 0x01
-_KNOWN_FLAGS = FLAG_DRAINED
+FLAG_LEAVING = 0x02  # version 3 on: the node is stopping and says so
+_KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING}
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
 _USAGE = struct.Struct("!HHHHQQQQQQ")
+_NEWS = struct.Struct("!8sQIBH8s")
+_ALIVE_TAIL = struct.Struct("!HHI")
 _SHARE = 10000  # CPU shares on the wire: units of 0.01 %
+MIB = 1024 * 1024
+
+
+class Kind(IntEnum):
+    """What a news entry says of a member. Append-only: on the wire."""
+
+    ALIVE = 0  # heard at (incarnation, seq), ``age`` ago; with its load
+    SUSPECT = 1  # a monitor has had no fresh news of it since (incarnation, seq)
+    DOWN = 2  # declared down after the suspicion timeout
+    LEFT = 3  # stopped cleanly
+
+
+@dataclass(frozen=True)
+class News:
+    """One entry of a version-3 datagram: what the sender knows of another member."""
+
+    member: bytes  # the member's 8-byte id
+    incarnation: int
+    seq: int
+    kind: Kind
+    age: float  # seconds, at the sender
+    ncpu: int = 0  # ALIVE only: the member's last known load
+    load: float = 0.0
+    mem_avail: int = 0  # bytes, MiB precision
+    suspector: bytes = bytes(8)  # SUSPECT only
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.incarnation, self.seq)
 
 
 @dataclass(frozen=True)
@@ -102,6 +147,9 @@ class State:
     mem_total: int
     drained: bool = False
     usage: Usage | None = None  # None from a node that sends version 1
+    leaving: bool = False  # version 3: the node is stopping (SIGTERM)
+    # What the sender knows of others (version 3). Not the state's value either.
+    news: tuple[News, ...] = field(default=(), compare=False)
     # The datagram's version: what the sender speaks. Not part of the state's
     # value: the same report reads the same in either version.
     version: int = field(default=VERSION, compare=False)
@@ -133,8 +181,24 @@ def _encode_usage(u: Usage) -> bytes:
                        _rate(u.net_transmit), min(_rate(u.swap_used), total), total)  # fmt: skip
 
 
+def _encode_news(n: News) -> bytes:
+    if n.kind == Kind.ALIVE:
+        tail = _ALIVE_TAIL.pack(
+            max(1, min(0xFFFF, n.ncpu)),
+            max(0, min(0xFFFF, round(n.load * 100))),
+            max(0, min(0xFFFFFFFF, n.mem_avail // MIB)),
+        )
+    elif n.kind == Kind.SUSPECT:
+        tail = n.suspector
+    else:
+        tail = bytes(8)
+    age = max(0, min(0xFFFF, round(n.age * 10)))
+    return _NEWS.pack(n.member, n.incarnation, n.seq & 0xFFFFFFFF, n.kind, age, tail)
+
+
 def encode_state(state: State, version: int | None = None) -> bytes:
-    """The datagram of ``state`` in ``version`` (version 1 drops the usage).
+    """The datagram of ``state`` in ``version`` (version 1 drops the usage,
+    versions 1 and 2 the news and the leaving flag).
 
     Without a version: the newest, or 1 for a state without usage."""
     if version is None:
@@ -144,15 +208,20 @@ def encode_state(state: State, version: int | None = None) -> bytes:
         raise ValueError(f"node name must be 1..255 bytes, got {len(name)}")
     if version not in VERSIONS:
         raise ValueError(f"no datagram version {version}")
-    if version == 2 and state.usage is None:
-        raise ValueError("version 2 needs the usage")
+    if version >= 2 and state.usage is None:
+        raise ValueError(f"version {version} needs the usage")
+    if len(state.news) > MAX_NEWS:
+        raise ValueError(f"at most {MAX_NEWS} news entries, got {len(state.news)}")
+    flags = FLAG_DRAINED if state.drained else 0
+    if version >= 3 and state.leaving:
+        flags |= FLAG_LEAVING
     return (
         _HEADER.pack(MAGIC, version, MessageType.STATE)
         + _STATE.pack(
             state.incarnation,
             state.seq,
             state.sent_ms,
-            FLAG_DRAINED if state.drained else 0,
+            flags,
             max(1, min(0xFFFF, state.ncpu)),
             _milli(state.load),
             _milli(state.load1),
@@ -160,8 +229,13 @@ def encode_state(state: State, version: int | None = None) -> bytes:
             state.mem_total,
             len(name),
         )
-        + (_encode_usage(state.usage) if version == 2 and state.usage is not None else b"")
+        + (_encode_usage(state.usage) if version >= 2 and state.usage is not None else b"")
         + name
+        + (
+            bytes([len(state.news)]) + b"".join(_encode_news(n) for n in state.news)
+            if version >= 3
+            else b""
+        )
     )
 
 
@@ -178,25 +252,37 @@ def decode(data: bytes) -> State:
         raise WireError("sealed datagram, but no key configured")
     if mtype != MessageType.STATE:
         raise WireError(f"unknown message type {mtype}")
-    start = _HEADER.size + _STATE.size + (_USAGE.size if version == 2 else 0)
+    start = _HEADER.size + _STATE.size + (_USAGE.size if version >= 2 else 0)
     if len(data) < start + 1:
         raise WireError(f"short state message ({len(data)} bytes)")
     (incarn, seq, sent_ms, flags, ncpu, load, load1, avail, total, namelen) = _STATE.unpack_from(
         data, _HEADER.size
     )
-    if len(data) != start + namelen:
+    end = start + namelen
+    news: tuple[News, ...] = ()
+    if version >= 3:
+        if len(data) < end + 1:
+            raise WireError(f"short state message ({len(data)} bytes)")
+        count = data[end]
+        if count > MAX_NEWS:
+            raise WireError(f"{count} news entries (at most {MAX_NEWS})")
+        if len(data) != end + 1 + count * _NEWS.size:
+            raise WireError(f"length {len(data)} does not match name length {namelen}"
+                            f" and {count} news entries")  # fmt: skip
+        news = tuple(_decode_news(data, end + 1 + i * _NEWS.size) for i in range(count))
+    elif len(data) != end:
         raise WireError(f"length {len(data)} does not match name length {namelen}")
     if namelen == 0:
         raise WireError("empty name")
-    if flags & ~_KNOWN_FLAGS:
+    if flags & ~_KNOWN_FLAGS[version]:
         raise WireError(f"unknown flags {flags:#x}")
     if ncpu == 0:
         raise WireError("zero CPUs")
     if avail > total:
         raise WireError("available memory exceeds total")
-    usage = _decode_usage(data, _HEADER.size + _STATE.size) if version == 2 else None
+    usage = _decode_usage(data, _HEADER.size + _STATE.size) if version >= 2 else None
     try:
-        name = data[start:].decode("utf-8")
+        name = data[start:end].decode("utf-8")
     except UnicodeDecodeError:
         raise WireError("name is not UTF-8") from None
     return State(
@@ -211,8 +297,26 @@ def decode(data: bytes) -> State:
         mem_total=total,
         drained=bool(flags & FLAG_DRAINED),
         usage=usage,
+        leaving=bool(flags & FLAG_LEAVING),
+        news=news,
         version=version,
     )
+
+
+def _decode_news(data: bytes, offset: int) -> News:
+    member, incarn, seq, kind, age, tail = _NEWS.unpack_from(data, offset)
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise WireError(f"unknown news kind {kind}") from None
+    if kind == Kind.ALIVE:
+        ncpu, load, avail = _ALIVE_TAIL.unpack(tail)
+        if ncpu == 0:
+            raise WireError("news of a member with zero CPUs")
+        return News(member, incarn, seq, kind, age / 10, ncpu, load / 100, avail * MIB)
+    if kind == Kind.SUSPECT:
+        return News(member, incarn, seq, kind, age / 10, suspector=tail)
+    return News(member, incarn, seq, kind, age / 10)
 
 
 def _decode_usage(data: bytes, offset: int) -> Usage:

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from .. import __version__
 from ..core.access import parse_allow
-from ..core.cluster import NodeSpec, load_cluster
+from ..core.cluster import ClusterFile, Discovery, NodeSpec, load_cluster_file
 from ..core.score import SCORES
 from ..errors import ConfigError, DshError
 from .conf import DshdConf, load_conf
@@ -175,7 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=d.maxloops,
         metavar="N",
-        help="a peer unheard for N intervals is down (default %(default)s)",
+        help="a member without news for N-1 intervals (+10%% jitter) is suspect; down "
+        "after the suspicion timeout (README: Membership) (default %(default)s)",
+    )
+    p.add_argument(
+        "--fanout-above",
+        type=int,
+        default=d.fanout_above,
+        metavar="N",
+        help="up to N members every node sends to every other; above, each sends to 2 "
+        "monitors and --fanout random members per interval (default %(default)s)",
+    )
+    p.add_argument(
+        "--fanout",
+        type=_positive(int),
+        default=d.fanout,
+        metavar="K",
+        help="above --fanout-above: random members sent to per interval (default %(default)s)",
     )
     p.add_argument(
         "--extraload",
@@ -327,8 +343,14 @@ def control(path: str, command: str) -> int:
     return EXIT_OK
 
 
-def identify(config: DaemonConfig, specs: list[NodeSpec]) -> tuple[str, dict[str, tuple[str, ...]]]:
-    from .whoami import find_self, local_addresses, local_hostnames, resolve
+def identify(
+    config: DaemonConfig, specs: list[NodeSpec], discovery: tuple[Discovery, ...] = ()
+) -> tuple[str, dict[str, tuple[str, ...]]]:
+    """This node's name, and what every listed member resolves to.
+
+    With discovery a node need not be listed: --name, else its address on
+    the broadcast's subnet (or its first non-loopback address)."""
+    from .whoami import discovery_name, find_self, local_addresses, local_hostnames, resolve
 
     resolved = {s.key: resolve(s.name) for s in specs}
     for spec in specs:
@@ -337,15 +359,22 @@ def identify(config: DaemonConfig, specs: list[NodeSpec]) -> tuple[str, dict[str
     if config.name is not None:
         key = config.name.lower().rstrip(".")
         match = [s for s in specs if s.key == key]
-        if not match:
-            raise ConfigError(f"--name {config.name}: not in {config.cluster_file}")
-        return match[0].name, resolved
-    return find_self(specs, resolved, local_addresses(), local_hostnames()).name, resolved
+        if match:
+            return match[0].name, resolved
+        if discovery:
+            return config.name, resolved
+        raise ConfigError(f"--name {config.name}: not in {config.cluster_file}")
+    try:
+        return find_self(specs, resolved, local_addresses(), local_hostnames()).name, resolved
+    except ConfigError:
+        if not discovery:
+            raise
+    return discovery_name(discovery), resolved
 
 
 async def _serve(
     config: DaemonConfig,
-    specs: list[NodeSpec],
+    cluster: ClusterFile,
     self_name: str,
     resolved: dict[str, tuple[str, ...]],
     keys: list[bytes] | None,
@@ -354,7 +383,7 @@ async def _serve(
 ) -> None:
     from .server import Daemon
 
-    daemon = Daemon(config, specs, self_name, resolved, keys, conf)
+    daemon = Daemon(config, cluster.nodes, self_name, resolved, keys, conf, cluster.discovery)
     await daemon.start()
     if config.pidfile:
         write_pidfile(config.pidfile, config.user)
@@ -392,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parse_allow(config.allow)
         keys = load_keys(config.key_file) if config.key_file else None
-        specs = load_cluster(config.cluster_file)
+        cluster = load_cluster_file(config.cluster_file)
         conf = read_conf(config)
-        self_name, resolved = identify(config, specs)
+        self_name, resolved = identify(config, cluster.nodes, cluster.discovery)
     except ConfigError as exc:
         print(f"dshd: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -410,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                 "address can report its load (create a key with dshd --gen-key %s)",
                 DEFAULT_KEY_FILE,
             )
-        asyncio.run(_serve(config, specs, self_name, resolved, keys, conf, readiness))
+        asyncio.run(_serve(config, cluster, self_name, resolved, keys, conf, readiness))
     except DshError as exc:
         log.error("%s", exc)
         readiness.failed(f"dshd: {exc}")

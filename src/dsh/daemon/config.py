@@ -54,7 +54,11 @@ class DaemonConfig:
     listen: tuple[str, ...] = ()  # TCP listen addresses; () = all addresses
     interval: float = 1.5  # seconds between two reports of this node
     jitter: float = 0.1  # each interval is drawn from interval * (1 +- jitter)
-    maxloops: int = 3  # a peer unheard for maxloops intervals is down
+    maxloops: int = (
+        3  # a member without fresh news for maxloops - 1 intervals (+ jitter) is suspect
+    )
+    fanout_above: int = 32  # members: up to this many everyone sends to everyone (membership.py)
+    fanout: int = 2  # above that: random members sent to per interval, besides 2 monitors
     extraload: float = 1.0  # load added to a node each time it is named best
     extra_reports: int = 2  # reports from that node after which the extra load is gone
     score: str = DEFAULT_SCORE  # a name in score.SCORES
@@ -82,9 +86,12 @@ class DaemonConfig:
     procstat_port: int | None = None  # TCP port of procstatd's quik/jobs lines; None = none
 
     @property
-    def dead_after(self) -> float:
-        """Seconds after which a peer that sent nothing is down."""
-        return self.maxloops * self.interval
+    def suspect_after(self) -> float:
+        """Seconds without fresh news after which a monitor suspects a member.
+
+        ``maxloops - 1`` whole intervals at their longest (the jitter): one
+        lost report never makes a member suspect, two may."""
+        return max(1, self.maxloops - 1) * self.interval * (1 + self.jitter)
 
     @property
     def extra_ttl(self) -> float:

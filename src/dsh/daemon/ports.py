@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from .. import __version__
 from ..core.access import allowed, parse_allow
 from ..core.gossip import GossipNode
+from ..core.membership import MONITORS, suspicion_timeout, t_min
 from ..core.status import format_status
 from ..errors import DshError
 from .config import DaemonConfig
@@ -95,10 +96,25 @@ class TcpPorts:
                 f"self {self.node.name}",
                 f"dshd {__version__} score={c.score} interval={c.interval:g}"
                 f" maxloops={c.maxloops} extraload={c.extraload:g}",
+                self.membership_line(now),
                 *(line for footer in self.footers for line in footer()),
             ],
-            {"datagrams": dict(self.node.counters), "tcp": dict(self.counters)},
+            {
+                "datagrams": dict(self.node.counters),
+                "membership": dict(self.node.events),
+                "tcp": dict(self.counters),
+            },
         )
+
+    def membership_line(self, now: float) -> str:
+        """The membership's regime and timeouts now (README: Membership)."""
+        node = self.node
+        n = node.table.live_count()
+        mode = "full mesh" if node.full_mesh() else f"fanout {node.fanout} + {MONITORS} monitors"
+        return (f"membership {n} live of {len(node.table)}, {mode} (above {node.fanout_above}),"
+                f" suspect after {node.suspect_after:.1f}s, down after"
+                f" {t_min(n, node.interval):.1f}-{suspicion_timeout(n, 0, node.interval):.1f}s"
+                f" more, health {node.health}")  # fmt: skip
 
     def best_text(self) -> str:
         best = self.node.best(time.monotonic())

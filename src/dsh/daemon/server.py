@@ -20,7 +20,7 @@ import time
 
 from .. import __version__
 from ..core.auth import NONCE_BYTES, Sealer
-from ..core.cluster import NodeSpec, load_cluster
+from ..core.cluster import Discovery, NodeSpec, load_cluster_file
 from ..core.gossip import GossipNode
 from ..core.history import History
 from ..core.score import SCORES
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 # starve the TCP ports and the timers. Not a config field: it only shares the
 # loop's time, which no deployment has a reason to set differently.
 READ_BATCH = 256
+# Above the fan-out threshold a node announces itself to the discovery
+# addresses every this many ticks (every tick below it, where it is the gossip).
+ANNOUNCE_EVERY = 20
 
 
 def _proc_mounts() -> str:
@@ -74,6 +77,7 @@ class Daemon:
         resolved: dict[str, tuple[str, ...]],
         keys: list[bytes] | None = None,
         conf: DshdConf | None = None,
+        discovery: tuple[Discovery, ...] = (),
     ) -> None:
         self.config = config
         self.conf = conf if conf is not None else DshdConf.defaults()
@@ -82,7 +86,8 @@ class Daemon:
             specs,
             self_name,
             SCORES[config.score],
-            dead_after=config.dead_after,
+            interval=config.interval,
+            suspect_after=config.suspect_after,
             extraload=config.extraload,
             extra_reports=config.extra_reports,
             extra_ttl=config.extra_ttl,
@@ -91,7 +96,11 @@ class Daemon:
             sealer=Sealer(keys) if keys else None,
             nonce=lambda: os.urandom(NONCE_BYTES),
             replay_window_ms=round(config.replay_window * 1000),
+            fanout_above=config.fanout_above,
+            fanout=config.fanout,
+            discovery=bool(discovery),
         )
+        self.discovery = discovery
         self.ports = TcpPorts(config, self.node)
         self.control = ControlSocket(config, self.node, announce=self.tick)
         for spec in specs:
@@ -132,6 +141,7 @@ class Daemon:
         self._gossip: socket.socket | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._resolve_now = asyncio.Event()
+        self._ticks = 0
 
     def _own(self) -> Own:
         graphite = self.graphite.counters if self.graphite is not None else None
@@ -144,11 +154,12 @@ class Daemon:
         own = self.node.addresses(self.node.name)
         others = [
             a
-            for p in self.node.table.peers.values()
-            if p is not self.node.table.me
-            for a in self.node.addresses(p.spec.name)
+            for spec in self.node.roster.specs.values()
+            if spec.key != self.node.key
+            for a in self.node.addresses(spec.name)
         ]
-        if not own:
+        if not own or self.discovery:
+            # Broadcasts and multicasts reach only a socket bound to any address.
             return ("0.0.0.0", socket.AF_INET)
         address = own[0]
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -158,6 +169,21 @@ class Daemon:
         if _is_loopback(address) and others and not all(_is_loopback(a) for a in others):
             address = "::" if family == socket.AF_INET6 else "0.0.0.0"
         return (address, family)
+
+    def _join_discovery(self, sock: socket.socket) -> None:
+        for d in self.discovery:
+            try:
+                if d.kind == "broadcast":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                elif ":" not in d.address:
+                    group = socket.inet_aton(d.address) + socket.inet_aton("0.0.0.0")
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+                else:
+                    raise OSError(0, "IPv6 multicast needs an IPv6 gossip socket")
+            except OSError as exc:
+                sock.close()
+                raise DshError(f"cannot use @{d.kind} {d.address}: {exc.strerror}") from None
 
     async def start(self) -> None:
         """Bind every socket; errors are DshErrors."""
@@ -177,6 +203,7 @@ class Daemon:
                 f"cannot bind gossip port {address}:{self.config.gossip_port}/udp: {exc.strerror}"
             ) from None
         sock.setblocking(False)
+        self._join_discovery(sock)
         with contextlib.suppress(OSError):
             # A larger buffer absorbs bursts (a flood) without losing peers' reports.
             force = getattr(socket, "SO_RCVBUFFORCE", None) if os.geteuid() == 0 else None
@@ -205,7 +232,7 @@ class Daemon:
             self.config.status_port,
             self.config.best_port,
             "off" if self.config.http_port is None else f"{self.config.http_port}/tcp",
-            len(self.node.table.peers),
+            len(self.node.table),
         )
 
     # -- run -------------------------------------------------------------------
@@ -213,6 +240,7 @@ class Daemon:
     async def run(self) -> None:
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._poller(), name="poller"),
             asyncio.create_task(self._resolver(), name="resolver"),
             asyncio.create_task(self.sensors.run(), name="sensors"),
         ]
@@ -225,6 +253,10 @@ class Daemon:
         self._stopping.set()
 
     async def _shutdown(self) -> None:
+        # Say goodbye first: the others show this node as left at once
+        # instead of suspecting it for seconds.
+        with contextlib.suppress(Exception):
+            self._send(self.node.leave(time.monotonic(), time.time_ns() // 10**6))
         if self._graphite_task is not None:
             self._tasks.append(self._graphite_task)
         for task in self._tasks:
@@ -250,11 +282,13 @@ class Daemon:
         from .cli import read_conf
 
         try:
-            specs = load_cluster(self.config.cluster_file)
+            cluster = load_cluster_file(self.config.cluster_file)
         except (DshError, ValueError) as exc:
             log.error("reload failed for the cluster file, keeping the old cluster: %s", exc)
         else:
-            self._take_cluster(specs)
+            if cluster.discovery != self.discovery:
+                log.warning("reload: @broadcast and @multicast lines take effect at restart")
+            self._take_cluster(cluster.nodes)
         if self.config.key_file:
             try:
                 keys = load_keys(self.config.key_file)
@@ -327,16 +361,22 @@ class Daemon:
         if self.graphite is not None:
             self.graphite.listener(state)
 
-    def tick(self) -> None:
+    def _send(self, datagrams: list[tuple[bytes, str]]) -> None:
         assert self._gossip is not None
-        now = time.monotonic()
-        for datagram, address in self.node.tick(
-            self.sampler.sample(), now, time.time_ns() // 10**6
-        ):
+        for datagram, address in datagrams:
             try:
                 self._gossip.sendto(datagram, (address, self.config.gossip_port))
             except (OSError, ValueError) as exc:  # e.g. an IPv6 peer on an IPv4 socket
                 log.debug("cannot send to %s: %s", address, exc)
+
+    def tick(self) -> None:
+        now, wall_ms = time.monotonic(), time.time_ns() // 10**6
+        self._send(self.node.tick(self.sampler.sample(), now, wall_ms))
+        self._ticks += 1
+        if self.discovery and (self.node.full_mesh() or self._ticks % ANNOUNCE_EVERY == 1):
+            datagram = self.node.announce(now, wall_ms)
+            if datagram is not None:
+                self._send([(datagram, d.address) for d in self.discovery])
         # After the datagrams are out: the history and quik wait, the gossip does not.
         self.quik.sample()
         self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
@@ -373,10 +413,21 @@ class Daemon:
                 log.exception("tick failed")
             await asyncio.sleep(interval * self.rng.uniform(1 - jitter, 1 + jitter))
 
+    async def _poller(self) -> None:
+        # Membership news (a suspicion, its refutation, a departure) goes out
+        # within a quarter interval, not at the next tick.
+        while True:
+            await asyncio.sleep(self.config.interval / 4)
+            try:
+                self._send(self.node.poll(time.monotonic(), time.time_ns() // 10**6))
+            except Exception:
+                log.exception("poll failed")
+
     async def _resolve_all(self, log_failures: bool, only_missing: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        for peer in list(self.node.table.peers.values()):
-            name = peer.spec.name
+        # The listed members only: a found one's address is where it was heard from.
+        for spec in list(self.node.roster.specs.values()):
+            name = spec.name
             known = self.node.addresses(name)
             if only_missing and known:
                 continue

@@ -50,7 +50,8 @@ class View:
 
     def nodes(self) -> list[str]:
         """The cluster file's order: what each node's colour comes from."""
-        return [peer.spec.name for peer in self.node.table.peers.values()]
+        table = self.node.table
+        return [spec.name for spec in map(table.spec, table.members()) if spec is not None]
 
     def view_json(self) -> dict[str, object]:
         head = {"self": self.node.name, "time": round(self.clock(), 3),

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 
 import psutil
 
-from ..core.cluster import NodeSpec
-from ..core.gossip import normalize_address
+from ..core.addresses import normalize_address
+from ..core.cluster import Discovery, NodeSpec
 from ..errors import ConfigError
 
 
@@ -73,3 +73,19 @@ def resolve(name: str) -> tuple[str, ...]:
             if info[0] == family and address not in addresses:
                 addresses.append(address)
     return tuple(addresses)
+
+
+def discovery_name(discovery: Iterable[Discovery]) -> str:
+    """A name for a node that no cluster entry lists: its address on the subnet
+    of a broadcast line, else its first IPv4 address that is not loopback, else
+    its host name."""
+    broadcasts = {d.address for d in discovery if d.kind == "broadcast"}
+    first = None
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family != socket.AF_INET or a.address.startswith("127."):
+                continue
+            if a.broadcast in broadcasts:
+                return a.address
+            first = first or a.address
+    return first or socket.gethostname()

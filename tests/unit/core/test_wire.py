@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.wire import MAX_DATAGRAM, State, Usage, decode, encode_state
+from dsh.core.wire import MAX_DATAGRAM, MAX_NEWS, Kind, News, State, Usage, decode, encode_state
 from dsh.errors import WireError
 
 # The layout as wire.py's docstring documents it, spelled out here on purpose
@@ -282,17 +282,17 @@ def test_version_2_hand_packed_decodes_with_its_usage() -> None:
 
 
 def test_version_2_encodes_as_documented_and_version_1_on_request() -> None:
-    assert encode_state(a_state(usage=USAGE)) == packed2()
+    assert encode_state(a_state(usage=USAGE), 2) == packed2()
     assert encode_state(a_state(usage=USAGE), 1) == packed()  # for a peer that speaks 1
     with pytest.raises(ValueError):
         encode_state(a_state(), 2)  # version 2 carries usage, or it is not version 2
 
 
 def test_version_2_sizes() -> None:
-    assert len(encode_state(a_state(name="n", usage=USAGE))) == 108 + 1
-    biggest = encode_state(a_state(name="x" * 255, usage=USAGE))
+    assert len(encode_state(a_state(name="n", usage=USAGE), 2)) == 108 + 1
+    biggest = encode_state(a_state(name="x" * 255, usage=USAGE), 2)
     assert len(biggest) == 108 + 255 < 600  # the target, any name the file allows
-    assert len(encode_state(a_state(name="node-0042.cluster.example.org", usage=USAGE))) < 150
+    assert len(encode_state(a_state(name="node-0042.cluster.example.org", usage=USAGE), 2)) < 150
 
 
 def test_version_2_shares_are_rounded_down_to_a_whole() -> None:
@@ -332,7 +332,7 @@ def usages(draw: st.DrawFn) -> Usage:
 @given(states(), usages())
 def test_version_2_round_trip(state: State, usage: Usage) -> None:
     full = State(**{**state.__dict__, "usage": usage})
-    data = encode_state(full)
+    data = encode_state(full, 2)
     assert len(data) == 108 + len(state.name.encode("utf-8"))
     assert decode(data) == full
 
@@ -341,3 +341,83 @@ def test_version_2_round_trip(state: State, usage: Usage) -> None:
 @given(st.binary(max_size=400))
 def test_any_bytes_after_a_version_2_header_decode_or_raise_wire_error(tail: bytes) -> None:
     _decodes_or_wire_error(MAGIC + b"\x02\x01" + tail)
+
+
+# -- version 3: the leaving flag and news after the name ----------------------------
+
+DOC_NEWS = struct.Struct("!8sQIBH8s")
+ID = bytes(range(1, 9))
+
+
+def packed3(name: bytes = b"newton", news: bytes = b"", count: int = 0, flags: int = 0) -> bytes:
+    v2 = packed2(name, flags=flags)
+    return v2[:2] + b"\x03" + v2[3:] + bytes([count]) + news
+
+
+def test_version_3_hand_packed_decodes_with_its_news() -> None:
+    alive = DOC_NEWS.pack(ID, 7, 9, 0, 15, struct.pack("!HHI", 8, 250, 4096))
+    suspect = DOC_NEWS.pack(ID, 7, 9, 1, 0, b"suspectr")
+    down = DOC_NEWS.pack(ID, 7, 10, 2, 65535, bytes(8))
+    state = decode(packed3(news=alive + suspect + down, count=3, flags=2))
+    assert state.version == 3 and state.leaving and state.usage == USAGE
+    assert state.news == (
+        News(ID, 7, 9, Kind.ALIVE, 1.5, 8, 2.5, 4096 * 2**20),
+        News(ID, 7, 9, Kind.SUSPECT, 0.0, suspector=b"suspectr"),
+        News(ID, 7, 10, Kind.DOWN, 6553.5),
+    )
+    assert encode_state(state) == packed3(news=alive + suspect + down, count=3, flags=2)
+    assert len(packed3(news=alive, count=1)) == 108 + len(b"newton") + 1 + 31
+
+
+def test_leaving_and_news_exist_from_version_3_only() -> None:
+    leaving = State(**{**a_state(usage=USAGE).__dict__, "leaving": True})
+    assert not decode(encode_state(leaving, 2)).leaving  # not in the old layout
+    with pytest.raises(WireError):
+        decode(packed2(flags=2))  # the bit is unknown to version 2
+
+
+BAD3 = [
+    ("news count says more", packed3(count=1)),
+    ("trailing byte", packed3() + b"\x00"),
+    ("no news count", packed3()[:-1]),
+    ("unknown kind", packed3(news=DOC_NEWS.pack(ID, 1, 1, 4, 0, bytes(8)), count=1)),
+    ("alive with zero CPUs", packed3(news=DOC_NEWS.pack(ID, 1, 1, 0, 0, bytes(8)), count=1)),
+    ("too many entries", packed3(news=DOC_NEWS.pack(ID, 1, 1, 2, 0, bytes(8)) * 31, count=31)),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in BAD3], ids=[i for i, _ in BAD3])
+def test_strict_decode_rejects_version_3(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+@st.composite
+def news_entries(draw: st.DrawFn) -> News:
+    kind = Kind(draw(st.integers(0, 3)))
+    member = draw(st.binary(min_size=8, max_size=8))
+    head = (member, draw(st.integers(0, U64)), draw(st.integers(0, U32)), kind,
+            draw(st.integers(0, 65535)) / 10)  # fmt: skip
+    if kind == Kind.ALIVE:
+        return News(*head, draw(st.integers(1, 65535)), draw(st.integers(0, 65535)) / 100,
+                    draw(st.integers(0, U32)) * 2**20)  # fmt: skip
+    if kind == Kind.SUSPECT:
+        return News(*head, suspector=draw(st.binary(min_size=8, max_size=8)))
+    return News(*head)
+
+
+@settings(max_examples=150)
+@given(states(), usages(), st.lists(news_entries(), max_size=MAX_NEWS), st.booleans())
+def test_version_3_round_trip(state: State, usage: Usage, news: list[News], leaving: bool) -> None:
+    full = State(**{**state.__dict__, "usage": usage, "news": tuple(news), "leaving": leaving})
+    data = encode_state(full)
+    assert len(data) == 108 + len(state.name.encode("utf-8")) + 1 + 31 * len(news)
+    assert len(data) <= MAX_DATAGRAM
+    back = decode(data)
+    assert back == full and back.news == tuple(news) and back.leaving == leaving
+
+
+@settings(max_examples=150)
+@given(st.binary(max_size=1400))
+def test_any_bytes_after_a_version_3_header_decode_or_raise_wire_error(tail: bytes) -> None:
+    _decodes_or_wire_error(MAGIC + b"\x03\x01" + tail)

@@ -1,0 +1,81 @@
+"""The membership protocol's rules as numbers, and its queue of news to spread. Pure.
+
+SWIM with Lifeguard's refinements (as in memberlist), on dshd's heartbeats:
+
+* A member is **suspect** when one of its monitors has had no fresh news of
+  it (its own report, or another member's news that it was heard) for
+  ``suspect_after``; in a cluster of at most FANOUT_ABOVE members every
+  member monitors every other, above that a member's monitors are its
+  MONITORS successors on the ring (roster.py).
+* A suspicion is **refuted** by any news of the member newer than the
+  suspected (incarnation, seq); the member itself answers a suspicion of it
+  by raising its incarnation.
+* It becomes **down** when the suspicion has stood for ``suspicion_timeout``:
+  from ``6 * t_min`` with one suspector down to ``t_min`` with
+  EXPECTED_CONFIRMATIONS more, ``t_min = ALPHA * log10(N) * interval``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+FANOUT_ABOVE = 32  # members: up to this many, everyone sends to everyone
+FANOUT = 2  # above it: random members sent to per interval, besides the monitors
+MONITORS = 2  # above it: ring successors a member sends to, which may suspect it
+NEWS_PER_DATAGRAM = 6  # at most; 31 bytes each (wire.py)
+ALPHA = 0.25  # t_min in intervals per decade of members (memberlist: 4 probe intervals)
+MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default)
+EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down to t_min
+RETRANSMIT_MULT = 3  # each change is sent about 3 * ceil(log10(N + 1)) times
+FORGET_AFTER = 3600.0  # seconds a member not in the cluster file stays down or left
+MAX_HEALTH = 8  # Lifeguard's local health: a late node stretches its timeouts up to 9x
+
+
+def t_min(members: int, interval: float) -> float:
+    return ALPHA * math.log10(max(members, 2)) * interval
+
+
+def suspicion_timeout(members: int, confirmations: int, interval: float) -> float:
+    """Seconds from suspect to down, ``confirmations`` independent suspectors beyond the first."""
+    low = t_min(members, interval)
+    high = MAX_TIMEOUT_FACTOR * low
+    fraction = math.log(confirmations + 1) / math.log(EXPECTED_CONFIRMATIONS + 1)
+    return max(low, high - (high - low) * fraction)
+
+
+def retransmit_limit(members: int) -> int:
+    return RETRANSMIT_MULT * max(1, math.ceil(math.log10(members + 1)))
+
+
+@dataclass(slots=True)
+class Pending:
+    kind: int  # wire.Kind
+    sent: int = 0
+
+
+class Broadcasts:
+    """Changes of membership waiting to be spread, at most one per member.
+
+    A newer change of a member replaces the older (memberlist's invalidation);
+    the least sent go first, and each goes out ``retransmit_limit`` times."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Pending] = {}
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def put(self, key: str, kind: int) -> None:
+        self.pending[key] = Pending(kind)
+
+    def take(self, count: int, limit: int) -> list[tuple[str, int]]:
+        """Up to ``count`` changes to send now, counted as sent."""
+        if not self.pending:
+            return []
+        chosen = sorted(self.pending.items(), key=lambda kv: kv[1].sent)[:count]
+        for key, p in chosen:
+            p.sent += 1
+            if p.sent >= limit:
+                del self.pending[key]
+        return [(key, p.kind) for key, p in chosen]
