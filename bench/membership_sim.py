@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=parse_list, default=list(SIZES), help="e.g. 10,100")
     p.add_argument("--losses", type=parse_list, default=list(LOSSES), help="percent, e.g. 0,30")
     p.add_argument("--minutes", type=float, help="virtual minutes measured (default by size)")
-    p.add_argument("--warmup", type=float, default=30.0, help="virtual seconds before measuring")
+    p.add_argument("--warmup", type=float, default=60.0, help="virtual seconds before measuring")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--profile", action="store_true", help="print where the time goes (stderr)")
     args = p.parse_args(argv)

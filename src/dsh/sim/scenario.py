@@ -24,7 +24,7 @@ class Scenario:
     size: int
     loss: float = 0.0
     duration: float = 300.0  # measured virtual seconds, after the warm-up
-    warmup: float = 30.0
+    warmup: float = 60.0
     seed: int = 1
     crash_every: float = 10.0
     restart_after: float = 30.0
@@ -82,6 +82,7 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
     for node in cluster.nodes:
         if node is not None:
             node.counters.clear()
+            node.events.clear()
     node_seconds = 0.0
     restarts: dict[int, float] = {}  # crashed node -> when it comes back
     next_crash = sc.warmup + sc.crash_every / 2
@@ -122,7 +123,7 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
     counters: dict[str, int] = {}
     for node in cluster.nodes:
         if node is not None:
-            for key, value in node.counters.items():
+            for key, value in (node.counters | node.events).items():
                 counters[key] = counters.get(key, 0) + value
     crashes = detection.crashes()
     return Result(

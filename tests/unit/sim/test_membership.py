@@ -74,7 +74,7 @@ def downs(
 
 def declared_down(cluster: SimCluster) -> int:
     """The core's own count of members declared down, summed over running nodes."""
-    return sum(node.counters["declared_down"] for node in cluster.nodes if node is not None)
+    return sum(node.events["declared_down"] for node in cluster.nodes if node is not None)
 
 
 @pytest.mark.parametrize(("size", "within"), [(8, 5.0), (64, 60.0)])
