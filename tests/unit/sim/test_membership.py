@@ -133,7 +133,7 @@ def test_a_partition_that_heals(size: int) -> None:
 
 
 @pytest.mark.parametrize("size", [8, 64])
-def test_a_slow_node_is_suspected_at_most_never_down(size: int) -> None:
+def test_a_slow_node_is_suspected_at_most_never_down_and_puts_nobody_down(size: int) -> None:
     cluster = started(size, seed=200 + size)
     slow = 2
     assert set(views(cluster, slow).values()) == {"up"}
@@ -142,19 +142,10 @@ def test_a_slow_node_is_suspected_at_most_never_down(size: int) -> None:
     cluster.slow(slow, 2 * INTERVAL)  # it stalls two intervals at every tick
     for _ in steps(cluster, cluster.now + 60.0, step=0.5):
         alarms.check(cluster)
-    assert not downs(alarms, member=slow), alarms.examples
+    shown_down = {"the slow node": downs(alarms, member=slow)[:3],
+                  "others": downs(alarms, other_than=slow)[:3]}  # fmt: skip
+    assert shown_down == {"the slow node": [], "others": []}
     assert declared_down(cluster) - declared == 0
-
-
-@pytest.mark.parametrize("size", [8, 64])
-def test_a_slow_node_puts_nobody_else_down(size: int) -> None:
-    cluster = started(size, seed=300 + size)
-    slow = 2
-    alarms = watching(cluster)
-    cluster.slow(slow, 2 * INTERVAL)
-    for _ in steps(cluster, cluster.now + 60.0, step=0.5):
-        alarms.check(cluster)
-    assert not downs(alarms, other_than=slow), alarms.examples
 
 
 @pytest.mark.parametrize("size", [8, 64])
@@ -175,7 +166,7 @@ def test_a_leaving_node_is_left_everywhere_within_about_one_interval(size: int) 
 
 @pytest.mark.parametrize(("size", "minutes"), [(8, 5.0), (100, 2.0)])
 def test_thirty_percent_loss_puts_no_running_node_down(size: int, minutes: float) -> None:
-    cluster = started(size, seed=500 + size, loss=0.3)
+    cluster = started(size, seed=500 + size, loss=0.3, warmup=30.0)
     alarms = watching(cluster)
     declared = declared_down(cluster)
     for _ in steps(cluster, cluster.now + minutes * 60, step=1.0):
