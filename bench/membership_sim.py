@@ -22,7 +22,7 @@ Definitions (src/dsh/sim/metrics.py):
   already), at most 1,000 of them drawn at random; "knew it" is their share
   of the running nodes (median over crashes). Median and p99 over crashes;
   "not seen by all" counts crashes that some observer did not show down
-  before the node restarted 25 s later.
+  before the node restarted (25 s later unless ``--restart-after``).
 * false suspect / down per node-hour: edges ``up`` -> ``suspect`` and
   anything -> ``down``/``left`` of a running member at an observer, both
   running for at least 20 s, looked at every 0.3 s, over all pairs (N <= 100)
@@ -67,16 +67,18 @@ def say(text: str) -> None:
     print(f"membership_sim: {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
 
 
-def scenario_for(size: int, loss: int, minutes: float, seed: int, warmup: float) -> Scenario:
+def scenario_for(size: int, loss: int, args: argparse.Namespace) -> Scenario:
+    minutes = args.minutes if args.minutes is not None else MINUTES.get(size, 2.0)
+    # one crashed node at a time in a small cluster, a steady stream in a big one
+    crash_every = args.crash_every or (30.0 if size <= 10 else 10.0)
     return Scenario(
         size=size,
         loss=loss / 100,
         duration=minutes * 60,
-        warmup=warmup,
-        seed=seed,
-        # one crashed node at a time in a small cluster, a steady stream in a big one
-        crash_every=30.0 if size <= 10 else 10.0,
-        restart_after=25.0,
+        warmup=args.warmup,
+        seed=args.seed,
+        crash_every=crash_every,
+        restart_after=args.restart_after,
         best_rate=min(50.0, 0.05 * size),
     )
 
@@ -204,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, help="virtual minutes measured (default by size)")
     p.add_argument("--warmup", type=float, default=60.0, help="virtual seconds before measuring")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--crash-every", type=float, help="virtual s (default 30 at N <= 10, else 10)")
+    p.add_argument("--restart-after", type=float, default=25.0, help="virtual s after a crash")
     p.add_argument("--profile", action="store_true", help="print where the time goes (stderr)")
     args = p.parse_args(argv)
     profiler = cProfile.Profile() if args.profile else None
@@ -213,9 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     costs: list[tuple[float, float]] = []
     for size in args.sizes:
-        minutes = args.minutes if args.minutes is not None else MINUTES.get(size, 2.0)
         for loss in args.losses:
-            sc = scenario_for(size, loss, minutes, args.seed, args.warmup)
+            sc = scenario_for(size, loss, args)
             say(f"N={size} loss={loss}% {sc.warmup:g}+{sc.duration:g} virtual s")
             started = time.perf_counter()
 
