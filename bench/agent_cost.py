@@ -57,7 +57,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "src")]
 from support.dshd import Cluster, Node  # noqa: E402
 from support.paths import LAGENT_CONF_FILE  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
-from testbed import cpu_seconds, percentile  # noqa: E402
+from testbed import cpu_seconds, kib_to_mib, percentile, proc_status  # noqa: E402
 
 from dsh.core.wire import VERSION  # noqa: E402
 from dsh.daemon.config import DaemonConfig  # noqa: E402
@@ -70,18 +70,6 @@ _FOOTER = re.compile(r"^# sensor (\S+) (\S+) interval=(\S+) duration=(\S+) readi
 
 
 # -- /proc --------------------------------------------------------------------------
-
-
-def status_fields(pid: int) -> dict[str, str]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        out[key] = value.strip()
-    return out
-
-
-def kib_to_mib(text: str) -> float:
-    return int(text.split()[0]) / 1024
 
 
 # -- the agents ---------------------------------------------------------------------
@@ -105,7 +93,7 @@ class Agent:
     def end_window(self) -> None:
         pid = self.pid()
         self.cpu = cpu_seconds(pid) - self.cpu0
-        status = status_fields(pid)
+        status = proc_status(pid)
         self.rss, self.hwm = kib_to_mib(status["VmRSS"]), kib_to_mib(status["VmHWM"])
         self.threads = int(status["Threads"])
 

@@ -219,3 +219,17 @@ def percentile(xs: list[float], p: float) -> float:
     """The value below which a share ``p`` of ``xs`` lie (nearest rank)."""
     s = sorted(xs)
     return s[min(len(s) - 1, int(len(s) * p))]
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as key -> value (``VmRSS`` -> ``"38400 kB"``)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = value.strip()
+    return out
+
+
+def kib_to_mib(text: str) -> float:
+    """A /proc ``"38400 kB"`` in MiB."""
+    return int(text.split()[0]) / 1024

@@ -17,10 +17,10 @@ from support.waiting import wait_for
 
 NODES = ["127.0.0.71", "127.0.0.72 2.0", "127.0.0.73 1 1 drain"]
 A, B, C = (line.split()[0] for line in NODES)
-NODE_FIELDS = {"name", "state", "age", "load", "load1", "cpus", "mem_avail", "mem_total", "score",
-               "extra", "loadscale", "memscale", "cpu_user", "cpu_system", "cpu_idle",
-               "cpu_iowait", "disk_read", "disk_write", "net_receive", "net_transmit",
-               "swap_used", "swap_total", "jobs", "jobs_recent"}  # fmt: skip
+NODE_FIELDS = {"name", "state", "listed", "age", "load", "load1", "cpus", "mem_avail",
+               "mem_total", "score", "extra", "loadscale", "memscale", "cpu_user", "cpu_system",
+               "cpu_idle", "cpu_iowait", "disk_read", "disk_write", "net_receive",
+               "net_transmit", "swap_used", "swap_total", "jobs", "jobs_recent"}  # fmt: skip
 
 
 def get(cluster: Cluster, target: str) -> Any:
@@ -61,6 +61,7 @@ def test_the_cluster_now_and_its_history(cluster: Cluster) -> None:
         )  # (nice, irq, steal: not shown)
         assert all(node[k] >= 0 for k in ("disk_read", "disk_write", "net_receive"))
     assert [nodes[n]["state"] for n in (A, B, C)] == ["up", "up", "drained"]
+    assert all(nodes[n]["listed"] is True for n in (A, B, C))  # all in the cluster file
     assert nodes[B]["loadscale"] == 2.0
 
     wait_for(lambda: len(get(cluster, "/api/history?since=-10")["times"]) >= 5, 10, "5 ticks")
@@ -100,6 +101,21 @@ def test_a_killed_nodes_points_turn_null(cluster: Cluster) -> None:
     series = wait_for(last_point, 10, "B's points to say down")
     assert series["load"][-1] is None and series["cpu_idle"][-1] is None
     assert any(v is not None for v in series["load"])  # before it died
+
+
+def test_a_node_that_stops_cleanly_is_left_at_once_without_values(cluster: Cluster) -> None:
+    cluster.nodes[B].stop()  # SIGTERM: it says so
+    wait_for(lambda: cluster.nodes[A].state_of(B) == "left", 5, "B to have left")
+    left = {n["name"]: n for n in get(cluster, "/api/cluster")["nodes"]}[B]
+    assert left["state"] == "left" and left["listed"] is True
+    assert left["load"] is None and left["cpu_user"] is None and left["cpus"] is None
+
+    def last_point() -> Any:
+        series = get(cluster, f"/api/history?since=-30&nodes={B}")["nodes"][B]
+        return series if series["state"][-1] == 4 else None
+
+    series = wait_for(last_point, 10, "B's points to say left")
+    assert series["load"][-1] is None and series["cpu_idle"][-1] is None
 
 
 def test_jobs_count_the_best_node_answers_naming_each_node(cluster: Cluster) -> None:

@@ -32,7 +32,8 @@ class Dom(HTMLParser):
         self.paths: list[list[dict[str, str]]] = []  # per chart
         self.rows: list[dict[str, str]] = []
         self.cells: list[list[str]] = []
-        self._in_td = self._in_row = False
+        self.cluster_cells: list[str] = []  # the cluster's row
+        self._in_td = self._in_row = self._in_cluster = False
         self.feed(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -46,22 +47,28 @@ class Dom(HTMLParser):
             self.paths[-1].append(a)
         elif tag == "tr":
             self._in_row = "data-node" in a  # (not the cluster's row)
+            self._in_cluster = a.get("class") == "cluster"
             if self._in_row:
                 self.rows.append(a)
                 self.cells.append([])
         elif tag == "td" and self._in_row:
             self._in_td = True
             self.cells[-1].append("")
+        elif tag == "td" and self._in_cluster:
+            self._in_td = True
+            self.cluster_cells.append("")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "td":
             self._in_td = False
         elif tag == "tr":
-            self._in_row = False
+            self._in_row = self._in_cluster = False
 
     def handle_data(self, data: str) -> None:
-        if self._in_td:
+        if self._in_td and self._in_row:
             self.cells[-1][-1] += data
+        elif self._in_td and self._in_cluster:
+            self.cluster_cells[-1] += data
 
 
 def get(url: str) -> dict[str, object]:
@@ -145,21 +152,23 @@ def test_the_page_in_chromium(make_cluster: ClusterFactory, tmp_path: Path) -> N
     assert [r["data-node"] for r in first.rows] == NODES  # the cluster file's order
     assert all(r["data-state"] == "up" for r in first.rows)
     assert all(len(c) == 15 for c in first.cells)  # name, state, ... jobs
+    assert first.cluster_cells[:2] == ["cluster", "3/3 live"]
 
-    # A node stops: the next load shows it down, dimmed, with its age.
+    # A node stops cleanly (SIGTERM): the next load shows it left, dimmed, with its age.
     cluster.nodes[NODES[2]].stop()
-    wait_for(lambda: cluster.nodes[NODES[0]].state_of(NODES[2]) == "down", 10, "node 3 down")
+    wait_for(lambda: cluster.nodes[NODES[0]].state_of(NODES[2]) == "left", 10, "node 3 left")
     time.sleep(1.0)  # its age grows past a second
 
     second = Dom(chromium.dump_dom(url, tmp_path / "profile"))
     assert check_against_history(second, base, NODES) > newest  # it updated
     newest_values = [p["data-values"].rsplit(",", 1)[-1] for p in second.paths[0]]
     assert newest_values != [p["data-values"].rsplit(",", 1)[-1] for p in first.paths[0]]
-    down = {r["data-node"]: (r, c) for r, c in zip(second.rows, second.cells, strict=True)}
-    row, cells = down[NODES[2]]
-    assert row["class"] == "down" and cells[1].startswith("down ") and cells[1].endswith("s")
+    left = {r["data-node"]: (r, c) for r, c in zip(second.rows, second.cells, strict=True)}
+    row, cells = left[NODES[2]]
+    assert row["class"] == "left" and cells[1].startswith("left ") and cells[1].endswith("s")
     assert int(cells[1].split()[1][:-1]) >= 1
-    assert all(down[n][0]["class"] == "up" for n in NODES[:2])
+    assert all(left[n][0]["class"] == "up" for n in NODES[:2])
+    assert second.cluster_cells[1] == "2/3 live"  # the cluster row counts the live nodes
     # its newest point is unknown in every chart: no line drawn there
     for paths in second.paths:
         (path,) = [p for p in paths if p.get("data-node") == NODES[2]]

@@ -1,8 +1,9 @@
-"""A rolling upgrade: daemons of the previous release and of this one in one cluster.
+"""A rolling upgrade: daemons of a previous release and of this one in one cluster.
 
-The previous release is the commit main stood at before datagram version 2,
-taken out of this repository's history with ``git archive`` and run as it
-is, beside this checkout's dshd."""
+The previous releases are the commits main stood at before datagram version 2
+(version 1 only) and before version 3 (membership news, issue 15), each taken
+out of this repository's history with ``git archive`` and run as it is,
+beside this checkout's dshd."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from support.dshd import ClusterFactory
+from support.dshd import Cluster, ClusterFactory
 from support.paths import REPO
 from support.waiting import wait_for
 
@@ -21,32 +22,62 @@ from dsh.daemon.keys import generate_key_file
 
 # The last release that sends only datagram version 1 (stop 16's main).
 PREVIOUS_RELEASE = "e3c0c24"
+# The last release that sends version 2 at most, with no membership news
+# (issue 14's main, before issue 15's version 3).
+VERSION_2_RELEASE = "bad1ae6"
 OLD, NEW, NEWER = "127.0.0.51", "127.0.0.52", "127.0.0.53"
 
 
-@pytest.fixture(scope="module")
-def previous_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+def released_dshd(commit: str, root: Path) -> str:
+    """The dshd script of ``commit``, unpacked under ``root`` with its src/."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE, "dshd", "src"],
+        ["git", "-C", str(REPO), "archive", "--format=tar", commit, "dshd", "src"],
         capture_output=True, timeout=60,
     )  # fmt: skip
     if archive.returncode != 0:
         raise AssertionError(
-            f"the previous release {PREVIOUS_RELEASE} is not in this clone's history"
+            f"the previous release {commit} is not in this clone's history"
             f" (a shallow clone?): {archive.stderr.decode(errors='replace').strip()}"
         )
-    root = tmp_path_factory.mktemp("previous-release")
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(root, filter="data")
     return str(root / "dshd")
+
+
+@pytest.fixture(scope="module")
+def previous_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return released_dshd(PREVIOUS_RELEASE, tmp_path_factory.mktemp("previous-release"))
+
+
+@pytest.fixture(scope="module")
+def version_2_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return released_dshd(VERSION_2_RELEASE, tmp_path_factory.mktemp("version-2-release"))
 
 
 def usage_cells(text: str, name: str) -> list[str]:
     for line in text.splitlines():
         fields = line.split()
         if fields and fields[0] == name:
-            return fields[COLUMNS.index("user") :]
+            return fields[COLUMNS.index("user") : COLUMNS.index("swap") + 1]
     raise AssertionError(f"{name} not in the status:\n{text}")
+
+
+def mixed(make_cluster: ClusterFactory, old_dshd: str, tmp_path: Path, sealed: bool,
+          http: bool = True) -> Cluster:  # fmt: skip
+    """OLD running ``old_dshd``, NEW and NEWER this checkout's, started; keyed as the
+    README's install sets a cluster up when ``sealed``."""
+    cluster = make_cluster([OLD, NEW, NEWER])
+    if sealed:
+        key = tmp_path / "key"
+        generate_key_file(str(key))
+        for node in cluster.nodes.values():
+            node.key_file = key
+    old = cluster.nodes[OLD]
+    old.program = old_dshd
+    if not http:
+        old.http = False
+    cluster.start()
+    return cluster
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
@@ -55,15 +86,8 @@ def test_old_and_new_daemons_see_each_other(
 ) -> None:
     # Sealed as the README's install sets a cluster up: the envelope must stay
     # one the old release opens, whatever the datagram inside.
-    cluster = make_cluster([OLD, NEW, NEWER])
-    if sealed:
-        key = tmp_path / "key"
-        generate_key_file(str(key))
-        for node in cluster.nodes.values():
-            node.key_file = key
+    cluster = mixed(make_cluster, previous_dshd, tmp_path, sealed, http=False)
     old = cluster.nodes[OLD]
-    old.program, old.http = previous_dshd, False
-    cluster.start()
     wait_for(cluster.all_up, 15, "the old and the new daemons all up everywhere")
     old_status = old.status_text()
     # The old release's table: its own columns only, every node up.
@@ -104,3 +128,47 @@ def test_the_previous_release_is_really_version_1(previous_dshd: str) -> None:
     # Guards the test above: were the archive this release, it would prove nothing.
     wire = Path(previous_dshd).parent / "src" / "dsh" / "core" / "wire.py"
     assert "\nVERSION = 1\n" in wire.read_text()
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
+def test_version_2_and_this_release_see_each_other_up(
+    make_cluster: ClusterFactory, version_2_dshd: str, tmp_path: Path, sealed: bool
+) -> None:
+    # The release before membership news (datagram version 3) beside this one:
+    # each must see the other up and stay so, the new ones never suspecting
+    # the old one for want of news it cannot send.
+    cluster = mixed(make_cluster, version_2_dshd, tmp_path, sealed)
+    old, new = cluster.nodes[OLD], cluster.nodes[NEW]
+    wait_for(cluster.all_up, 15, "the version-2 and the new daemons all up everywhere")
+    # The old release's table is its own: the columns up to swap, no later ones.
+    assert old.status_text().splitlines()[0].split()[1:] == list(
+        COLUMNS[: COLUMNS.index("swap") + 1]
+    )
+    # Version 2 carries usage: the new node shows the old one's.
+    assert all(c != "-" for c in usage_cells(new.status_text(), OLD))
+    assert old.counters()["datagrams"]["bad_auth"] == 0
+    # Once each side has heard the other, nothing either sends is dropped, and
+    # the old node stays up (not suspect) at the new ones.
+    malformed = old.counters()["datagrams"]["malformed"]
+    accepted = old.counters()["datagrams"]["accepted"]
+    states: set[str | None] = set()
+
+    def ten_more() -> bool:
+        states.update(cluster.nodes[n].state_of(OLD) for n in (NEW, NEWER))
+        return old.counters()["datagrams"]["accepted"] >= accepted + 10
+
+    wait_for(ten_more, 15, "ten more reports at the old node")
+    assert old.counters()["datagrams"]["malformed"] == malformed, old.status_text()
+    assert states == {"up"}, states
+    assert cluster.all_up()
+
+    # The old node is upgraded in place: a restart with this release's dshd.
+    old.stop()
+    old.program = new.program
+    old.start()
+    wait_for(cluster.all_up, 15, "the upgraded node up everywhere")
+
+
+def test_the_version_2_release_is_really_version_2(version_2_dshd: str) -> None:
+    wire = Path(version_2_dshd).parent / "src" / "dsh" / "core" / "wire.py"
+    assert "\nVERSION = 2 " in wire.read_text()

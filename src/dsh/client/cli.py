@@ -63,7 +63,7 @@ subcommands:
   dsh -a COMMAND / dsh -w NODES COMMAND  on every live node / on NODES at once,
                    each output line prefixed "NODE: " (-b: gathered); the exit
                    status is the highest of the commands', 255 if a node could
-                   not run it; down nodes are skipped (--all-listed tries them)
+                   not run it; down and left nodes are skipped (--all-listed tries them)
 
 exit status:
   the command's own status (0-255), 128+N if it was killed by signal N (dsh
@@ -248,7 +248,10 @@ def build_parser() -> "argparse.ArgumentParser":
     p.add_argument("--version", action="version", version=f"dsh {__version__}")
     fan = p.add_argument_group("on many nodes at once (as pdsh and clush)")
     fan.add_argument(
-        "-a", dest="all_nodes", action="store_true", help="run COMMAND on every node not down"
+        "-a",
+        dest="all_nodes",
+        action="store_true",
+        help="run COMMAND on every node not down or left",
     )
     fan.add_argument(
         "-w", dest="nodes", metavar="NODES", help="run COMMAND on NODES: node[01-16,20],@up,..."
@@ -263,7 +266,9 @@ def build_parser() -> "argparse.ArgumentParser":
         help="gather the output: nodes with the same output once, as dshbak -c",
     )  # fmt: skip
     fan.add_argument(
-        "--all-listed", action="store_true", help="try the nodes the gossip says are down too"
+        "--all-listed",
+        action="store_true",
+        help="try the nodes the gossip says are down or left too",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p

@@ -22,6 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..core.nodeset import NodeSetError, expand, fold, natural_key
+from ..core.status import STATES
 from ..errors import EXIT_FAILED, EXIT_USAGE, DshError, Interrupted, MuxUnavailable
 from .backend import RELAYED, Backend, message, working_directory
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from .config import ClientConfig
     from .syncfile import SyncFile
 
+SKIPPED = ("down", "left")  # states not run on without --all-listed, in the message's order
 DEFAULT_FANOUT = 64  # commands running at once (-f), pdsh's and clush's default too
 DIVIDER = b"-" * 16 + b"\n"  # dshbak -c's
 
@@ -304,9 +306,10 @@ class FanOut:
 
 def choose_nodes(
     args: Options | argparse.Namespace, config: ClientConfig
-) -> tuple[list[str], list[str]]:
-    """(the nodes to run on, the down nodes skipped). DshError: dshd could not
-    be asked and the answer is needed; NodeSetError: a bad -w or -x."""
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(the nodes to run on, the nodes skipped by state: down and left; not
+    suspect ones, which are most likely fine). DshError: dshd could not be
+    asked and the answer is needed; NodeSetError: a bad -w or -x."""
     from .top.fetch import FetchError, cluster
 
     wanted = f"{args.nodes or ''},{args.exclude or ''}"
@@ -318,13 +321,20 @@ def choose_nodes(
         except FetchError as exc:
             if args.all_nodes or "@" in wanted:
                 raise DshError(f"cannot list the cluster's nodes: {exc}") from None
-            message(f"{exc}; trying every node named (down ones too)")
+            message(f"{exc}; trying every node named (down and left ones too)")
         else:
             for row in answer["nodes"]:  # type: ignore[attr-defined]
                 if isinstance(row, dict) and isinstance(row.get("name"), str):
                     states[row["name"]] = str(row.get("state"))
+    return select(states, args)
+
+
+def select(
+    states: dict[str, str], args: Options | argparse.Namespace
+) -> tuple[list[str], dict[str, list[str]]]:
+    """choose_nodes given the gossip's states (name -> state, in its order)."""
     groups = {"all": list(states)}
-    for state in ("up", "down", "drained"):
+    for state in STATES:
         groups[state] = [name for name, s in states.items() if s == state]
     nodes = list(states) if args.all_nodes else []
     if args.nodes:
@@ -333,8 +343,13 @@ def choose_nodes(
         excluded = set(expand(args.exclude, groups))
         nodes = [n for n in nodes if n not in excluded]
     nodes = list(dict.fromkeys(nodes))
-    down = [] if args.all_listed else [n for n in nodes if states.get(n) == "down"]
-    return [n for n in nodes if n not in down], down
+    skipped: dict[str, list[str]] = {}
+    for state in () if args.all_listed else SKIPPED:
+        named = [n for n in nodes if states.get(n) == state]
+        if named:
+            skipped[state] = named
+    gone = {n for names in skipped.values() for n in names}
+    return [n for n in nodes if n not in gone], skipped
 
 
 def main(
@@ -352,7 +367,7 @@ def main(
         message("dsh -a and -w run through the mux; --direct (DSH_DIRECT) is for one node")
         return EXIT_USAGE
     try:
-        nodes, down = choose_nodes(args, config)
+        nodes, skipped = choose_nodes(args, config)
     except KeyboardInterrupt:  # Ctrl-C while asking dshd: nothing started yet
         return 128 + signal.SIGINT
     except NodeSetError as exc:
@@ -361,10 +376,11 @@ def main(
     except DshError as exc:
         message(str(exc))
         return EXIT_FAILED
-    if down:
-        message(f"skipping down nodes {fold(down)} (--all-listed tries them)")
+    if skipped:
+        which = " and ".join(f"{state} nodes {fold(names)}" for state, names in skipped.items())
+        message(f"skipping {which} (--all-listed tries them)")
     if not nodes:
-        message("no node to run on" + (" (all named are down)" if down else ""))
+        message("no node to run on" + (" (all named are down or left)" if skipped else ""))
         return EXIT_FAILED
     fan = FanOut(config, command, nodes, args.fanout, args.gather)
     fan.catch_signals(received_signals)

@@ -4,8 +4,9 @@ dsh's cli.py hands ``dsh ps ...`` here (``dsh -- ps`` still runs ps on a
 node). The local dshd's /api/cluster says which nodes are up; each of those
 nodes' dshd is asked for ``/jobs?format=json`` in parallel (at most FAN_OUT
 at once, each within the timeout); the answers are merged and sorted, the
-node first on each line. A node that is down, or does not answer, is named
-once on stderr and skipped. What each node shows is its dshd's ``--jobs``
+node first on each line. Live nodes are asked (up, drained and suspect: a
+suspect one is most likely fine); a node that is down or left, or does not
+answer, is named once on stderr and skipped. What each node shows is its dshd's ``--jobs``
 policy: by default only the processes dsh placed there.
 """
 
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 from .. import defaults
+from ..core.status import LIVE, STATES
 from ..errors import EXIT_USAGE, ConfigError
 from .config import config_from, http_address
 from .top.fetch import FetchError, cluster, get
@@ -73,29 +75,34 @@ def say(text: str) -> None:
     sys.stderr.flush()
 
 
-def live_nodes(data: dict[str, object], wanted: list[str] | None) -> tuple[list[str], list[str]]:
-    """(nodes to ask, nodes down) of an /api/cluster answer, only ``wanted`` if given."""
+def live_nodes(
+    data: dict[str, object], wanted: list[str] | None
+) -> tuple[list[str], list[str], list[str]]:
+    """(nodes to ask, nodes down, nodes left) of an /api/cluster answer, only
+    ``wanted`` if given. A state this release does not know counts as down."""
     up: list[str] = []
     down: list[str] = []
+    left: list[str] = []
     names: list[str] = []
     nodes = data.get("nodes")
     for node in nodes if isinstance(nodes, list) else []:
         if isinstance(node, dict) and isinstance(node.get("name"), str):
             names.append(node["name"])
-            (up if node.get("state") in ("up", "drained") else down).append(node["name"])
+            state = node.get("state")
+            (up if state in LIVE else left if state == "left" else down).append(node["name"])
     if wanted is not None:
         unknown = [w for w in wanted if w not in names]
         if unknown:
             raise ValueError(f"not in the cluster: {', '.join(unknown)}")
-        up = [n for n in up if n in wanted]
-        down = [n for n in down if n in wanted]
-    return up, down
+        up, down, left = ([n for n in group if n in wanted] for group in (up, down, left))
+    return up, down, left
 
 
 def wanted_nodes(data: dict[str, object], nodes: str | None,
                  exclude: str | None) -> list[str] | None:  # fmt: skip
-    """-w and -x as node sets (core/nodeset.py), with @all, @up, @down and
-    @drained from the /api/cluster answer; None: every node."""
+    """-w and -x as node sets (core/nodeset.py), with @all and a group per
+    state (@up, @drained, @suspect, @down, @left) from the /api/cluster
+    answer; None: every node."""
     if nodes is None and exclude is None:
         return None
     from ..core.nodeset import expand
@@ -104,7 +111,7 @@ def wanted_nodes(data: dict[str, object], nodes: str | None,
     states = {r["name"]: str(r.get("state")) for r in rows if isinstance(r, dict)
               and isinstance(r.get("name"), str)} if isinstance(rows, list) else {}  # fmt: skip
     groups = {"all": list(states)}
-    for state in ("up", "down", "drained"):
+    for state in STATES:
         groups[state] = [n for n, s in states.items() if s == state]
     chosen = expand(nodes, groups) if nodes is not None else list(states)
     excluded = set(expand(exclude, groups)) if exclude is not None else set()
@@ -178,7 +185,7 @@ def _main(argv: list[str] | None = None) -> int:
         say(str(exc))
         return EXIT_NO_DAEMON
     try:
-        up, down = live_nodes(data, wanted_nodes(data, args.nodes, args.exclude))
+        up, down, left = live_nodes(data, wanted_nodes(data, args.nodes, args.exclude))
     except (ValueError, ConfigError) as exc:  # (a NodeSetError is a ConfigError)
         say(str(exc))
         return EXIT_USAGE
@@ -197,10 +204,12 @@ def _main(argv: list[str] | None = None) -> int:
                     say(str(exc))
     if down:
         say(f"skipped, down: {', '.join(down)}")
+    if left:
+        say(f"skipped, left: {', '.join(left)}")
     if args.json:
-        print(json.dumps({"user": user, "down": down, "failed": failed,
+        print(json.dumps({"user": user, "down": down, "left": left, "failed": failed,
                           "processes": merged(answers, args.sort)}, indent=1))  # fmt: skip
     else:
         sys.stdout.write(table(merged(answers, args.sort)))
     # README: 1 when no node answered (all failed, or none was up to ask)
-    return EXIT_NO_DAEMON if len(failed) == len(up) and (up or down) else 0
+    return EXIT_NO_DAEMON if len(failed) == len(up) and (up or down or left) else 0

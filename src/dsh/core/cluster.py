@@ -33,7 +33,7 @@ class Discovery:
     """Where a node announces itself so that others find it (gossip.py adds them)."""
 
     kind: str  # "broadcast" or "multicast"
-    address: str  # an IPv4 broadcast address, or a multicast group (IPv4 or IPv6)
+    address: str  # an IPv4 broadcast address or multicast group (the gossip socket is IPv4)
     line: int = 0
 
 
@@ -91,8 +91,8 @@ def _discovery(tokens: list[str], filename: str, lineno: int) -> Discovery:
         ip = ipaddress.ip_address(tokens[1])
     except ValueError:
         raise ClusterFileError(filename, lineno, f"{tokens[1]!r} is not an IP address") from None
-    if kind == "multicast" and not ip.is_multicast:
-        raise ClusterFileError(filename, lineno, f"{tokens[1]} is not a multicast group")
+    if kind == "multicast" and (ip.version != 4 or not ip.is_multicast):
+        raise ClusterFileError(filename, lineno, f"{tokens[1]} is not an IPv4 multicast group")
     if kind == "broadcast" and (ip.version != 4 or ip.is_multicast):
         raise ClusterFileError(filename, lineno, f"{tokens[1]} is not an IPv4 broadcast address")
     return Discovery(kind, str(ip), lineno)

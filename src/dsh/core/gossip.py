@@ -54,8 +54,10 @@ STALE = "stale"  # not newer than what we have: duplicate or reordered
 DROP_LOG_INTERVAL = 10.0  # seconds between two log lines for drops of one reason
 OUTCOMES = (ACCEPTED, NOT_MEMBER, MALFORMED, NAME_MISMATCH, BAD_AUTH, REPLAYED, STALE)
 # Membership events, counted in ``events`` (the status footer, /metrics).
-EVENTS = ("suspected", "refuted", "declared_down", "left", "rejoined", "found", "forgotten",
-          "refuted_self")  # fmt: skip
+# "suspected" and "declared_down" are this node's own judgments; "heard_suspect"
+# and "heard_down" the others' it took from news (one suspicion reaches everyone).
+EVENTS = ("suspected", "heard_suspect", "refuted", "declared_down", "heard_down", "left",
+          "rejoined", "found", "forgotten", "refuted_self")  # fmt: skip
 MAX_FOUND = 65_536  # members learned by discovery; beyond that a flood, not a cluster
 RECENT = 128  # members whose news advanced lately, candidates for the news we send
 __all__ = ["normalize_address"]
@@ -142,6 +144,8 @@ class GossipNode:
         self._broadcasts = m.Broadcasts()
         self._recent: deque[str] = deque(maxlen=RECENT)
         self._answer: set[str] = set()  # members to send to at the next poll
+        self._probe: set[str] = set()  # members to ask for an answer at the next poll
+        self._older: set[str] = set()  # members that speak an older datagram version
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
         self._last_tick: float | None = None
@@ -170,7 +174,10 @@ class GossipNode:
     def reload(self, specs: list[NodeSpec]) -> Changes:
         changes = self.table.replace_roster(Roster(specs))
         self.roster = self.table.roster
-        self.book.keep(set(self.table.members()))
+        members = set(self.table.members())
+        self.book.keep(members)
+        self._older &= members
+        self._suspecting &= members
         return changes
 
     def full_mesh(self) -> bool:
@@ -246,6 +253,8 @@ class GossipNode:
             return NOT_MEMBER
         if not self._take_report(peer, state, now):
             return STALE
+        if state.probe:
+            self._answer.add(name_key)  # it has no fresh news of us: answer at the next poll
         for news in state.news:
             self._take_news(news, peer, now)
         return ACCEPTED
@@ -253,9 +262,13 @@ class GossipNode:
     def _discover(self, state: State, key: str, address: str) -> str | None:
         """A datagram from an address no member has: a new member, if discovery is on."""
         if self.table.spec(key) is not None:
-            if self.book.get(key):
+            peer = self.table.get(key)
+            moved = key in self.table.found and peer is not None and peer.status in GONE
+            if self.book.get(key) and not moved:
                 return NAME_MISMATCH  # a member we know elsewhere
-            self.book.put(key, (address,))  # listed, but its name does not resolve
+            # Listed but its name does not resolve, or a found member back at a new
+            # address (DHCP): where it is heard from is where it is.
+            self.book.put(key, (address,))
             return None
         if not is_valid_name(state.name) or len(self.table.found) >= MAX_FOUND:
             return NOT_MEMBER
@@ -282,6 +295,10 @@ class GossipNode:
         ):
             return False
         peer.state, peer.heard_at = state, now
+        if state.version < VERSION:
+            self._older.add(peer.spec.key)
+        else:
+            self._older.discard(peer.spec.key)
         self._advance(peer, state.order, now, None)
         if state.leaving:
             self._gone(peer, LEFT, now)
@@ -313,14 +330,14 @@ class GossipNode:
             log.info("member %s is up again", peer.spec.name)
         self.table.set_status(peer, ALIVE, now)
 
-    def _gone(self, peer: Peer, status: str, now: float) -> None:
+    def _gone(self, peer: Peer, status: str, now: float, mine: bool = False) -> None:
         if peer.status == status:
             return
         self._suspecting.discard(peer.spec.key)
         self.table.set_status(peer, status, now)
-        self.events["left" if status == LEFT else "declared_down"] += 1
+        self.events["left" if status == LEFT else "declared_down" if mine else "heard_down"] += 1
         self._broadcasts.put(peer.spec.key, Kind.LEFT if status == LEFT else Kind.DOWN)
-        log.info("member %s is %s", peer.spec.name, status)
+        log.info("member %s %s", peer.spec.name, "has left" if status == LEFT else "is down")
 
     def _take_news(self, news: News, sender: Peer, now: float) -> None:
         key = self.table.key_of(news.member)
@@ -340,8 +357,9 @@ class GossipNode:
                 self._advance(peer, order, now - news.age,
                               (news.ncpu, news.load, news.mem_avail))  # fmt: skip
                 self._alive(peer, now)
-            elif order == peer.order and peer.fresh_at is not None:
-                peer.fresh_at = max(peer.fresh_at, now - news.age)
+            # The same order again says nothing newer: the member sent it once.
+            # Taking its age again would let two nodes relaying a dead member's
+            # last report to each other keep it fresh by their rounding.
             return
         if order < peer.order and peer.status in (ALIVE, SUSPECT):
             # We know it fresher than the news does: say so, to refute it.
@@ -376,7 +394,7 @@ class GossipNode:
             self.table.set_status(peer, SUSPECT, now)
             s = peer.suspicion = Suspicion(order, now, {suspector})
             self._suspecting.add(peer.spec.key)
-            self.events["suspected"] += 1
+            self.events["suspected" if suspector == self.table.me.id else "heard_suspect"] += 1
             self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
         elif suspector not in s.confirmers:
             s.confirmers.add(suspector)
@@ -399,7 +417,13 @@ class GossipNode:
         me = self.table.me.id
         for key in self._monitored():
             peer = self.table.peers[key]
-            if peer.fresh_at is not None and now - peer.fresh_at <= late:
+            age = None if peer.fresh_at is None else now - peer.fresh_at
+            if age is not None and age <= late:
+                if age > late / 2 and peer.status == ALIVE:
+                    # Quiet for over an interval: ask it directly before suspecting
+                    # it (SWIM's ping). It may just not be sending to us: above the
+                    # threshold two nodes' rings can differ while news spreads.
+                    self._probe.add(key)
                 continue
             if peer.status == ALIVE or (
                 peer.status == SUSPECT and peer.suspicion and me not in peer.suspicion.confirmers
@@ -413,7 +437,7 @@ class GossipNode:
             if suspect is None or suspect.status != SUSPECT or suspect.suspicion is None:
                 self._suspecting.discard(key)
             elif now >= suspect.suspicion.deadline:
-                self._gone(suspect, DOWN, now)
+                self._gone(suspect, DOWN, now, mine=True)
         for key in [k for k in self.table.gone if k in self.table.found]:
             gone = self.table.peers.get(key)
             if gone is not None and now - gone.status_since > m.FORGET_AFTER:
@@ -444,7 +468,9 @@ class GossipNode:
         if self._last_tick is not None:
             # Lifeguard's local health: a tick much later than due means this
             # node is starved, and what it failed to hear is its own fault.
-            late = now - self._last_tick > 2 * self.interval
+            # Late by more than an interval and at least a second: short test
+            # intervals on a busy machine are not starvation.
+            late = now - self._last_tick > self.interval * 1.1 + max(self.interval, 1.0)
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
         self._last_tick = now
         self._sample = sample
@@ -467,10 +493,7 @@ class GossipNode:
         member of an older release (it judges by silence)."""
         targets = self.table.walk(self.key, m.MONITORS, 1)
         targets += self._random_members(self.fanout, exclude=set(targets))
-        for key, peer in self.table.peers.items():
-            if peer.state is not None and peer.state.version < VERSION and peer.status not in GONE \
-                    and key not in targets:  # fmt: skip
-                targets.append(key)
+        targets += [k for k in self._older if k not in targets and k not in self.table.gone]
         return targets
 
     def _random_members(self, count: int, exclude: set[str]) -> list[str]:
@@ -491,15 +514,17 @@ class GossipNode:
         if self._sample is None:
             return []
         self._judge(now)  # suspicions time out at a quarter interval's precision
-        if not self._broadcasts and not self._answer:
+        if not self._broadcasts and not self._answer and not self._probe:
             return []
         state = self._own_state(self._sample, wall_ms)
         me = self.table.me
         me.state, me.order, me.fresh_at = state, state.order, now
         if self.full_mesh():
             targets = [k for k in self.table.members() if k != self.key]
-        else:
+        elif self._broadcasts:
             targets = self._random_members(self.fanout, exclude=set(self._answer))
+        else:
+            targets = []
         targets.extend(k for k in self._answer if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
@@ -555,7 +580,7 @@ class GossipNode:
             if peer is None or peer.status != ALIVE or peer.fresh_at is None:
                 continue
             if now - peer.fresh_at > fresh:
-                break  # older still behind it
+                continue  # relayed news can be older than what came before it
             news = self._news_of(key, Kind.ALIVE, now)
             if news is not None:
                 chosen[key] = news
@@ -586,8 +611,12 @@ class GossipNode:
         news = self._news(now)
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
         # one not heard yet gets ours. Each version is encoded (and sealed) once.
-        datagrams: dict[int, bytes] = {}
+        # A member we probe gets the probe flag (version 3 only; an older one
+        # answers every interval anyway).
+        datagrams: dict[tuple[int, bool], bytes] = {}
         out = []
+        probes = self._probe
+        targets = targets + [k for k in probes if k not in targets]
         for key in targets:
             addresses = self.book.get(key)
             if not addresses:
@@ -595,14 +624,16 @@ class GossipNode:
             peer = self.table.peers.get(key)
             speaks = peer.state.version if peer is not None and peer.state is not None else VERSION
             version = 1 if state.usage is None else min(speaks, VERSION)
-            datagram = datagrams.get(version)
+            probe = key in probes and version >= 3
+            datagram = datagrams.get((version, probe))
             if datagram is None:
-                full = dataclasses.replace(state, news=news) if version >= 3 else state
+                full = dataclasses.replace(state, news=news, probe=probe) if version >= 3 else state
                 datagram = encode_state(full, version)
                 if self.sealer is not None:
                     datagram = self.sealer.seal(datagram, self.nonce())
-                datagrams[version] = datagram
+                datagrams[version, probe] = datagram
             out.append((datagram, addresses[0]))
+        probes.clear()
         return out
 
     # -- answers ---------------------------------------------------------------

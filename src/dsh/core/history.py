@@ -4,7 +4,8 @@ What ``dsh top``, ``dsh plot`` and the live page draw. No I/O, no clock:
 the daemon calls ``record`` at each tick with the wall time and its status
 rows; ``since`` answers ``GET /api/history``.
 
-Memory is fixed by the node count, not by how long dshd runs. Two tiers:
+Memory is fixed, not by how long dshd runs, nor (above FULL_NODES members)
+by the cluster's size. Two tiers:
 
 * fine: every tick for ``span`` seconds (an hour by default: 2,400 points at
   the 1.5 s interval);
@@ -17,6 +18,12 @@ per node and tier (NaN where unknown: a node down, or of a release without
 usage), so 100 nodes cost 100 x (2,400 + 288) x 16 x 4 bytes = 17.2 MB,
 under the 20 MB the issue allows; ``nbytes`` tells the real figure. A float32
 keeps 7 digits: enough for every quantity shown (bytes to 0.00001 %).
+
+Above FULL_NODES members only every k-th tick is recorded, k = ceil(N / 32),
+and both tiers hold k times fewer points (the coarse one at least 12): the
+memory, and the status rows made for ``record``, stay those of 32 members.
+A 10,000-node cluster's history is then a point per member every 7.8
+minutes: what the coarse tier holds anyway. ``due`` says which ticks.
 """
 
 from __future__ import annotations
@@ -28,8 +35,11 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from .gossip import StatusRow
+from .status import LIVE
 
-# What is kept of a node per point. "state" is 0 down, 1 up, 2 drained;
+# What is kept of a node per point. "state" is 0 down, 1 up, 2 drained,
+# 3 suspect, 4 left (append-only: stored rings and the dashboards' value
+# mappings, dashboards/panels.py UP_STATES, read these numbers);
 # "jobs" is this daemon's count of best-node answers naming it, since start.
 FIELDS = (
     "state", "load", "load1", "cpus", "mem_avail", "mem_total",
@@ -42,8 +52,10 @@ _F = len(FIELDS)
 # them also undoes float32's noise in the JSON (0.3 not 0.30000001192092896).
 DIGITS = {"load": 3, "load1": 3, "cpu_user": 4, "cpu_system": 4, "cpu_idle": 4,
           "cpu_iowait": 4}  # fmt: skip
-_STATES = {"down": 0.0, "up": 1.0, "drained": 2.0}
+_STATES = {"down": 0.0, "up": 1.0, "drained": 2.0, "suspect": 3.0, "left": 4.0}
 NAN = math.nan
+FULL_NODES = 32  # members recorded at every tick; above, every k-th tick
+MIN_COARSE = 12  # coarse points kept whatever the size: an hour at 5 minutes
 
 
 def point(row: StatusRow, jobs: int) -> tuple[float, ...]:
@@ -52,7 +64,9 @@ def point(row: StatusRow, jobs: int) -> tuple[float, ...]:
     def num(value: float | None) -> float:
         return NAN if value is None else float(value)
 
-    known = row.state != "down"  # a down node's last report is not its state now
+    # A down or left node's last report is not its state now; a suspect one's
+    # still is (it is a few seconds old, as anyone's may be under loss).
+    known = row.state in LIVE
     u = row.usage if known else None
     return (
         _STATES.get(row.state, NAN),
@@ -102,6 +116,19 @@ class _Ring:
     def forget(self, keep: set[str]) -> None:
         for name in [n for n in self.nodes if n not in keep]:
             del self.nodes[name]
+
+    def resized(self, capacity: int) -> _Ring:
+        """A ring of ``capacity`` points holding this one's newest."""
+        new = _Ring(capacity)
+        indices = [i for a, b in self.spans() for i in range(a, b)][-capacity:]
+        pad = capacity - len(indices)
+        for j, i in enumerate(indices):
+            new.times[j] = self.times[i]
+        for name, columns in self.nodes.items():
+            new.nodes[name] = [array("f", (c[i] for i in indices)) + array("f", [NAN]) * pad
+                               for c in columns]  # fmt: skip
+        new.next, new.count = len(indices) % capacity, len(indices)
+        return new
 
     @property
     def nbytes(self) -> int:
@@ -162,12 +189,33 @@ class History:
         self.interval = interval
         self.span = span
         self.step = step
-        self.fine = _Ring(max(2, math.ceil(span / interval)))
-        self.coarse = _Ring(max(2, math.ceil(coarse_span / step)))
+        self.coarse_span = coarse_span
+        self.every = 1  # record every this many ticks (FULL_NODES)
+        self._ticks = 0
+        self.fine = _Ring(self._capacities(1)[0])
+        self.coarse = _Ring(self._capacities(1)[1])
         self._bucket: float | None = None  # start of the coarse step being filled
         self._sums: dict[str, list[float]] = {}
         self._counts: dict[str, list[int]] = {}
         self._last: dict[str, tuple[float, ...]] = {}
+
+    def _capacities(self, every: int) -> tuple[int, int]:
+        coarse = math.ceil(self.coarse_span / self.step)
+        return (max(2, math.ceil(self.span / (self.interval * every))),
+                max(2, min(coarse, max(MIN_COARSE, math.ceil(coarse / every)))))  # fmt: skip
+
+    def due(self, members: int) -> bool:
+        """Whether this tick is to be recorded, in a cluster of ``members``: every
+        tick up to FULL_NODES, every k-th above (k = ceil(members / FULL_NODES))."""
+        every = max(1, math.ceil(members / FULL_NODES))
+        if every != self.every:  # the cluster grew or shrank past a multiple of 32
+            self.every = every
+            fine, coarse = self._capacities(every)
+            self.fine = self.fine.resized(fine)
+            self.coarse = self.coarse.resized(coarse)
+            self._ticks = 0
+        self._ticks += 1
+        return (self._ticks - 1) % every == 0
 
     def record(self, t: float, rows: Iterable[StatusRow], jobs: Mapping[str, int]) -> None:
         """The points of one tick at wall time ``t``."""

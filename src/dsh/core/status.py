@@ -5,12 +5,19 @@ dshd wrote; all of them through ``COLUMNS``.
 Format (documented in README.md, "The status port")::
 
     # name  state  load  cpus  freemem  loadscale  memscale  score  age  load1  extra
-      user  sys  idle  iowait  diskr  diskw  netrx  nettx  swap
+      user  sys  idle  iowait  diskr  diskw  netrx  nettx  swap  via
     <one line per cluster member, whitespace-separated, '-' for unknown>
     # self NAME
     # <more '#' lines: version, settings, counters>
 
 Columns after ``age`` may be added in later versions; existing ones never move.
+
+The states (``STATES``, README "The status port"): ``up``; ``drained`` (alive,
+never chosen); ``suspect`` (alive as far as anyone knows, but some monitor has
+no fresh news of it: never chosen until refuted); ``down``; ``left`` (stopped
+cleanly). ``LIVE`` are those whose last report is taken as the node's state
+now (displays count them, ``dsh -a`` and ``dsh ps`` ask them); only ``up``
+nodes are placement candidates.
 
 Rules of this file: dsh imports it on its fast path (once per compile), so
 it imports nothing at run time (``StatusRow`` is the daemon's, named for
@@ -29,7 +36,14 @@ COLUMNS = (
     # From datagram version 2 on ('-' for a node that sends version 1): CPU
     # time in percent; disk and network KiB/s; swap used, MiB.
     "user", "sys", "idle", "iowait", "diskr", "diskw", "netrx", "nettx", "swap",
+    # From issue 15 on: "file" for a member listed in the cluster file, "found"
+    # for one learned by discovery (default scales). A table without it is of
+    # a release that only knew listed members.
+    "via",
 )  # fmt: skip
+STATES = ("up", "drained", "suspect", "down", "left")
+LIVE = frozenset(("up", "drained", "suspect"))
+LISTED, FOUND = "file", "found"
 MIB = 1024 * 1024
 KIB = 1024
 _NO_USAGE = ["-"] * 9
@@ -53,6 +67,7 @@ def _cells(row: "StatusRow") -> list[str]:
         _num(row.load1),
         _num(row.extra),
         *_usage_cells(row),
+        LISTED if row.listed else FOUND,
     ]
 
 
@@ -87,23 +102,32 @@ def format_status(
 
 # -- reading it ------------------------------------------------------------------
 
-_NAME, _STATE, _CPUS, _SCORE = (COLUMNS.index(c) for c in ("name", "state", "cpus", "score"))
+_NAME, _STATE, _CPUS, _SCORE, _VIA = (
+    COLUMNS.index(c) for c in ("name", "state", "cpus", "score", "via")
+)
 _NEEDED = max(_NAME, _STATE, _CPUS, _SCORE) + 1  # a shorter line is no member's
 
 
 class Member:
     """One cluster member as dsh needs it."""
 
-    __slots__ = ("cpus", "name", "score", "state")
+    __slots__ = ("cpus", "name", "score", "state", "via")
 
-    def __init__(self, name: str, state: str, cpus: int | None, score: float | None) -> None:
+    def __init__(
+        self, name: str, state: str, cpus: int | None, score: float | None, via: str = LISTED
+    ) -> None:
         self.name = name
         self.state = state
         self.cpus = cpus
         self.score = score
+        self.via = via
 
-    def _key(self) -> tuple[str, str, int | None, float | None]:
-        return (self.name, self.state, self.cpus, self.score)
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE
+
+    def _key(self) -> tuple[str, str, int | None, float | None, str]:
+        return (self.name, self.state, self.cpus, self.score, self.via)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Member) and self._key() == other._key()
@@ -132,11 +156,13 @@ class ClusterView:
         return f"ClusterView({self.self_name!r}, {self.nodes!r})"
 
     def candidates(self) -> list[Member]:
-        """Nodes that can take a job, best first."""
+        """Nodes that can take a job, best first: up ones (not drained, not
+        suspect: the daemon would not name those best either)."""
         up = [n for n in self.nodes if n.state == "up" and n.score is not None]
         return sorted(up, key=lambda n: n.score or 0.0)
 
     def slots(self) -> int:
+        """The CPUs of the candidates (with or without a score): ``make -j``."""
         return sum(n.cpus or 0 for n in self.nodes if n.state == "up")
 
 
@@ -163,7 +189,8 @@ def parse_status(text: str) -> ClusterView:
             continue
         cpus = _number(fields[_CPUS], int)
         score = _number(fields[_SCORE], float)
+        via = fields[_VIA] if len(fields) > _VIA else LISTED
         nodes.append(
-            Member(fields[_NAME], fields[_STATE], None if cpus is None else int(cpus), score)
+            Member(fields[_NAME], fields[_STATE], None if cpus is None else int(cpus), score, via)
         )
     return ClusterView(self_name, nodes)

@@ -33,15 +33,16 @@ Version 2 (108 bytes plus the name) is version 1 with ``Usage`` between
     net_receive, net_transmit    2 x Q   bytes/s
     swap_used, swap_total        2 x Q   bytes, used <= total
 
-Version 3 is version 2 with flag bit 1 (the node is leaving: it stopped
-cleanly) and, after the name, news of other members (gossip.py)::
+Version 3 is version 2 with flag bits 1 (the node is leaving: it stopped
+cleanly) and 2 (a probe: the receiver should answer at once, SWIM's ping)
+and, after the name, news of other members (gossip.py)::
 
     nnews    B   0..MAX_NEWS entries of 31 bytes each:
       id       8s  member_id(name key) (roster.py)
       incarn   Q   that member's incarnation ...
       seq      I   ... and sequence number the news is about
       kind     B   ALIVE, SUSPECT, DOWN or LEFT (News)
-      age      H   how old the news was when sent, 0.1 s
+      age      H   how old the news was when sent, 0.1 s, rounded up
       tail     8s  ALIVE: ncpu H, load x 100 H, available memory MiB I;
                    SUSPECT: the suspecting member's id; DOWN, LEFT: zeros
 
@@ -53,6 +54,7 @@ answered in its own from its first report on.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -75,7 +77,8 @@ class MessageType(IntEnum):
 
 FLAG_DRAINED = 0x01
 FLAG_LEAVING = 0x02  # version 3 on: the node is stopping and says so
-_KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING}
+FLAG_PROBE = 0x04  # version 3 on: the sender has no fresh news of the receiver; answer
+_KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING | FLAG_PROBE}
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
@@ -148,6 +151,7 @@ class State:
     drained: bool = False
     usage: Usage | None = None  # None from a node that sends version 1
     leaving: bool = False  # version 3: the node is stopping (SIGTERM)
+    probe: bool = field(default=False, compare=False)  # version 3: answer me at once
     # What the sender knows of others (version 3). Not the state's value either.
     news: tuple[News, ...] = field(default=(), compare=False)
     # The datagram's version: what the sender speaks. Not part of the state's
@@ -192,7 +196,8 @@ def _encode_news(n: News) -> bytes:
         tail = n.suspector
     else:
         tail = bytes(8)
-    age = max(0, min(0xFFFF, round(n.age * 10)))
+    # Rounded up: news relayed from node to node must only ever get older.
+    age = max(0, min(0xFFFF, math.ceil(n.age * 10 - 1e-9)))
     return _NEWS.pack(n.member, n.incarnation, n.seq & 0xFFFFFFFF, n.kind, age, tail)
 
 
@@ -215,6 +220,8 @@ def encode_state(state: State, version: int | None = None) -> bytes:
     flags = FLAG_DRAINED if state.drained else 0
     if version >= 3 and state.leaving:
         flags |= FLAG_LEAVING
+    if version >= 3 and state.probe:
+        flags |= FLAG_PROBE
     return (
         _HEADER.pack(MAGIC, version, MessageType.STATE)
         + _STATE.pack(
@@ -298,6 +305,7 @@ def decode(data: bytes) -> State:
         drained=bool(flags & FLAG_DRAINED),
         usage=usage,
         leaving=bool(flags & FLAG_LEAVING),
+        probe=bool(flags & FLAG_PROBE),
         news=news,
         version=version,
     )

@@ -5,7 +5,7 @@ in README.md ("The JSON API"):
 
     GET /api/cluster
     {"self": NAME, "time": WALL_S, "interval": S, "version": V,
-     "nodes": [{"name", "state", "age", "load", "load1", "cpus", "mem_avail",
+     "nodes": [{"name", "state", "listed", "age", "load", "load1", "cpus", "mem_avail",
                 "mem_total", "score", "extra", "loadscale", "memscale",
                 "cpu_user", "cpu_system", "cpu_idle", "cpu_iowait", "disk_read",
                 "disk_write", "net_receive", "net_transmit", "swap_used",
@@ -32,6 +32,7 @@ from urllib.parse import parse_qs
 from .. import __version__
 from ..core.gossip import GossipNode, StatusRow
 from ..core.history import FIELDS, History
+from ..core.status import LIVE
 from .http import BadRequest, Body, Later, Page, Request
 
 JSON = "application/json"
@@ -46,11 +47,14 @@ MAX_VALUES = 600_000
 
 
 def node_json(row: StatusRow, jobs: int, jobs_recent: int) -> dict[str, object]:
-    u = row.usage if row.state != "down" else None
-    known = row.state != "down"
+    """One member; of a down or left one only its name, state, age and weights
+    (its last report is not its state now), of a suspect one all (it is)."""
+    known = row.state in LIVE
+    u = row.usage if known else None
     out: dict[str, object] = {
         "name": row.name,
         "state": row.state,
+        "listed": row.listed,
         "age": None if row.age is None else round(row.age, 3),
         "load": row.load if known else None,
         "load1": None if row.load1 is None or not known else round(row.load1, 3),

@@ -7,9 +7,15 @@ tests build their input by hand:
 
 - ``cluster_families(rows)``: the cluster as this daemon sees it, one series
   per member (label ``node``); ONE scrape target shows the whole cluster.
-  A member that is down exports ``dsh_node_up 0`` and its weights, age and
-  extra load, but no load, memory or usage: those would be its last report's,
-  and a graph should show a gap rather than a flat line from a dead node.
+  ``dsh_node_up`` is 1 for a live member (up, drained or suspect: a suspect
+  one is most likely fine, and an alert on ``dsh_node_up == 0`` must not fire
+  on a lost datagram) and 0 for one down or left; ``dsh_node_state{state}`` is
+  the state itself, 1 for the member's and 0 for the other four (a state set,
+  so ``sum by (state)`` counts them), and ``dsh_node_listed`` says whether it
+  is in the cluster file (0: found by discovery). A member that is down or
+  left exports those, its weights, age and extra load, but no load, memory or
+  usage: those would be its last report's, and a graph should show a gap
+  rather than a flat line from a dead node.
 - ``own_families(...)``: dshd's counters (datagrams, TCP clients, HTTP requests,
   best-node answers, Graphite) and the state of each sensor.
 - ``sensor_families(states, now)`` (``now`` monotonic): this node's sensor values under
@@ -43,6 +49,7 @@ from prometheus_client.samples import Sample
 
 from .. import __version__
 from ..core.gossip import GossipNode, StatusRow
+from ..core.status import LIVE, STATES
 from .http import Body, Request
 from .sensors.base import Value
 from .sensors.runner import SensorState
@@ -241,8 +248,14 @@ def _add_cluster(out: _Families, rows: Iterable[StatusRow]) -> None:
             out.add(name, GAUGE, help, {"node": row.name, **extra}, float(value))
 
     for row in rows:
-        up = row.state in ("up", "drained")
-        gauge("dsh_node_up", "1 when the node reports (up or drained), 0 when down.", row, up)
+        up = row.state in LIVE
+        gauge("dsh_node_up", "1 when the node is live (up, drained or suspect), 0 when down "
+              "or left.", row, up)  # fmt: skip
+        for state in STATES:
+            gauge("dsh_node_state", "1 for the node's membership state, 0 for the others.",
+                  row, row.state == state, state=state)  # fmt: skip
+        gauge("dsh_node_listed", "1 when the node is in the cluster file, 0 when found by "
+              "discovery.", row, row.listed)  # fmt: skip
         gauge("dsh_node_drained", "1 when the node is drained (takes no new jobs).", row,
               row.drained or row.state == "drained")  # fmt: skip
         gauge("dsh_node_loadscale", "The node's load weight in the cluster file.", row,
@@ -304,6 +317,8 @@ class Own:
     http: Mapping[str, int]
     best_answers: Mapping[str, int]
     graphite: Mapping[str, float] | None = None  # sent, dropped, buffered; None: no [graphite]
+    membership: Mapping[str, int] | None = None  # GossipNode.events: suspected, refuted, ...
+    health: int = 0  # GossipNode.health: Lifeguard's local health, 0 = fine
 
 
 def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float) -> None:
@@ -321,9 +336,15 @@ def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float
          "outcome"),
         ("dsh_best_node_answers_total", "Best-node answers (jobs placed), by node named.",
          own.best_answers, "node"),
+        ("dsh_membership_events_total", "Membership events seen by this dshd: suspicions, "
+         "refutations, downs, departures, rejoins, found and forgotten members.",
+         own.membership or {}, "event"),
     ):  # fmt: skip
         for key, count in sorted(counts.items()):
             out.add(name, COUNTER, help, {label: key}, float(count))
+    if own.membership is not None:
+        out.add("dsh_membership_health", GAUGE, "Local health (Lifeguard): 0 fine, up to 8 when "
+                "this dshd runs late and stretches its own timeouts.", {}, float(own.health))  # fmt: skip
     if own.graphite is not None:
         g = own.graphite
         for key, kind, help in (

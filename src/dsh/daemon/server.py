@@ -146,7 +146,8 @@ class Daemon:
     def _own(self) -> Own:
         graphite = self.graphite.counters if self.graphite is not None else None
         return Own(self.node.name, self.node.counters, self.ports.counters, self.http.counters,
-                   self.ports.best_answers, graphite)  # fmt: skip
+                   self.ports.best_answers, graphite, self.node.events,
+                   self.node.health)  # fmt: skip
 
     # -- start -----------------------------------------------------------------
 
@@ -175,12 +176,10 @@ class Daemon:
             try:
                 if d.kind == "broadcast":
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-                elif ":" not in d.address:
+                else:  # IPv4 only (cluster.py): the socket with discovery is IPv4
                     group = socket.inet_aton(d.address) + socket.inet_aton("0.0.0.0")
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, group)
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-                else:
-                    raise OSError(0, "IPv6 multicast needs an IPv6 gossip socket")
             except OSError as exc:
                 sock.close()
                 raise DshError(f"cannot use @{d.kind} {d.address}: {exc.strerror}") from None
@@ -379,7 +378,8 @@ class Daemon:
                 self._send([(datagram, d.address) for d in self.discovery])
         # After the datagrams are out: the history and quik wait, the gossip does not.
         self.quik.sample()
-        self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
+        if self.history.due(len(self.node.table)):
+            self.history.record(time.time(), self.node.status_rows(now), self.ports.best_answers)
 
     def _read_datagrams(self) -> None:
         """Everything queued, up to a batch: one wake-up per batch, not per datagram.

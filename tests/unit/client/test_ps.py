@@ -8,13 +8,14 @@ from dsh.client import ps
 
 CLUSTER: dict[str, object] = {"nodes": [
     {"name": "n1", "state": "up"}, {"name": "n2", "state": "down"},
-    {"name": "n3", "state": "drained"}, {"bad": 1},
+    {"name": "n3", "state": "drained"}, {"bad": 1}, {"name": "n4", "state": "suspect"},
+    {"name": "n5", "state": "left"}, {"name": "n6", "state": "from-the-future"},
 ]}  # fmt: skip
 
 
-def test_live_nodes_up_and_drained_are_asked_down_are_named() -> None:
-    assert ps.live_nodes(CLUSTER, None) == (["n1", "n3"], ["n2"])
-    assert ps.live_nodes(CLUSTER, ["n2", "n3"]) == (["n3"], ["n2"])
+def test_live_nodes_are_asked_suspect_ones_too_down_and_left_are_named() -> None:
+    assert ps.live_nodes(CLUSTER, None) == (["n1", "n3", "n4"], ["n2", "n6"], ["n5"])
+    assert ps.live_nodes(CLUSTER, ["n2", "n3", "n5"]) == (["n3"], ["n2"], ["n5"])
     with pytest.raises(ValueError, match="not in the cluster: n9"):
         ps.live_nodes(CLUSTER, ["n1", "n9"])
 
@@ -43,3 +44,4 @@ def test_node_sets_with_groups_and_exclusion() -> None:
     assert ps.wanted_nodes(data, "n[1-3]", "n2") == ["n1", "n3"]
     assert ps.wanted_nodes(data, "@down", None) == ["n5"]
     assert ps.wanted_nodes(data, None, "@up") == ["n5"]
+    assert ps.wanted_nodes(CLUSTER, "@suspect,@left", None) == ["n4", "n5"]

@@ -29,7 +29,7 @@ def node(name: str, state: str = "up", **values: object) -> dict[str, object]:
         "disk_write": 0, "net_receive": 3 << 20, "net_transmit": 100, "swap_used": 0,
         "swap_total": GIB, "jobs": 5, "jobs_recent": 2,
     }  # fmt: skip
-    if state == "down":
+    if state in ("down", "left"):
         base.update({k: None for k in base if k not in ("name", "state", "age", "jobs")})
         base["jobs_recent"] = 0
     base.update(values)
@@ -141,6 +141,28 @@ def test_down_nodes_stay_dimmed_with_their_age_and_drained_ones_are_marked() -> 
     up = next(line for line in lines if line[0][0].startswith("n1"))
     assert not any("dim" in style.split() for _, style in up)
     assert "3 nodes, 1 up, 1 drained, 1 down" in plain(view.render(data, 120))[0]
+
+
+def test_suspect_nodes_are_yellow_and_live_left_ones_dimmed_like_down() -> None:
+    data = answer(node("n1"), node("n2", "suspect", age=3.4), node("n3", "left", age=75.0),
+                  node("n4", "down", age=5.0), node("n5", "drained"),
+                  node("n6", "left", age=None))  # fmt: skip
+    lines = view.render(data, 120).lines
+    by_name = {line[0][0].strip(): line for line in lines[3:-1]}
+    suspect = by_name["n2"]
+    assert suspect[2] == ("suspect ", "yellow")
+    assert not any("dim" in style.split() for _, style in suspect)
+    left = by_name["n3"]
+    assert left[2] == ("left 1m ", "dim") and all("dim" in style.split() for _, style in left)
+    assert by_name["n6"][2] == ("left    ", "dim")
+    assert by_name["n4"][2] == ("down 5s ", "red dim")
+    text = plain(view.render(data, 120))
+    assert "6 nodes, 1 up, 1 suspect, 1 drained, 1 down, 2 left" in text[0]
+    assert cells(next(t for t in text if t.startswith("n2")))[2] == "0.50"  # its last report's
+    rows = node_rows(data)
+    assert [r.live for r in rows] == [1, 1, 0, 0, 1, 0]
+    assert cluster_row(rows).state == "3/6"  # live: up, suspect and drained
+    assert cluster_row(rows).cpus == 12  # the suspect node's CPUs count, the left ones' not
 
 
 def test_narrow_terminals_drop_the_least_needed_columns_first() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dsh.core.cluster import NodeSpec, load_cluster, parse_cluster
+from dsh.core.cluster import Discovery, NodeSpec, load_cluster, parse_cluster, parse_cluster_file
 from dsh.errors import ClusterFileError, ConfigError
 
 SEED = """\
@@ -211,3 +211,39 @@ def test_load_cluster_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ClusterFileError) as info:
         load_cluster(path)
     assert str(info.value).startswith(f"{path}: cannot read")
+
+
+# -- discovery lines --------------------------------------------------------------
+
+
+def test_discovery_lines_and_an_empty_node_list() -> None:
+    parsed = parse_cluster_file(
+        "# found by broadcast\n@broadcast 10.1.255.255\n@multicast 239.192.0.81\n"
+    )
+    assert parsed.nodes == []
+    assert parsed.discovery == (
+        Discovery("broadcast", "10.1.255.255", 2),
+        Discovery("multicast", "239.192.0.81", 3),
+    )
+    mixed = parse_cluster_file("newton\n@multicast 239.192.0.81  # the lab\n")
+    assert [s.name for s in mixed.nodes] == ["newton"]
+    assert mixed.discovery == (Discovery("multicast", "239.192.0.81", 2),)
+    assert parse_cluster("newton\n@multicast 239.192.0.81\n") == mixed.nodes
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("@anycast 10.0.0.1", "unknown '@anycast' (expected @broadcast or @multicast)"),
+        ("@broadcast", "expected @broadcast ADDRESS"),
+        ("@broadcast 10.0.0.255 10.0.1.255", "expected @broadcast ADDRESS"),
+        ("@broadcast lan", "'lan' is not an IP address"),
+        ("@broadcast ff02::1", "ff02::1 is not an IPv4 broadcast address"),
+        ("@multicast 10.0.0.255", "10.0.0.255 is not an IPv4 multicast group"),
+        ("@multicast ff02::81", "ff02::81 is not an IPv4 multicast group"),
+    ],
+)
+def test_bad_discovery_line(line: str, fragment: str) -> None:
+    with pytest.raises(ClusterFileError) as info:
+        parse_cluster_file(f"newton\n{line}\n", "c")
+    assert str(info.value) == f"c:2: {fragment}"

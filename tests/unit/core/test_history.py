@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dsh.core.gossip import StatusRow
-from dsh.core.history import FIELDS, History, point
+from dsh.core.history import FIELDS, MIN_COARSE, History, point
 from dsh.core.wire import Usage
 
 T0 = 1_699_999_800.0  # a multiple of 300 s: steps start at T0
@@ -28,6 +28,17 @@ def test_a_point_holds_every_field_and_nan_for_the_unknown() -> None:
     down = dict(zip(FIELDS, point(row("a", "down"), 0), strict=True))
     assert down["state"] == 0 and math.isnan(down["load"])  # its last report is not its state now
     assert dict(zip(FIELDS, point(row("a", "drained"), 0), strict=True))["state"] == 2
+
+
+def test_a_suspect_node_keeps_its_values_a_left_one_has_none() -> None:
+    suspect = dict(zip(FIELDS, point(row("a", "suspect"), 0), strict=True))
+    assert suspect["state"] == 3 and suspect["load"] == 1.5 and suspect["cpu_user"] == 0.25
+    left = dict(zip(FIELDS, point(row("a", "left"), 0), strict=True))
+    assert left["state"] == 4 and math.isnan(left["load"]) and math.isnan(left["cpu_user"])
+    assert math.isnan(left["cpus"]) and left["jobs"] == 0
+    # a state this release does not know is not a number, and its values unknown
+    other = dict(zip(FIELDS, point(row("a", "whatever"), 0), strict=True))
+    assert math.isnan(other["state"]) and math.isnan(other["load"])
 
 
 def test_since_gives_what_came_after_oldest_first_and_fields_on_request() -> None:
@@ -96,3 +107,31 @@ def test_a_forgotten_node_does_not_come_back_when_the_coarse_step_closes() -> No
     for k in range(10, 40):  # the step closes, and others after it
         h.record(T0 + k * 10, [row("a")], {})
     assert set(h.coarse.nodes) == {"a"} and list(h.since(0).nodes) == ["a"]
+
+
+def test_above_32_members_memory_and_work_stay_those_of_32() -> None:
+    h = History(interval=1.5)
+    rows32 = [row(f"n{i}") for i in range(32)]
+    ticks = [h.due(32) for _ in range(10)]
+    assert all(ticks) and h.fine.capacity == 2400 and h.coarse.capacity == 288
+    for k in range(100):
+        h.record(T0 + 1.5 * k, rows32, {})
+    kept = h.since(0.0, fields=["load"]).times
+    # 200 members: every 7th tick, a ring 7 times smaller that keeps the newest points
+    recorded = [h.due(200) for _ in range(70)]
+    assert sum(recorded) == 10 and recorded[0]
+    assert h.fine.capacity == 343 and h.coarse.capacity == 42
+    assert h.since(0.0, fields=["load"]).times == kept[-343:]
+    rows200 = [row(f"n{i}") for i in range(200)]
+    for k in range(400):
+        h.record(T0 + 1000 + 10.5 * k, rows200, {})
+    small = History(interval=1.5)
+    for k in range(2400):
+        small.record(T0 + 1.5 * k, rows32, {})
+    assert h.nbytes <= 1.05 * small.nbytes  # 200 members in the memory of 32
+    huge = History(interval=1.5)
+    assert sum(huge.due(10_000) for _ in range(313)) == 1
+    assert huge.fine.capacity == 8 and huge.coarse.capacity == MIN_COARSE
+    h.due(8)  # back below 32: every tick again, and the full hour
+    assert h.every == 1 and h.fine.capacity == 2400
+    assert len(h.since(0.0).times) <= 343 + 42

@@ -6,16 +6,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.gossip_node import make_node
 
+from dsh.core import table
 from dsh.core.gossip import OUTCOMES, Sample, StatusRow
 from dsh.core.score import GIB
-from dsh.core.status import ClusterView, Member, format_status, parse_status
+from dsh.core.status import (
+    COLUMNS,
+    LIVE,
+    STATES,
+    ClusterView,
+    Member,
+    format_status,
+    parse_status,
+)
 from dsh.core.wire import State, Usage, encode_state
 
 MIB = 1024 * 1024
 # The documented column order (status.py docstring, README "The status port").
 DOCUMENTED = ["name", "state", "load", "cpus", "freemem", "loadscale", "memscale", "score", "age",
               "load1", "extra", "user", "sys", "idle", "iowait", "diskr", "diskw", "netrx",
-              "nettx", "swap"]  # fmt: skip
+              "nettx", "swap", "via"]  # fmt: skip
 USAGE = Usage(0.25, 0.125, 0.5, 0.125, 2048.0, 1536.4, 10 * 1024.0, 512.0, 3 * MIB + 7, 8 * GIB)
 
 
@@ -73,10 +82,11 @@ def test_format_status_layout() -> None:
         "1.00",
         # version 2's usage: CPU percent, disk and network KiB/s, swap MiB
         "25.0", "12.5", "50.0", "12.5", "2", "2", "10", "0", "3",
+        "file",  # listed in the cluster file
     ]  # fmt: skip
     # unknowns are '-', so awk's column numbers never shift (a node of version 1: no usage)
     assert cells[1] == ["galileo.foo.bar", "down", "-", "-", "-", "2.00", "0.50", "-", "-", "-",
-                        "0.00", *["-"] * 9]  # fmt: skip
+                        "0.00", *["-"] * 9, "file"]  # fmt: skip
     assert cells[2][:4] == ["k", "drained", "12.50", "128"]
     # everything after the nodes is a comment
     tail = lines[4:]
@@ -85,6 +95,36 @@ def test_format_status_layout() -> None:
         "# dshd 0.1 score=load",
         "# datagrams accepted=12 not_member=1 malformed=2 name_mismatch=0 stale=3",
         "# tcp clients=4",
+    ]
+
+
+def test_the_new_states_and_how_a_member_came() -> None:
+    rows = [
+        row("s", "suspect", age=3.5),  # still its last report's values
+        row("l", "left", **UNKNOWN),
+        row("f", "up", listed=False, loadscale=1.0, memscale=1.0),  # found: default scales
+    ]
+    cells = [line.split() for line in format_status(rows, [], {}).splitlines()[1:]]
+    assert [(c[0], c[1], c[-1]) for c in cells] == [
+        ("s", "suspect", "file"),
+        ("l", "left", "file"),
+        ("f", "up", "found"),
+    ]
+    assert all(len(c) == len(COLUMNS) for c in cells)
+    assert cells[0][2:4] == ["1.25", "8"] and cells[1][2:4] == ["-", "-"]
+    assert parse_status(format_status(rows, [], {})).nodes == [
+        Member("s", "suspect", 8, 0.406),
+        Member("l", "left", None, None),
+        Member("f", "up", 8, 0.406, "found"),
+    ]
+
+
+def test_a_table_without_via_is_of_a_release_that_knew_listed_members_only() -> None:
+    old = "a up 0.00 4 100 1.00 1.00 0.300 0.1 0.00 0.00 " + " ".join(["-"] * 9)
+    oldest = "b up 0.00 4 100 1.00 1.00 0.300 0.1"  # version 1: up to age
+    assert parse_status(f"{old}\n{oldest}\n").nodes == [
+        Member("a", "up", 4, 0.3, "file"),
+        Member("b", "up", 4, 0.3, "file"),
     ]
 
 
@@ -163,10 +203,11 @@ names = st.builds(
 lines = st.builds(
     Member,
     name=names,
-    state=st.sampled_from(["up", "down", "drained"]),
+    state=st.sampled_from(STATES),
     cpus=st.none() | st.integers(1, 0xFFFF),
     # the table shows 3 decimals: thousandths survive exactly
     score=st.none() | st.integers(0, 10**7).map(lambda k: k / 1000),
+    via=st.sampled_from(["file", "found"]),
 )
 
 
@@ -174,8 +215,10 @@ lines = st.builds(
 @given(st.lists(lines, max_size=8, unique_by=lambda n: n.name), st.none() | names)
 def test_round_trip_any_table(nodes: list[Member], self_name: str | None) -> None:
     rows = [
-        row(n.name, n.state, ncpu=n.cpus, score=n.score, is_self=n.name == self_name) for n in nodes
-    ]
+        row(n.name, n.state, ncpu=n.cpus, score=n.score, is_self=n.name == self_name,
+            listed=n.via == "file")
+        for n in nodes
+    ]  # fmt: skip
     comments = [] if self_name is None else [f"self {self_name}", "dshd 0.1"]
     parsed = parse_status(format_status(rows, comments, COUNTERS))
     assert parsed == ClusterView(self_name, nodes)
@@ -193,8 +236,11 @@ def test_candidates_are_up_nodes_best_first() -> None:
         Member("d", "drained", 4, 0.1),
         Member("e", "up", 4, 0.5),
         Member("f", "up", None, None),  # up but no score: nothing to rank by
+        Member("g", "suspect", 4, 0.05),  # live, but dshd would not name it best either
+        Member("h", "left", 4, None),
+        Member("i", "up", 4, 0.7, "found"),  # found by discovery: as good as listed
     )
-    assert [n.name for n in s.candidates()] == ["c", "e", "a"]
+    assert [n.name for n in s.candidates()] == ["c", "e", "i", "a"]
 
 
 def test_slots_sum_cpus_of_up_nodes_only() -> None:
@@ -204,9 +250,19 @@ def test_slots_sum_cpus_of_up_nodes_only() -> None:
         Member("c", "drained", 16, 0.1),
         Member("d", "up", 32, 0.5),
         Member("e", "up", None, 0.5),
+        Member("f", "suspect", 64, 0.5),
+        Member("g", "left", 128, None),
     )
     assert s.slots() == 36
     assert status().slots() == 0
+
+
+def test_live_states_are_those_whose_last_report_counts() -> None:
+    assert set(STATES) == {"up", "drained", "suspect", "down", "left"}
+    assert frozenset(("up", "drained", "suspect")) == LIVE
+    assert [s for s in STATES if Member("n", s, 1, 0.0).live] == ["up", "drained", "suspect"]
+    # the core's names for what it shows (table.py) are among them
+    assert {table.SUSPECT, table.DOWN, table.LEFT} <= set(STATES)
 
 
 def test_parse_status_skips_what_it_does_not_know() -> None:

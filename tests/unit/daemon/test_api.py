@@ -1,4 +1,4 @@
-"""The history API's limits: what one answer may hold, and a step that groups nothing."""
+"""The JSON API: the history's limits, a step that groups nothing, a node of each state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from support.gossip_node import make_node
 
 from dsh.core.gossip import StatusRow
 from dsh.core.history import History
-from dsh.daemon.api import MAX_VALUES, Api
+from dsh.core.wire import Usage
+from dsh.daemon.api import MAX_VALUES, Api, node_json
 from dsh.daemon.http import BadRequest, parse_head
 
 T0 = 1_699_999_800.0
@@ -56,3 +57,23 @@ def test_an_answer_too_large_is_refused_with_the_step_that_fits() -> None:
 def test_a_step_at_or_below_the_interval_gives_the_points_as_they_are() -> None:
     small = api(2, 20)
     assert get(small, "since=-600&step=1.5") == get(small, "since=-600")
+
+
+def test_node_json_of_each_state_and_how_the_node_came() -> None:
+    usage = Usage(0.25, 0.125, 0.5, 0.125, 100.0, 200.0, 300.0, 400.0, 7, 8)
+
+    def one(state: str, listed: bool = True) -> dict[str, object]:
+        row = StatusRow("n", state, 1.0, 4, 1000, 1.0, 1.0, 0.5, 3.4, 0.5, 0.0, False,
+                        2000, state == "drained", usage, listed=listed)  # fmt: skip
+        return node_json(row, 2, 1)
+
+    for live in ("up", "drained", "suspect"):  # a suspect node's last report is still its state
+        got = one(live)
+        assert got["state"] == live and got["listed"] is True
+        assert (got["load"], got["cpus"], got["cpu_user"], got["swap_used"]) == (1.0, 4, 0.25, 7)
+    for gone in ("down", "left"):  # theirs are not: unknown, as in the history
+        got = one(gone)
+        assert got["state"] == gone and got["age"] == 3.4 and got["jobs"] == 2
+        assert got["load"] is got["cpus"] is got["cpu_user"] is got["mem_avail"] is None
+    found = one("up", listed=False)
+    assert found["listed"] is False and found["loadscale"] == 1.0

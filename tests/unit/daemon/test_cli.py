@@ -18,6 +18,7 @@ from support.cluster_files import BAD_CLUSTER_FILES
 from dsh import __version__
 from dsh.daemon import cli
 from dsh.daemon.keys import load_keys
+from dsh.errors import ConfigError
 
 A = "127.0.0.11"
 
@@ -177,3 +178,28 @@ def test_the_default_config_file_is_looked_for_at_each_read(
     assert cli.read_conf(config) == DshdConf.defaults()
     default.write_text("[sensor:Users]\n")
     assert list(cli.read_conf(config).sensors) == ["Users"]
+
+
+def test_membership_flags_reach_the_config() -> None:
+    args = cli.build_parser().parse_args(
+        ["--fanout-above", "100", "--fanout", "3", "--maxloops", "4"]
+    )
+    config = cli.config_from_args(args)
+    assert (config.fanout_above, config.fanout, config.maxloops) == (100, 3, 4)
+    assert config.suspect_after == pytest.approx(3 * 1.5 * 1.1)
+    default = cli.config_from_args(cli.build_parser().parse_args([]))
+    assert default.suspect_after == pytest.approx(3.3)
+
+
+def test_with_discovery_a_node_need_not_be_listed(tmp_path: Path) -> None:
+    from dsh.core.cluster import Discovery
+    from dsh.daemon.config import DaemonConfig
+
+    found = (Discovery("broadcast", "10.251.1.255"),)
+    config = DaemonConfig(name="lonely")
+    assert cli.identify(config, [], found) == ("lonely", {})
+    with pytest.raises(ConfigError, match="--name lonely: not in"):
+        cli.identify(config, [], ())
+    # without --name: its address on the broadcast's subnet, else another of its own
+    name, _ = cli.identify(DaemonConfig(), [], found)
+    assert name

@@ -291,14 +291,42 @@ def test_a_down_node_is_up_0_without_its_last_values_and_old_nodes_without_usage
     assert ("dsh_node_swap_used_bytes", (("node", "up-v1"),)) not in got
 
 
+def test_suspect_is_live_with_its_values_left_is_like_down_and_the_state_set() -> None:
+    rows = [row("s", "suspect", age=3.5), row("l", "left", score=None),
+            row("f", listed=False), row("u"), row("d", "drained"), row("x", "down")]  # fmt: skip
+    got = samples(cluster_families(rows))
+
+    def one(name: str, node: str) -> float:
+        return got[(name, (("node", node),))]
+
+    assert [one("dsh_node_up", n) for n in "slfudx"] == [1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    assert one("dsh_node_load", "s") == 1.5 and one("dsh_node_cpus", "s") == 4.0
+    assert ("dsh_node_load", (("node", "l"),)) not in got
+    assert ("dsh_node_cpus", (("node", "l"),)) not in got
+    assert one("dsh_node_last_report_age_seconds", "l") == 0.3
+    assert [one("dsh_node_listed", n) for n in "slfudx"] == [1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+    # every node has one series per state, 1 for its own: sum by (state) counts them
+    states = {labels: v for (name, labels), v in got.items() if name == "dsh_node_state"}
+    assert len(states) == 5 * len(rows)
+    mine = {dict(labels)["node"]: dict(labels)["state"] for labels, v in states.items() if v}
+    assert mine == {"s": "suspect", "l": "left", "f": "up", "u": "up", "d": "drained",
+                    "x": "down"}  # fmt: skip
+    assert {dict(labels)["state"] for labels in states} == {"up", "drained", "suspect", "down",
+                                                            "left"}  # fmt: skip
+
+
 # -- dshd's own, and the whole page -------------------------------------------------------
 
 
 def test_own_counters() -> None:
     own = Own("n1", {"accepted": 5, "malformed": 1}, {"served": 2, "none": 1},
               {"served": 3, "denied": 1}, {"n1": 4},
-              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0})  # fmt: skip
+              {"sent": 10.0, "dropped": 2.0, "buffered": 7.0},
+              {"suspected": 3, "refuted": 2, "declared_down": 1}, 2)  # fmt: skip
     got = samples(own_families(own, [], MONO))
+    assert got[("dsh_membership_events_total", (("event", "suspected"),))] == 3.0
+    assert got[("dsh_membership_events_total", (("event", "declared_down"),))] == 1.0
+    assert got[("dsh_membership_health", ())] == 2.0
     assert got[("dsh_build_info", (("node", "n1"), ("version", __version__)))] == 1.0
     assert got[("dsh_datagrams_total", (("outcome", "malformed"),))] == 1.0
     assert got[("dsh_tcp_clients_total", (("outcome", "served"),))] == 2.0

@@ -73,8 +73,12 @@ def downs(
 
 
 def declared_down(cluster: SimCluster) -> int:
-    """The core's own count of members declared down, summed over running nodes."""
-    return sum(node.events["declared_down"] for node in cluster.nodes if node is not None)
+    """Members declared down (own judgments and ones heard from others), over running nodes."""
+    return sum(
+        node.events["declared_down"] + node.events["heard_down"]
+        for node in cluster.nodes
+        if node is not None
+    )
 
 
 @pytest.mark.parametrize(("size", "within"), [(8, 5.0), (64, 60.0)])

@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
+from ...core.status import LIVE, STATES
+
 SORTS = ("name", "load", "cpu", "memory")  # what `s` cycles through, in order
 CLUSTER = "cluster"  # the cluster row's name
 
@@ -23,7 +25,7 @@ class Row:
     """One node, in the units shown: percentages 0..100, bytes, bytes/s."""
 
     name: str
-    state: str  # up, drained, down, or "?" for what the daemon did not say
+    state: str  # core/status.py STATES (up, drained, suspect, down, left), or "?" for others
     age: float | None = None  # seconds since its last report reached this daemon
     load: float | None = None
     load1: float | None = None
@@ -44,7 +46,7 @@ class Row:
     jobs_recent: int | None = None  # dsh's jobs placed there in the last minute
     jobs: int | None = None  # since the local daemon started
     score: float | None = None
-    live: int = 0  # the cluster row: nodes up or drained (a node row: 1 if so)
+    live: int = 0  # the cluster row: nodes live (up, drained, suspect); a node row: 1 if so
     count: int = 1  # the cluster row: nodes summed up
 
 
@@ -78,7 +80,7 @@ def node_row(node: Mapping[str, object]) -> Row | None:
     if not isinstance(name, str) or not name:
         return None
     state = node.get("state")
-    state = state if state in ("up", "drained", "down") else "?"
+    state = state if state in STATES else "?"
     avail, total = _whole(node.get("mem_avail")), _whole(node.get("mem_total"))
     used = total - avail if total is not None and avail is not None and total >= avail else None
     return Row(
@@ -104,7 +106,7 @@ def node_row(node: Mapping[str, object]) -> Row | None:
         jobs_recent=_whole(node.get("jobs_recent")),
         jobs=_whole(node.get("jobs")),
         score=_number(node.get("score")),
-        live=1 if state in ("up", "drained") else 0,
+        live=1 if state in LIVE else 0,
     )
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 from .rows import CLUSTER, Row, cluster_row, filter_rows, node_rows, sort_rows
 
+COUNTED = ("up", "suspect", "drained", "down", "left")  # the title's counts, in this order
+
 Segment = tuple[str, str]
 Line = list[Segment]
 
@@ -94,11 +96,19 @@ def age(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+GONE = ("down", "left")  # rows dimmed: their values are not the node's now
+
+
 def state(row: Row) -> Segment:
+    """Down red and left plain, both with the age of the last report (the row
+    is dimmed); suspect yellow (live, its values its last report's)."""
     if row.name == CLUSTER and row.count != 1:
         return row.state, ""
-    if row.state == "down":
-        return ("down" if row.age is None else f"down {age(row.age)}"), "red"
+    if row.state in GONE:
+        text = row.state if row.age is None else f"{row.state} {age(row.age)}"
+        return text, "red" if row.state == "down" else ""
+    if row.state == "suspect":
+        return "suspect", "yellow"
     if row.state == "drained":
         return "drain", "magenta"
     return row.state, ""
@@ -262,7 +272,7 @@ def render(
     body = len(rows) if height is None else max(0, height - 5)
     offset = max(0, min(offset, len(rows) - body))
     for row in rows[offset : offset + body]:
-        lines.append(row_line(row, columns, name_width, "dim" if row.state == "down" else ""))
+        lines.append(row_line(row, columns, name_width, "dim" if row.state in GONE else ""))
     if height is not None:
         lines.extend([[]] * (body - min(body, len(rows) - offset)))
     lines.append(row_line(cluster_row(everyone), columns, name_width, "bold"))
@@ -279,7 +289,7 @@ def title_line(data: Mapping[str, object] | None, everyone: Sequence[Row],
     if data is None:
         return [("dsh top: waiting for dshd", "bold")]
     states = [r.state for r in everyone]
-    counts = ", ".join(f"{states.count(s)} {s}" for s in ("up", "drained", "down") if s in states)
+    counts = ", ".join(f"{states.count(s)} {s}" for s in COUNTED if s in states)
     text = f"dsh top {data.get('self', '?')}: {len(everyone)} nodes" + (
         f", {counts}" if counts else ""
     )

@@ -36,7 +36,10 @@ class Panel:
 
 Rows = list[list[Panel]]
 
-UP_STATES = (("0", "down", "red"), ("1", "up", "green"), ("2", "drained", "orange"))
+# The membership states by core/history.py's numbers (append-only; the
+# cluster dashboard's state query makes the same ones from dsh_node_state).
+UP_STATES = (("0", "down", "red"), ("1", "up", "green"), ("2", "drained", "orange"),
+             ("3", "suspect", "yellow"), ("4", "left", "#8e8e8e"))  # fmt: skip
 SENSOR_STATES = (("0", "failing", "red"), ("1", "ok", "green"))
 REPORT_STATES = (("0", "silent", "red"), ("1", "reporting", "green"))
 FULL = ((0.8, "orange"), (0.9, "red"))  # of a share 0..1

@@ -34,14 +34,31 @@ def _by_node(metric: str, matchers: str = "") -> str:
     return f"max by (node) ({metric}{{{_NODES}{matchers}}})"
 
 
+def _state_number() -> str:
+    """Each node's state as UP_STATES numbers it: per scraped dshd (one-to-one
+    on all labels but ``state``), then the highest of what the dshds say (as
+    ``max`` of dsh_node_up: one dshd that hears the node is enough to show it
+    live). A cluster of dshds older than dsh_node_state: up + drained."""
+    terms = [f'{k} * dsh_node_state{{{_NODES}, state="{s}"}}'
+             for k, s in ((1, "up"), (2, "drained"), (3, "suspect"), (4, "left"))]  # fmt: skip
+    old = f"{_by_node('dsh_node_up')} + {_by_node('dsh_node_drained')}"
+    return f"max by (node) ({' + ignoring (state) '.join(terms)}) or ({old})"
+
+
 def prometheus_cluster() -> Rows:
     up = _by_node("dsh_node_up")
-    state = f"{up} + {_by_node('dsh_node_drained')}"
+    state = _state_number()
     jobs = f"60 * sum by (node) (rate(dsh_best_node_answers_total{{{_NODES}}}{_RATE}))"
     return [
         [
-            stat("Nodes up", "short", f"sum({up})", description="up or drained"),
-            stat("Nodes down", "short", f"count({up}) - sum({up})", thresholds=((1, "red"),)),
+            stat("Nodes up", "short", f"sum({up})", description="up, drained or suspect"),
+            stat(
+                "Nodes down",
+                "short",
+                f"count({up}) - sum({up})",
+                description="down or left",
+                thresholds=((1, "red"),),
+            ),
             stat(
                 "Drained",
                 "short",
@@ -56,7 +73,7 @@ def prometheus_cluster() -> Rows:
         ],
         [
             Panel(
-                "Up, down, drained",
+                "Membership: up, drained, suspect, down, left",
                 "state-timeline",
                 qs((state, "{{node}}")),
                 "none",

@@ -278,6 +278,11 @@
   function size(v) { return v === null || v === undefined ? "-" : bytes(v); }
   function pair(a, b) { return a === null || b === null || a === undefined || b === undefined ? "-" : bytes(a) + "/" + bytes(b); }
 
+  // Down and left nodes are dimmed, their values unknown; live ones (up,
+  // drained, suspect: the last still reports, as far as anyone knows) count in
+  // the cluster row; a suspect one's state is marked yellow (page.css).
+  const GONE = ["down", "left"];
+
   function drawTable(cluster) {
     const body = $("nodes").tBodies[0];
     body.textContent = "";
@@ -287,7 +292,7 @@
       return (i < 0 ? 1e9 : i) - (j < 0 ? 1e9 : j) || (a.name < b.name ? -1 : 1);
     });
     const sums = { cpus: 0, load: 0, usr: [], sys: [], idl: [], wai: [], read: 0, writ: 0,
-      recv: 0, send: 0, jobs: 0, up: 0 };
+      recv: 0, send: 0, jobs: 0, live: 0 };
     for (const n of nodes) {
       const tr = el("tr", { "data-node": n.name, "data-state": n.state, class: n.state }, body);
       const name = el("td", {}, tr);
@@ -296,7 +301,7 @@
       const age = n.age === null ? "never" : Math.round(n.age) + "s";
       const used = n.mem_total !== null && n.mem_avail !== null ? n.mem_total - n.mem_avail : null;
       const cells = [
-        n.state === "down" ? "down " + age : n.state,
+        GONE.includes(n.state) ? n.state + " " + age : n.state,
         num(n.load !== null ? n.load : n.load1, 2), n.cpus === null ? "-" : String(n.cpus),
         pct(n.cpu_user), pct(n.cpu_system), pct(n.cpu_idle), pct(n.cpu_iowait),
         pair(used, n.mem_total), pair(n.swap_used, n.swap_total),
@@ -304,8 +309,8 @@
         String(n.jobs_recent),
       ];
       for (const c of cells) el("td", {}, tr).textContent = c;
-      if (n.state === "down") continue;
-      sums.up++;
+      if (GONE.includes(n.state)) continue;  // its last report is not its state now
+      sums.live++;
       sums.cpus += n.cpus || 0;
       sums.load += (n.load !== null ? n.load : n.load1) || 0;
       for (const [k, f] of [["usr", "cpu_user"], ["sys", "cpu_system"], ["idl", "cpu_idle"], ["wai", "cpu_iowait"]]) {
@@ -318,7 +323,7 @@
     }
     const avg = (a) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : null);
     const tr = el("tr", { class: "cluster" }, body);
-    const cells = ["cluster", sums.up + "/" + nodes.length + " up", sums.load.toFixed(2),
+    const cells = ["cluster", sums.live + "/" + nodes.length + " live", sums.load.toFixed(2),
       String(sums.cpus), pct(avg(sums.usr)), pct(avg(sums.sys)), pct(avg(sums.idl)),
       pct(avg(sums.wai)), "", "", bytes(sums.read), bytes(sums.writ), bytes(sums.recv),
       bytes(sums.send), String(sums.jobs)];
