@@ -432,7 +432,7 @@ class GossipNode:
                 # ones are what shorten the timeout (Lifeguard).
                 self._suspect(peer, peer.order, me, now)
                 self._answer.add(key)  # ask it directly, too
-        for key in list(self._suspecting):
+        for key in sorted(self._suspecting):  # sorted: set order follows PYTHONHASHSEED
             suspect = self.table.peers.get(key)
             if suspect is None or suspect.status != SUSPECT or suspect.suspicion is None:
                 self._suspecting.discard(key)
@@ -484,7 +484,7 @@ class GossipNode:
             targets = [k for k in self.table.members() if k != self.key]
         else:
             targets = self._sparse_targets()
-        targets.extend(k for k in self._answer if k not in targets)
+        targets.extend(k for k in sorted(self._answer) if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
 
@@ -493,7 +493,7 @@ class GossipNode:
         member of an older release (it judges by silence)."""
         targets = self.table.walk(self.key, m.MONITORS, 1)
         targets += self._random_members(self.fanout, exclude=set(targets))
-        targets += [k for k in self._older if k not in targets and k not in self.table.gone]
+        targets += [k for k in sorted(self._older) if k not in targets and k not in self.table.gone]
         return targets
 
     def _random_members(self, count: int, exclude: set[str]) -> list[str]:
@@ -525,7 +525,7 @@ class GossipNode:
             targets = self._random_members(self.fanout, exclude=set(self._answer))
         else:
             targets = []
-        targets.extend(k for k in self._answer if k not in targets)
+        targets.extend(k for k in sorted(self._answer) if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
 
@@ -603,7 +603,7 @@ class GossipNode:
                 return None
             # Our own suspicion if we hold one: each suspector speaks for itself.
             me = self.table.me.id
-            suspector = me if me in s.confirmers else next(iter(s.confirmers))
+            suspector = me if me in s.confirmers else min(s.confirmers)
             return News(peer.id, s.order[0], s.order[1], kind, age, suspector=suspector)
         return News(peer.id, inc, seq, kind, age)
 
@@ -616,7 +616,7 @@ class GossipNode:
         datagrams: dict[tuple[int, bool], bytes] = {}
         out = []
         probes = self._probe
-        targets = targets + [k for k in probes if k not in targets]
+        targets = targets + [k for k in sorted(probes) if k not in targets]
         for key in targets:
             addresses = self.book.get(key)
             if not addresses:

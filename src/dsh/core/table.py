@@ -216,7 +216,9 @@ class PeerTable:
         keys, n = ring.keys, len(ring.keys)
         i = ring.index[start]
         out: list[str] = []
-        for _ in range(n - 1):
+        # At most 256 positions: while a node has heard of few members (a big
+        # cluster starting), a walk over the whole ring per tick is O(N).
+        for _ in range(min(n - 1, 256)):
             i = (i + step) % n
             peer = self.peers.get(keys[i])
             if peer is not None and peer.status in (ALIVE, SUSPECT):

@@ -143,13 +143,40 @@ def test_a_slow_node_is_suspected_at_most_never_down_and_puts_nobody_down(size: 
     assert set(views(cluster, slow).values()) == {"up"}
     alarms = watching(cluster)
     declared = declared_down(cluster)
-    cluster.slow(slow, 2 * INTERVAL)  # it stalls two intervals at every tick
+    # It stalls at every tick, so that its reports are up to 1.5 + 1.8 = 3.3 s
+    # apart: as long as suspect_after, within the detection time.
+    cluster.slow(slow, 1.2 * INTERVAL)
     for _ in steps(cluster, cluster.now + 60.0, step=0.5):
         alarms.check(cluster)
     shown_down = {"the slow node": downs(alarms, member=slow)[:3],
                   "others": downs(alarms, other_than=slow)[:3]}  # fmt: skip
     assert shown_down == {"the slow node": [], "others": []}
     assert declared_down(cluster) - declared == 0
+
+
+@pytest.mark.parametrize("size", [8, 64])
+def test_a_node_silent_beyond_the_detection_time_accuses_nobody_and_comes_back(size: int) -> None:
+    # Stalls of 3 s at every tick: reports 4.5 s apart, longer than a crash takes
+    # to be declared at 8 nodes (3.3 s + t_min), so the others may well give it
+    # up, as they would a crashed node. What must hold (Lifeguard's point): the
+    # slow node, which misses what it is sent, declares nobody down, the others
+    # put nobody else down, and it is up everywhere once it is fast again.
+    cluster = started(size, seed=300 + size)
+    slow = 2
+    alarms = watching(cluster)
+    node = cluster.nodes[slow]
+    assert node is not None
+    own = node.events["declared_down"]
+    cluster.slow(slow, 2 * INTERVAL)
+    for _ in steps(cluster, cluster.now + 60.0, step=0.5):
+        alarms.check(cluster)
+    assert downs(alarms, other_than=slow)[:3] == []
+    assert node.events["declared_down"] == own
+    assert node.health > 0
+    cluster.slow(slow, 0.0)
+    for _ in steps(cluster, cluster.now + 4 * INTERVAL, step=0.5):
+        pass
+    assert set(views(cluster, slow).values()) == {"up"}
 
 
 @pytest.mark.parametrize("size", [8, 64])
