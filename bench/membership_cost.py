@@ -61,6 +61,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "src"), str(REPO / "bench")]
 
 from support.dshd import Cluster, Node  # noqa: E402
+from support.netns import parse_table  # noqa: E402
 from support.waiting import wait_for  # noqa: E402
 from testbed import cpu_seconds, kib_to_mib, percentile, proc_status  # noqa: E402
 
@@ -179,29 +180,22 @@ class DshdPhase(Phase):
     def view(self, node: Node) -> tuple[Counter[str], list[float], Counter[str]]:
         """(states of all rows, ages of the live ones, the footer's counters summed by name)."""
         text = node.status_text()
-        header: list[str] = []
         states: Counter[str] = Counter()
         ages: list[float] = []
         counters: Counter[str] = Counter()
         for line in text.splitlines():
             fields = line.split()
-            if not fields:
-                continue
-            if fields[0] == "#":
-                if not header and len(fields) > 2 and fields[1] == "name":
-                    header = fields[1:]
-                elif len(fields) > 2 and all("=" in f for f in fields[2:]):
-                    for f in fields[2:]:
-                        k, _, v = f.partition("=")
-                        with contextlib.suppress(ValueError):
-                            counters[f"{fields[1]}.{k}"] += int(v)
-                continue
-            if header and len(fields) >= len(header):
-                row = dict(zip(header, fields, strict=False))
-                states[row["state"]] += 1
-                if row["name"] != node.name and row["state"] in ("up", "drained", "suspect"):
+            # the footer's counter lines: "# datagrams accepted=5 ...", "# membership ..."
+            if len(fields) > 2 and fields[0] == "#" and all("=" in f for f in fields[2:]):
+                for f in fields[2:]:
+                    k, _, v = f.partition("=")
                     with contextlib.suppress(ValueError):
-                        ages.append(float(row["age"]))
+                        counters[f"{fields[1]}.{k}"] += int(v)
+        for name, row in parse_table(text).items():
+            states[row["state"]] += 1
+            if name != node.name and row["state"] in ("up", "drained", "suspect"):
+                with contextlib.suppress(ValueError):
+                    ages.append(float(row["age"]))
         return states, ages, counters
 
     def mark(self) -> None:
