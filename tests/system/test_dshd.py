@@ -18,6 +18,7 @@ from support.dshd import ClusterFactory, ask, free_udp_tcp_port, pid_alive
 from support.paths import DSHD
 from support.waiting import wait_for
 
+from dsh.core.membership import t_min
 from dsh.core.wire import State, encode_state
 
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
@@ -112,8 +113,11 @@ def test_killed_daemon_is_shown_down_in_time_and_comes_back(make_cluster: Cluste
     limit = cluster.maxloops * cluster.interval + cluster.interval
     print(f"dead node detected after {took:.3f}s (limit {limit:.2f}s)")
     assert took <= limit
-    # Not before maxloops intervals after C's last report (a little slack for polling).
-    assert took >= cluster.maxloops * cluster.interval - last_heard - 0.05
+    # Not before it was suspect: (maxloops - 1) intervals at their longest after
+    # C's last report, plus the shortest suspicion timeout (README: Membership;
+    # a little slack for polling).
+    suspect_after = (cluster.maxloops - 1) * cluster.interval * 1.1
+    assert took >= suspect_after + t_min(3, cluster.interval) - last_heard - 0.05
     assert cluster.nodes[B].state_of(C) == "down"
     assert C not in {cluster.nodes[A].best() for _ in range(10)}
     cluster.nodes[C].start()
