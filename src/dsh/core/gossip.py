@@ -462,9 +462,10 @@ class GossipNode:
                 self.events["forgotten"] += 1
                 log.info("forgot member %s (gone for %.0f s)", gone.spec.name, m.FORGET_AFTER)
 
-    def _own_state(self, sample: Sample, wall_ms: int, leaving: bool = False) -> State:
+    def _own_state(self, sample: Sample, wall_ms: int, now: float, leaving: bool = False) -> State:
+        """This node's next report, also taken as its own freshest news."""
         self.seq = (self.seq + 1) & 0xFFFFFFFF
-        return State(
+        state = State(
             name=self.name,
             incarnation=self.incarnation,
             seq=self.seq,
@@ -478,6 +479,12 @@ class GossipNode:
             usage=sample.usage,
             leaving=leaving,
         )
+        me = self.table.me
+        me.state, me.heard_at, me.order, me.fresh_at = state, now, state.order, now
+        return state
+
+    def _everyone(self) -> list[str]:
+        return [k for k in self.table.members() if k != self.key]
 
     def tick(self, sample: Sample, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """Take this node's new sample; return the datagrams to send this interval."""
@@ -490,16 +497,10 @@ class GossipNode:
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
         self._last_tick = now
         self._sample = sample
-        state = self._own_state(sample, wall_ms)
-        me = self.table.me
-        me.state, me.heard_at = state, now
-        me.order, me.fresh_at = state.order, now
+        state = self._own_state(sample, wall_ms, now)
         self.table.expire(now)
         self._judge(now)
-        if self.full_mesh():
-            targets = [k for k in self.table.members() if k != self.key]
-        else:
-            targets = self._sparse_targets()
+        targets = self._everyone() if self.full_mesh() else self._sparse_targets()
         targets.extend(k for k in sorted(self._answer) if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
@@ -534,11 +535,9 @@ class GossipNode:
             self._urgent_needed, self._urgent_until = False, now + 2 * self.interval
         if not self._broadcasts and not self._answer and not self._probe:
             return []
-        state = self._own_state(self._sample, wall_ms)
-        me = self.table.me
-        me.state, me.order, me.fresh_at = state, state.order, now
+        state = self._own_state(self._sample, wall_ms, now)
         if self.full_mesh():
-            targets = [k for k in self.table.members() if k != self.key]
+            targets = self._everyone()
         elif self._broadcasts and now < self._urgent_until:
             targets = self._random_members(self.fanout, exclude=set(self._answer))
         else:
@@ -553,7 +552,7 @@ class GossipNode:
         if self._sample is None:
             return []
         if self.full_mesh():
-            targets = [k for k in self.table.members() if k != self.key]
+            targets = self._everyone()
         else:
             targets = self.table.walk(self.key, m.MONITORS, 1) + self.table.walk(
                 self.key, m.MONITORS, -1
@@ -562,7 +561,7 @@ class GossipNode:
         out = []
         for _ in range(2):  # one lost datagram must not leave a member waiting for the timeout
             out += self._datagrams(
-                self._own_state(self._sample, wall_ms, leaving=True), targets, now
+                self._own_state(self._sample, wall_ms, now, leaving=True), targets, now
             )
         return out
 
@@ -571,9 +570,7 @@ class GossipNode:
         whoever hears it and has discovery on learns of this node."""
         if self._sample is None:
             return None
-        state = self._own_state(self._sample, wall_ms)
-        me = self.table.me
-        me.state, me.order, me.fresh_at = state, state.order, now
+        state = self._own_state(self._sample, wall_ms, now)
         datagram = encode_state(dataclasses.replace(state, news=self._news(now)))
         return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
 
