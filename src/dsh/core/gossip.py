@@ -146,6 +146,7 @@ class GossipNode:
         self._recent: deque[str] = deque(maxlen=RECENT)
         self._answer: set[str] = set()  # members to send to at the next poll
         self._probe: set[str] = set()  # members to ask for an answer at the next poll
+        self._watchers: dict[str, float] = {}  # members that probed us -> until when to send
         self._older: set[str] = set()  # members that speak an older datagram version
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
@@ -185,6 +186,7 @@ class GossipNode:
         self.book.keep(members)
         self._older &= members
         self._suspecting &= members
+        self._watchers = {k: t for k, t in self._watchers.items() if k in members}
         return changes
 
     def full_mesh(self) -> bool:
@@ -261,7 +263,11 @@ class GossipNode:
         if not self._take_report(peer, state, now):
             return STALE
         if state.probe:
-            self._answer.add(name_key)  # it has no fresh news of us: answer at the next poll
+            # It has no fresh news of us: answer at the next poll, and send it our
+            # ticks for a while (it takes itself for one of our monitors).
+            self._answer.add(name_key)
+            if not self.full_mesh():
+                self._watchers[name_key] = now + 2 * self.suspect_after
         for news in state.news:
             self._take_news(news, peer, now)
         return ACCEPTED
@@ -374,8 +380,10 @@ class GossipNode:
             # last report to each other keep it fresh by their rounding.
             return
         if order < peer.order and peer.status in (ALIVE, SUSPECT):
-            # We know it fresher than the news does: say so, to refute it.
+            # We know it fresher than the news does: say so, to refute it, first
+            # to the sender, who holds the old news and passes it on.
             self._broadcasts.put(key, Kind.ALIVE)
+            self._answer.add(sender.spec.key)
             self._urgent()
             return
         if news.kind == Kind.SUSPECT:
@@ -413,11 +421,29 @@ class GossipNode:
         elif suspector not in s.confirmers:
             s.confirmers.add(suspector)
             self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
-        if suspector == self.table.me.id:
+        me = self.table.me.id
+        if suspector == me:
             self._urgent()
+            if not self.full_mesh():
+                # The member's other monitors, so that their suspicions meet
+                # ours now, not when random gossip brings them together.
+                self._answer.update(self.table.walk(peer.spec.key, m.MONITORS, 1))
+                self._answer.discard(self.key)
         n = self.table.live_count()
-        timeout = m.suspicion_timeout(n, len(s.confirmers) - 1, self.interval)
-        s.deadline = s.since + timeout * (1 + self.health)
+        stretch = 1 + self.health
+        if me in s.confirmers:
+            if s.mine_since is None:
+                s.mine_since = now
+            expected = m.EXPECTED_CONFIRMATIONS if self.full_mesh() else m.MONITORS - 1
+            timeout = m.suspicion_timeout(n, len(s.confirmers) - 1, self.interval, expected)
+            # A node that joins a suspicion late still gives its own probes t_min:
+            # from the first news of it alone, a monitor whose view lagged (it had
+            # heard nothing because the member sent to another) declared down the
+            # moment it confirmed.
+            s.deadline = max(s.since + timeout * stretch,
+                             s.mine_since + m.t_min(n, self.interval) * stretch)  # fmt: skip
+        else:
+            s.deadline = s.since + m.backstop(n, self.interval, self.suspect_after) * stretch
 
     # -- time passes -------------------------------------------------------------
 
@@ -434,12 +460,13 @@ class GossipNode:
         for key in self._monitored():
             peer = self.table.peers[key]
             age = None if peer.fresh_at is None else now - peer.fresh_at
+            if age is not None and age > late / 2 and peer.status in (ALIVE, SUSPECT):
+                # Quiet for over an interval: ask it directly, at every poll until
+                # it answers or is down (SWIM's ping). It may just not be sending
+                # to us: above the threshold two nodes' rings can differ while
+                # news spreads, and a probe makes it send its ticks to us too.
+                self._probe.add(key)
             if age is not None and age <= late:
-                if age > late / 2 and peer.status == ALIVE:
-                    # Quiet for over an interval: ask it directly before suspecting
-                    # it (SWIM's ping). It may just not be sending to us: above the
-                    # threshold two nodes' rings can differ while news spreads.
-                    self._probe.add(key)
                 continue
             if peer.status == ALIVE or (
                 peer.status == SUSPECT and peer.suspicion and me not in peer.suspicion.confirmers
@@ -454,6 +481,12 @@ class GossipNode:
                 self._suspecting.discard(key)
             elif now >= suspect.suspicion.deadline:
                 self._gone(suspect, DOWN, now, mine=True)
+            elif me not in suspect.suspicion.confirmers:
+                s = suspect.suspicion
+                if now >= (s.since + s.deadline) / 2:
+                    # Only heard of, and not refuted for half the wait: ask the
+                    # member itself before taking it as down.
+                    self._probe.add(key)
         for key in [k for k in self.table.gone if k in self.table.found]:
             gone = self.table.peers.get(key)
             if gone is not None and now - gone.status_since > m.FORGET_AFTER:
@@ -500,15 +533,21 @@ class GossipNode:
         state = self._own_state(sample, wall_ms, now)
         self.table.expire(now)
         self._judge(now)
-        targets = self._everyone() if self.full_mesh() else self._sparse_targets()
+        targets = self._everyone() if self.full_mesh() else self._sparse_targets(now)
         targets.extend(k for k in sorted(self._answer) if k not in targets)
         self._answer.clear()
         return self._datagrams(state, targets, now)
 
-    def _sparse_targets(self) -> list[str]:
-        """Above the threshold: the monitors, FANOUT random members, and every
-        member of an older release (it judges by silence)."""
+    def _sparse_targets(self, now: float) -> list[str]:
+        """Above the threshold: the monitors, the members that probed us lately,
+        FANOUT random members, and every member of an older release (it judges
+        by silence)."""
         targets = self.table.walk(self.key, m.MONITORS, 1)
+        for key, until in list(self._watchers.items()):
+            if until < now or key in self.table.gone:
+                del self._watchers[key]
+            elif key not in targets:
+                targets.append(key)
         targets += self._random_members(self.fanout, exclude=set(targets))
         targets += [k for k in sorted(self._older) if k not in targets and k not in self.table.gone]
         return targets

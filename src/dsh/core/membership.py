@@ -12,7 +12,14 @@ SWIM with Lifeguard's refinements (as in memberlist), on dshd's heartbeats:
   by raising its incarnation.
 * It becomes **down** when the suspicion has stood for ``suspicion_timeout``:
   from ``6 * t_min`` with one suspector down to ``t_min`` with
-  EXPECTED_CONFIRMATIONS more, ``t_min = ALPHA * log10(N) * interval``.
+  EXPECTED_CONFIRMATIONS more (above the threshold MONITORS - 1: no one else
+  judges), ``t_min = ALPHA * log10(N) * interval``. Only a node that holds
+  the suspicion itself (it had no fresh news for ``suspect_after``) declares
+  down on that timer; one that only heard of it waits ``backstop``, by which
+  the refutation has reached it: at 1,000 members the suspicion and the
+  refutation race through the cluster, and every node that lost the race on
+  a short timer declared a live member down (the simulator counted 4,235
+  false downs per node-hour at 30 % loss).
 """
 
 from __future__ import annotations
@@ -36,12 +43,22 @@ def t_min(members: int, interval: float) -> float:
     return ALPHA * math.log10(max(members, 2)) * interval
 
 
-def suspicion_timeout(members: int, confirmations: int, interval: float) -> float:
-    """Seconds from suspect to down, ``confirmations`` independent suspectors beyond the first."""
+def suspicion_timeout(
+    members: int, confirmations: int, interval: float, expected: int = EXPECTED_CONFIRMATIONS
+) -> float:
+    """Seconds from suspect to down, ``confirmations`` independent suspectors beyond the
+    first, ``expected`` of them bringing it down to ``t_min``."""
     low = t_min(members, interval)
     high = MAX_TIMEOUT_FACTOR * low
-    fraction = math.log(confirmations + 1) / math.log(EXPECTED_CONFIRMATIONS + 1)
+    fraction = math.log(confirmations + 1) / math.log(max(expected, 1) + 1)
     return max(low, high - (high - low) * fraction)
+
+
+def backstop(members: int, interval: float, suspect_after: float) -> float:
+    """Seconds a node that only heard of a suspicion waits before taking the member
+    as down itself (its suspectors may have died with it): the lone suspector's
+    timeout plus ``suspect_after``, time enough for a refutation to spread."""
+    return MAX_TIMEOUT_FACTOR * t_min(members, interval) + suspect_after
 
 
 def retransmit_limit(members: int) -> int:

@@ -52,6 +52,7 @@ class Suspicion:
     since: float
     confirmers: set[bytes]  # ids of the members that suspect it (Lifeguard's confirmations)
     deadline: float = 0.0
+    mine_since: float | None = None  # when this node itself began to suspect it
 
 
 @dataclass(slots=True)

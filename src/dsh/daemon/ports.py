@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from .. import __version__
 from ..core.access import allowed, parse_allow
 from ..core.gossip import GossipNode
-from ..core.membership import MONITORS, suspicion_timeout, t_min
+from ..core.membership import MONITORS, backstop, suspicion_timeout, t_min
 from ..core.status import format_status
 from ..errors import DshError
 from .config import DaemonConfig
@@ -114,7 +114,8 @@ class TcpPorts:
         return (f"membership {n} live of {len(node.table)}, {mode} (above {node.fanout_above}),"
                 f" suspect after {node.suspect_after:.1f}s, down after"
                 f" {t_min(n, node.interval):.1f}-{suspicion_timeout(n, 0, node.interval):.1f}s"
-                f" more, health {node.health}")  # fmt: skip
+                f" more (heard only: {backstop(n, node.interval, node.suspect_after):.1f}s),"
+                f" health {node.health}")  # fmt: skip
 
     def best_text(self) -> str:
         best = self.node.best(time.monotonic())

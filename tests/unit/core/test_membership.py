@@ -273,6 +273,25 @@ def test_above_the_threshold_a_crash_is_down_everywhere_and_nothing_else_is() ->
     assert per_node < 6 / INTERVAL  # monitors + fan-out + the news of one crash
 
 
+def test_above_the_threshold_thirty_percent_loss_never_downs_a_live_member() -> None:
+    # 100 members, sparse regime, 30 % of every datagram lost, one crash: the
+    # crashed member is down everywhere, no live one anywhere (before the
+    # suspectors alone judged, nodes that lost the refutation declared it).
+    net = Net(100, seed=16)
+    loss = random.Random(17)
+    net.drop = lambda src, dst: loss.random() < 0.3
+    net.run(30.0)
+    gone = net.members[41]
+    look = edges(net)
+    net.run(60.0, look)
+    net.stop(gone)
+    net.run(150.0, look)
+    counts = look.counts  # type: ignore[attr-defined]
+    print(f"100 nodes, 30 % loss, 2 min: {dict(counts)}")
+    assert counts["down"] == 0
+    assert {net.states(o)[gone] for o in net.nodes} == {"down"}
+
+
 def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
     net = Net(100, seed=11)
     rng = random.Random(12)
@@ -349,10 +368,40 @@ def test_news_of_unknown_members_and_stale_news_change_nothing() -> None:
     order = peer.order
     stale = News(member_id(b), order[0], order[1] - 5, Kind.DOWN, 0.0)
     unknown = News(member_id("10.77.0.1"), 1, 1, Kind.DOWN, 0.0)
-    node._take_news(stale, node.table.me, net.now)
-    node._take_news(unknown, node.table.me, net.now)
+    sender = node.table.get(net.members[2])
+    assert sender is not None
+    node._take_news(stale, sender, net.now)
+    node._take_news(unknown, sender, net.now)
     assert node.member_state(b, net.now) == "up"
-    assert node._broadcasts.pending.get(b) is not None  # it will say b lives
+    assert node._broadcasts.pending.get(b) is not None  # it will say b lives,
+    assert sender.spec.key in node._answer  # first to the one that spread the old news
+
+
+def test_only_a_suspector_declares_down_on_the_short_timer() -> None:
+    # Above the threshold, most nodes only hear of a suspicion. They wait the
+    # backstop (the refutation has time to reach them), and ask the member
+    # itself halfway; a monitor that confirms late still waits t_min of its own.
+    net = Net(3, seed=15)
+    net.run(10.0)
+    node = net.nodes[net.members[0]]
+    peer = node.table.get(net.members[1])
+    other = node.table.get(net.members[2])
+    assert peer is not None and other is not None
+    now, n = net.now, node.table.live_count()
+    assert node.health == 0
+    node._suspect(peer, peer.order, other.id, now)
+    s = peer.suspicion
+    assert s is not None and s.mine_since is None
+    assert s.deadline == pytest.approx(now + m.backstop(n, INTERVAL, SUSPECT_AFTER))
+    node._judge(now + 0.1)
+    assert peer.spec.key not in node._probe
+    node._judge((now + s.deadline) / 2 + 0.01)
+    assert peer.spec.key in node._probe  # asks it before taking it as down
+    later = now + 3.0
+    node._suspect(peer, peer.order, node.table.me.id, later)  # our own silence, late
+    assert s.mine_since == later
+    assert s.deadline >= later + m.t_min(n, INTERVAL)
+    assert s.deadline < now + m.backstop(n, INTERVAL, SUSPECT_AFTER)
 
 
 def test_a_late_node_stretches_its_own_timeouts() -> None:
