@@ -151,6 +151,7 @@ class GossipNode:
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
         self._last_tick: float | None = None
+        self._first_tick: float | None = None
         self.health = 0  # Lifeguard: grows when this node is late or suspected
         # Until when poll() spreads news to random members: news this node made
         # (its own suspicion or down, a refutation) cannot wait for the ticks;
@@ -458,7 +459,9 @@ class GossipNode:
         late = self.suspect_after * (1 + self.health)
         me = self.table.me.id
         for key in self._monitored():
-            peer = self.table.peers[key]
+            peer = self.table.peers.get(key)
+            if peer is None or peer.status not in (ALIVE, SUSPECT):
+                continue  # never heard of: nothing to judge yet
             age = None if peer.fresh_at is None else now - peer.fresh_at
             if age is not None and age > late / 2 and peer.status in (ALIVE, SUSPECT):
                 # Quiet for over an interval: ask it directly, at every poll until
@@ -528,6 +531,11 @@ class GossipNode:
             # intervals on a busy machine are not starvation.
             late = now - self._last_tick > self.interval * 1.1 + max(self.interval, 1.0)
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
+        if self._first_tick is None:
+            self._first_tick = now
+        # Members never heard of after the grace are not running: their places
+        # on the ring go to the next ones (table.walk).
+        self.table.unheard_hold_places = now - self._first_tick < m.UNHEARD_GRACE * self.interval
         self._last_tick = now
         self._sample = sample
         state = self._own_state(sample, wall_ms, now)

@@ -36,6 +36,7 @@ MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default
 EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down to t_min
 RETRANSMIT_MULT = 3  # each change is sent about 3 * ceil(log10(N + 1)) times
 FORGET_AFTER = 3600.0  # seconds a member not in the cluster file stays down or left
+UNHEARD_GRACE = 10  # intervals after its start in which a node keeps unheard members' ring places
 MAX_HEALTH = 8  # Lifeguard's local health: a late node stretches its timeouts up to 9x
 
 

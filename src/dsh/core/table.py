@@ -124,6 +124,9 @@ class PeerTable:
         self.found_ids: dict[bytes, str] = {}
         self.peers: dict[str, Peer] = {}
         self.gone: set[str] = set()  # keys of members down or left
+        # While this node is young, members it never heard of hold their places
+        # on the ring (gossip.py sets it): they are most likely up, not heard yet.
+        self.unheard_hold_places = True
         self.with_extras: set[str] = set()
         self._ring: Ring | None = None  # roster.ring, merged with found members
         if self.self_key not in roster.specs:
@@ -212,17 +215,28 @@ class PeerTable:
 
     def walk(self, start: str, count: int, step: int) -> list[str]:
         """``count`` members after (step 1) or before (step -1) ``start`` on the
-        ring that are alive or suspect in this node's view."""
+        ring that are alive or suspect in this node's view, or never heard of
+        while ``unheard_hold_places``.
+
+        A node that has just started has heard of no one. Were the unheard
+        skipped, it would send to no monitor and judge members far back on
+        the ring that do not send to it: 10,000 nodes booted at once then
+        spent their first minutes probing and suspecting each other (the
+        simulator's start-up cost 60 s a virtual second). Holding their places,
+        every node sends to its true successors from its first tick and they
+        hear it at once."""
         ring = self.ring
         keys, n = ring.keys, len(ring.keys)
         i = ring.index[start]
         out: list[str] = []
+        hold = self.unheard_hold_places
         # At most 256 positions: while a node has heard of few members (a big
         # cluster starting), a walk over the whole ring per tick is O(N).
         for _ in range(min(n - 1, 256)):
             i = (i + step) % n
             peer = self.peers.get(keys[i])
-            if peer is not None and peer.status in (ALIVE, SUSPECT):
+            status = NEW if peer is None else peer.status
+            if status in (ALIVE, SUSPECT) or (hold and status == NEW):
                 out.append(keys[i])
                 if len(out) == count:
                     break
