@@ -12,8 +12,9 @@ SWIM with Lifeguard's refinements (as in memberlist), on dshd's heartbeats:
   by raising its incarnation.
 * It becomes **down** when the suspicion has stood for ``suspicion_timeout``:
   from ``6 * t_min`` with one suspector down to ``t_min`` with
-  EXPECTED_CONFIRMATIONS more (above the threshold MONITORS - 1: no one else
-  judges), ``t_min = ALPHA * log10(N) * interval``. Only a node that holds
+  EXPECTED_CONFIRMATIONS more (above the threshold: MONITORS - 1, no one else
+  judges, and down to CONFIRMED intervals, whatever N),
+  ``t_min = ALPHA * log10(N) * interval``. Only a node that holds
   the suspicion itself (it had no fresh news for ``suspect_after``) declares
   down on that timer; one that only heard of it waits ``backstop``, by which
   the refutation has reached it: at 1,000 members the suspicion and the
@@ -37,6 +38,12 @@ EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down
 RETRANSMIT_MULT = 3  # each change is sent about 3 * ceil(log10(N + 1)) times
 FORGET_AFTER = 3600.0  # seconds a member not in the cluster file stays down or left
 UNHEARD_GRACE = 10  # intervals after its start in which a node keeps unheard members' ring places
+# Above the threshold, a suspicion both monitors hold stands this many intervals,
+# whatever N: the refutation goes to them directly (no dissemination through
+# the cluster to wait for, which is what log N pays for), and at 30 % loss the
+# suspected member's answers need about that long to get through to both.
+CONFIRMED = 0.75
+REFUTE_REPEAT = 3  # polls at which a suspected member answers its suspector directly
 MAX_HEALTH = 8  # Lifeguard's local health: a late node stretches its timeouts up to 9x
 
 
@@ -45,11 +52,15 @@ def t_min(members: int, interval: float) -> float:
 
 
 def suspicion_timeout(
-    members: int, confirmations: int, interval: float, expected: int = EXPECTED_CONFIRMATIONS
+    members: int,
+    confirmations: int,
+    interval: float,
+    expected: int = EXPECTED_CONFIRMATIONS,
+    low: float | None = None,
 ) -> float:
     """Seconds from suspect to down, ``confirmations`` independent suspectors beyond the
-    first, ``expected`` of them bringing it down to ``t_min``."""
-    low = t_min(members, interval)
+    first, ``expected`` of them bringing it down to ``low`` (default ``t_min``)."""
+    low = t_min(members, interval) if low is None else low
     high = MAX_TIMEOUT_FACTOR * low
     fraction = math.log(confirmations + 1) / math.log(max(expected, 1) + 1)
     return max(low, high - (high - low) * fraction)
