@@ -53,6 +53,8 @@ class Suspicion:
     confirmers: set[bytes]  # ids of the members that suspect it (Lifeguard's confirmations)
     deadline: float = 0.0
     mine_since: float | None = None  # when this node itself began to suspect it
+    spread: bool = False  # gossiped to everyone (a full mesh, or confirmed above it)
+    told: set[bytes] = field(default_factory=set)  # suspectors whose suspicion we gossiped
 
 
 @dataclass(slots=True)

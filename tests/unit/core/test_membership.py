@@ -292,6 +292,29 @@ def test_above_the_threshold_thirty_percent_loss_never_downs_a_live_member() -> 
     assert {net.states(o)[gone] for o in net.nodes} == {"down"}
 
 
+def test_above_the_threshold_one_monitors_suspicion_stays_between_the_monitors() -> None:
+    # One monitor stops hearing a member (the other still does): it suspects it,
+    # but the cluster does not hear of it and the member is never down.
+    net = Net(100, seed=18)
+    net.run(30.0)
+    member = net.members[7]
+    node = net.nodes[member]
+    first, second = node.table.walk(node.key, m.MONITORS, 1)
+    net.drop = lambda src, dst: src == member and dst == first
+    seen: set[str] = set()
+
+    def look() -> None:
+        for o in net.nodes:
+            if o != member and net.states(o)[member] != "up":
+                seen.add(o)
+
+    net.run(60.0, look, 0.1)
+    assert net.nodes[first].events["suspected"] >= 1  # it did suspect, alone
+    assert seen <= {first, second}, seen  # and no one else ever showed it as other than up
+    assert all(net.nodes[o].events["declared_down"] == 0 for o in (first, second))
+    assert net.states(first)[member] in ("up", "suspect")
+
+
 def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
     net = Net(100, seed=11)
     rng = random.Random(12)
