@@ -48,7 +48,13 @@ def cluster(make_cluster: ClusterFactory) -> Cluster:
 
 
 def test_the_cluster_now_and_its_history(cluster: Cluster) -> None:
-    data = get(cluster, "/api/cluster")
+    def reported() -> Any:
+        # Up may come first from another member's news of a node (a node's
+        # first report can go out before A listens); mem_total only from its own.
+        data = get(cluster, "/api/cluster")
+        return data if all(n["mem_total"] is not None for n in data["nodes"]) else None
+
+    data = wait_for(reported, 10, "every node's own report at A")
     assert data["self"] == A and data["interval"] == 0.2 and isinstance(data["time"], float)
     nodes = {n["name"]: n for n in data["nodes"]}
     assert set(nodes) == {A, B, C}
