@@ -348,7 +348,7 @@ class GossipNode:
                     if key is not None and key != self.key:
                         self._answer.add(key)
             self._suspecting.discard(peer.spec.key)
-            if peer.suspicion is None or peer.suspicion.spread:
+            if peer.suspicion is None or peer.suspicion.told:
                 self._broadcasts.put(peer.spec.key, Kind.ALIVE)  # tell the other suspectors
         elif peer.status in GONE:
             self.events["rejoined"] += 1
@@ -442,22 +442,22 @@ class GossipNode:
         elif suspector not in s.confirmers:
             s.confirmers.add(suspector)
         me = self.table.me.id
+        mesh = self.full_mesh()
         # In a full mesh every suspicion is news for everyone. Above the threshold
         # one monitor's suspicion stays between the member's monitors until a
         # second confirms it: at 30 % loss a lone monitor misses a member a few
         # times an hour, and each suspicion gossiped to 1,000 nodes cost them
         # 13 datagrams a second each and false downs by the thousand.
         # One heard from a non-monitor's gossip was spread already: pass it on.
-        monitors = () if self.full_mesh() else self.table.walk(peer.spec.key, m.MONITORS, 1)
-        spread = (self.full_mesh() or len(s.confirmers) >= m.MONITORS
+        monitors = () if mesh else self.table.walk(peer.spec.key, m.MONITORS, 1)
+        spread = (mesh or len(s.confirmers) >= m.MONITORS
                   or (suspector != me and self.key not in monitors))  # fmt: skip
-        if spread and (not s.spread or suspector not in s.told):
-            s.spread = True
+        if spread and suspector not in s.told:
             s.told.add(suspector)
             self._broadcasts.put(peer.spec.key, Kind.SUSPECT)
             if me in s.confirmers:
                 self._urgent()
-        if me in s.confirmers and not self.full_mesh() and suspector == me:
+        if me in s.confirmers and not mesh and suspector == me:
             # The member's other monitors (and whoever else suspects it), so
             # that their suspicions meet ours now, not when gossip brings them
             # together; ours goes to them in the datagram itself (_tell).
@@ -473,7 +473,7 @@ class GossipNode:
             if s.mine_since is None:
                 s.mine_since = now
             c = len(s.confirmers) - 1
-            if self.full_mesh():
+            if mesh:
                 low = m.t_min(n, self.interval)
                 timeout = m.suspicion_timeout(n, c, self.interval)
             else:
@@ -505,7 +505,7 @@ class GossipNode:
             if peer is None or peer.status not in (ALIVE, SUSPECT):
                 continue  # never heard of: nothing to judge yet
             age = None if peer.fresh_at is None else now - peer.fresh_at
-            if age is not None and age > late / 2 and peer.status in (ALIVE, SUSPECT):
+            if age is not None and age > late / 2:
                 # Quiet for over an interval: ask it directly, at every poll until
                 # it answers or is down (SWIM's ping). It may just not be sending
                 # to us: above the threshold two nodes' rings can differ while
@@ -666,8 +666,7 @@ class GossipNode:
         if self._sample is None:
             return None
         state = self._own_state(self._sample, wall_ms, now)
-        datagram = encode_state(dataclasses.replace(state, news=self._news(now)))
-        return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
+        return self._encoded(dataclasses.replace(state, news=self._news(now)))
 
     # -- datagrams out -------------------------------------------------------------
 
@@ -717,6 +716,12 @@ class GossipNode:
             return News(peer.id, s.order[0], s.order[1], kind, age, suspector=suspector)
         return News(peer.id, inc, seq, kind, age)
 
+    def _encoded(self, state: State, version: int | None = None) -> bytes:
+        """``state`` on the wire at ``version`` (wire.encode_state's default
+        without one), sealed if we have a key."""
+        datagram = encode_state(state, version)
+        return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
+
     def _datagrams(self, state: State, targets: list[str], now: float) -> list[tuple[bytes, str]]:
         news = self._news(now)
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
@@ -740,21 +745,16 @@ class GossipNode:
                 # Suspicions for this member's eyes only, before the common news.
                 extra = [n for n in (self._news_of(k, Kind.SUSPECT, now) for k in sorted(told))
                          if n is not None]  # fmt: skip
-                mine = extra + [n for n in news if n.member not in {e.member for e in extra}]
+                members = {e.member for e in extra}
+                mine = extra + [n for n in news if n.member not in members]
                 full = dataclasses.replace(state, news=tuple(mine[: m.NEWS_PER_DATAGRAM]),
                                            probe=probe)  # fmt: skip
-                own = encode_state(full, version)
-                if self.sealer is not None:
-                    own = self.sealer.seal(own, self.nonce())
-                out.append((own, addresses[0]))
+                out.append((self._encoded(full, version), addresses[0]))
                 continue
             datagram = datagrams.get((version, probe))
             if datagram is None:
                 full = dataclasses.replace(state, news=news, probe=probe) if version >= 3 else state
-                datagram = encode_state(full, version)
-                if self.sealer is not None:
-                    datagram = self.sealer.seal(datagram, self.nonce())
-                datagrams[version, probe] = datagram
+                datagram = datagrams[version, probe] = self._encoded(full, version)
             out.append((datagram, addresses[0]))
         probes.clear()
         return out

@@ -53,8 +53,9 @@ class Suspicion:
     confirmers: set[bytes]  # ids of the members that suspect it (Lifeguard's confirmations)
     deadline: float = 0.0
     mine_since: float | None = None  # when this node itself began to suspect it
-    spread: bool = False  # gossiped to everyone (a full mesh, or confirmed above it)
-    told: set[bytes] = field(default_factory=set)  # suspectors whose suspicion we gossiped
+    # Suspectors whose suspicion we gossiped to everyone (a full mesh, or once
+    # confirmed above it); empty while it stays between the monitors.
+    told: set[bytes] = field(default_factory=set)
 
 
 @dataclass(slots=True)
