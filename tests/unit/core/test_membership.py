@@ -44,7 +44,8 @@ def names(n: int) -> list[str]:
 
 class Net:
     """Members named by their addresses, ticking and polling on jittered timers;
-    ``drop(src, dst)`` says which datagrams are lost."""
+    ``drop(src, dst)`` says which datagrams are lost (``lose(src, dst, data)``
+    too, for a test that looks inside)."""
 
     def __init__(self, n: int, seed: int = 1, **node_args: object) -> None:
         self.rng = random.Random(seed)
@@ -61,6 +62,7 @@ class Net:
         self.counter = itertools.count()
         self.now = 0.0
         self.drop: Callable[[str, str], bool] = lambda src, dst: False
+        self.lose: Callable[[str, str, bytes], bool] = lambda src, dst, data: False
         self.sent = 0
         for name in self.members:
             self.start(name)
@@ -86,7 +88,7 @@ class Net:
     def _send(self, src: str, datagrams: list[tuple[bytes, str]]) -> None:
         for data, dst in datagrams:
             self.sent += 1
-            if not self.drop(src, dst):
+            if not self.drop(src, dst) and not self.lose(src, dst, data):
                 self._at(self.now + self.rng.uniform(0.0005, 0.003), f"from {src}", dst, data)
 
     def run(self, until: float, each: Callable[[], None] | None = None, step: float = 0.25) -> None:
@@ -302,17 +304,84 @@ def test_above_the_threshold_one_monitors_suspicion_stays_between_the_monitors()
     first, second = node.table.walk(node.key, m.MONITORS, 1)
     net.drop = lambda src, dst: src == member and dst == first
     seen: set[str] = set()
+    was_up: set[str] = set()  # one that never heard of it shows it down (NEW), and is no edge
 
     def look() -> None:
         for o in net.nodes:
-            if o != member and net.states(o)[member] != "up":
+            if o == member:
+                continue
+            if net.states(o)[member] == "up":
+                was_up.add(o)
+            elif o in was_up:
                 seen.add(o)
 
     net.run(60.0, look, 0.1)
+    assert len(was_up) > 90
     assert net.nodes[first].events["suspected"] >= 1  # it did suspect, alone
-    assert seen <= {first, second}, seen  # and no one else ever showed it as other than up
+    assert seen <= {first, second}, seen  # and no one else ever turned it from up
     assert all(net.nodes[o].events["declared_down"] == 0 for o in (first, second))
     assert net.states(first)[member] in ("up", "suspect")
+
+
+def test_a_monitors_suspicion_reaches_the_other_one_though_the_first_datagram_is_lost() -> None:
+    # Both monitors of a crashed member suspect it; the first datagram that
+    # carries each one's suspicion to the other is lost. Told once, each
+    # stayed a lone suspector and waited 6 t_min; told at every poll until
+    # confirmed, both declare it down on the confirmed timeout.
+    net = Net(100, seed=19)
+    net.run(30.0)
+    member = net.members[23]
+    monitors = net.nodes[member].table.walk(net.nodes[member].key, m.MONITORS, 1)
+    target = member_id(member)
+    lost: set[tuple[str, str]] = set()
+
+    def lose(src: str, dst: str, data: bytes) -> bool:
+        if src not in monitors or dst not in monitors or (src, dst) in lost:
+            return False
+        if any(n.member == target and n.kind == Kind.SUSPECT for n in decode(data).news):
+            lost.add((src, dst))
+            return True
+        return False
+
+    confirmers: list[int] = []
+    for name in monitors:
+        node = net.nodes[name]
+        gone = node._gone
+
+        def counted(peer: Peer, status: str, now: float, mine: bool = False,
+                    gone: Callable[..., None] = gone) -> None:  # fmt: skip
+            if mine and peer.suspicion is not None:
+                confirmers.append(len(peer.suspicion.confirmers))
+            gone(peer, status, now, mine)
+
+        node._gone = counted  # type: ignore[method-assign]
+    net.lose = lose
+    net.stop(member)
+    net.run(50.0)
+    assert lost == {(monitors[0], monitors[1]), (monitors[1], monitors[0])}
+    assert confirmers and all(c == m.MONITORS for c in confirmers), confirmers
+    assert {net.states(o)[member] for o in net.nodes} == {"down"}
+
+
+def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once() -> None:
+    net = Net(100, seed=20)
+    net.run(30.0)
+    gone = net.members[31]
+    node = net.nodes[net.members[60]]  # far from it on the ring: no monitor of it
+    assert gone not in node.table.walk(node.key, m.MONITORS, -1)
+    peer, sender = node.table.get(gone), node.table.get(net.members[61])
+    assert peer is not None and sender is not None
+    now = net.now
+    node._take_news(News(peer.id, peer.order[0], peer.order[1], Kind.DOWN, 0.0), sender, now)
+    assert node.member_state(gone, now) == "down"
+    sent = node.poll(now + 0.01, EPOCH_MS + int(now * 1000) + 10)
+    assert len(sent) == m.FORWARD
+    for data, _ in sent:
+        news = decode(data).news
+        assert [n.kind for n in news if n.member == peer.id] == [Kind.DOWN]
+        # a poll's datagrams carry changes, not the load of members heard lately
+        assert all(n.kind != Kind.ALIVE for n in news)
+    assert len(node.poll(now + 0.02, EPOCH_MS + int(now * 1000) + 20)) < m.FORWARD
 
 
 def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
