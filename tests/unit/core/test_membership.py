@@ -400,6 +400,26 @@ def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
     assert sorted(rank)[10] <= 0.25  # the median pick is in the best quarter
 
 
+def test_above_the_threshold_either_of_the_best_two_is_chosen() -> None:
+    # Loads up to S old, and other daemons send jobs to the same best node: one
+    # of the best two at random, never a third (the extra-load rule cleared
+    # after each pick, so that it is not what spreads them).
+    net = Net(100, seed=21)
+    rng = random.Random(22)
+    for name in net.members:
+        net.loads[name] = rng.uniform(0, 8)
+    net.run(40.0)
+    observer = net.nodes[net.members[0]]
+    candidates = observer.candidates(net.now)
+    best_two = {p.spec.name for p in sorted(candidates, key=observer._score)[:2]}
+    picks = []
+    for _ in range(40):
+        picks.append(observer.best(net.now, choices=len(candidates)))
+        for peer in candidates:
+            peer.extras.clear()
+    assert set(picks) == best_two, (picks, best_two)
+
+
 def test_discovery_adds_a_member_from_an_unknown_address_only_when_on() -> None:
     def report(name: str, seq: int = 1) -> bytes:
         return encode_state(State(name, EPOCH_MS, seq, EPOCH_MS, 4, 0.0, 0.0, GIB, GIB,
