@@ -316,6 +316,16 @@ class GossipNode:
             state.order < peer.order or (peer.state is not None and state.order <= peer.state.order)
         ):
             return False
+        if (peer.status in (ALIVE, SUSPECT) and state.incarnation > peer.order[0]
+                and not self.full_mesh() and self.rng.random() < m.RELAY_SHARE):  # fmt: skip
+            # A new incarnation: it refutes a suspicion, maybe one whose own
+            # monitors it cannot reach. Pass it to them, by another path than
+            # its lost datagrams (SWIM's indirect probe, the other way round).
+            # A quarter of the 16 or so nodes its refutation reaches first: all
+            # of them cost 75 B/s a node at 1,000 members and 30 % loss.
+            self._broadcasts.put(peer.spec.key, Kind.ALIVE)
+            self._answer.update(k for k in self.table.walk(peer.spec.key, m.MONITORS, 1)
+                                if k != self.key)  # fmt: skip
         peer.state, peer.heard_at = state, now
         if state.version < VERSION:
             self._older.add(peer.spec.key)
@@ -496,6 +506,11 @@ class GossipNode:
         assert s is not None
         others = set(self.table.walk(peer.spec.key, m.MONITORS, 1))
         others.update(k for k in map(self.table.key_of, s.confirmers) if k is not None)
+        # And the member itself, as SWIM tells a suspect: it refutes at a new
+        # incarnation, which nodes that hear it pass to its monitors
+        # (_take_report). Its own answers alone had all been lost for 5 s in the
+        # one false down left at 1,000 members and 30 % loss (simulator).
+        others.add(peer.spec.key)
         others.discard(self.key)
         for key in others:
             self._tell.setdefault(key, set()).add(peer.spec.key)

@@ -32,6 +32,7 @@ FANOUT_ABOVE = 32  # members: up to this many, everyone sends to everyone
 FANOUT = 2  # above it: random members sent to per interval, besides the monitors
 MONITORS = 2  # above it: ring successors a member sends to, which may suspect it
 FORWARD = 4  # above it: random members a down or left heard from others goes to at once
+RELAY_SHARE = 0.25  # above it: of the nodes that hear a new incarnation, the share passing it on
 NEWS_PER_DATAGRAM = 6  # at most; 31 bytes each (wire.py)
 ALPHA = 0.25  # t_min in intervals per decade of members (memberlist: 4 probe intervals)
 MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default)

@@ -363,6 +363,24 @@ def test_a_monitors_suspicion_reaches_the_other_one_though_the_first_datagram_is
     assert {net.states(o)[member] for o in net.nodes} == {"down"}
 
 
+def test_a_member_whose_datagrams_to_its_monitors_are_lost_is_never_down() -> None:
+    # Every datagram from the member to its two monitors is lost; it still
+    # hears them, and reaches everyone else. The monitors suspect it and tell
+    # it so; it refutes at a new incarnation, and the nodes that hear that pass
+    # it to the monitors. Before, both monitors confirmed and declared it down.
+    net = Net(100, seed=23)
+    net.run(40.0)
+    member = net.members[44]
+    monitors = net.nodes[member].table.walk(net.nodes[member].key, m.MONITORS, 1)
+    net.drop = lambda src, dst: src == member and dst in monitors
+    look = edges(net)
+    net.run(100.0, look)
+    assert sum(net.nodes[o].events["suspected"] for o in monitors) >= 1
+    assert net.nodes[member].events["refuted_self"] >= 1
+    assert look.counts["down"] == 0  # type: ignore[attr-defined]
+    assert all(net.nodes[o].events["declared_down"] == 0 for o in net.nodes)
+
+
 def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once() -> None:
     net = Net(100, seed=20)
     net.run(30.0)
