@@ -402,14 +402,19 @@ def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once() 
     assert len(node.poll(now + 0.02, EPOCH_MS + int(now * 1000) + 20)) < m.FORWARD
 
 
-def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
-    net = Net(100, seed=11)
-    rng = random.Random(12)
+def loaded(seed: int) -> tuple[Net, GossipNode, list[Peer]]:
+    """100 members at random loads after 40 s: the first, and whom it may choose."""
+    net = Net(100, seed=seed)
+    rng = random.Random(seed + 1)
     for name in net.members:
         net.loads[name] = rng.uniform(0, 8)
     net.run(40.0)
     observer = net.nodes[net.members[0]]
-    candidates = observer.candidates(net.now)
+    return net, observer, observer.candidates(net.now)
+
+
+def test_power_of_choices_picks_a_lightly_loaded_fresh_node() -> None:
+    net, observer, candidates = loaded(11)
     assert len(candidates) < 100  # only the fresh ones
     ranks = sorted(net.loads.values())
     picks = [observer.best(net.now) for _ in range(20)]
@@ -422,13 +427,7 @@ def test_above_the_threshold_either_of_the_best_two_is_chosen() -> None:
     # Loads up to S old, and other daemons send jobs to the same best node: one
     # of the best two at random, never a third (the extra-load rule cleared
     # after each pick, so that it is not what spreads them).
-    net = Net(100, seed=21)
-    rng = random.Random(22)
-    for name in net.members:
-        net.loads[name] = rng.uniform(0, 8)
-    net.run(40.0)
-    observer = net.nodes[net.members[0]]
-    candidates = observer.candidates(net.now)
+    net, observer, candidates = loaded(21)
     best_two = {p.spec.name for p in sorted(candidates, key=observer._score)[:2]}
     picks = []
     for _ in range(40):
