@@ -10,7 +10,9 @@ new link of the old name meanwhile fails with "File exists"
 (/work/shared/TESTBED.md). ``close()`` stops every process, removes the
 nftables tables, the veths, the namespaces and the bridge; use it from a
 fixture's ``finally``. ``sweep()`` removes what an interrupted run (SIGKILL,
-a crash) left of ours, by the name prefix.
+a crash) left of ours, by the name prefix; the tag starts with the pid of the
+test process that made the names, so a sweep leaves alone the beds of
+another pytest worker that is still running.
 
 Loss and partitions are nftables rules inside a namespace, on the input hook
 (what the host receives), so "30 % loss on every host" means every datagram
@@ -26,8 +28,8 @@ to it reaches the daemon itself).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -43,6 +45,30 @@ from .waiting import wait_for
 PREFIX = "dshn"  # every namespace, bridge and veth of ours starts with it
 TABLE = "dshtest"  # our nftables table in each namespace
 PORT = 18181  # gossip (UDP) and status (TCP); best node PORT + 1; namespaced: no clashes
+_serial = itertools.count()
+
+
+def new_tag() -> str:
+    """This process's pid in 6 hex digits, then a serial: 7 characters, so that
+    the longest name (PREFIX, tag, "v", two digits) stays within 15."""
+    return f"{os.getpid():06x}{next(_serial) % 16:x}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the test process whose tag ``name`` carries still runs."""
+    try:
+        pid = int(name[len(PREFIX) : len(PREFIX) + 6], 16)
+    except ValueError:
+        return False  # an older run's random tag
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists
+    return pid > 1
 
 
 def root_reason() -> str | None:
@@ -63,13 +89,12 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
 
 
 def sweep() -> None:
-    """Remove the namespaces and links of ours that no live run holds any more.
-
-    Runs are serialised by /tmp/dsh-system-tests.lock, so whatever of ours
-    exists when a run starts is a leftover."""
+    """Remove the namespaces and links of ours that no live run holds any more:
+    those whose tag names a test process that is gone. (This process's own
+    are closed by their fixtures; another live worker's are its own.)"""
     for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and not owner_alive(name):
             for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
@@ -78,7 +103,7 @@ def sweep() -> None:
         parts = line.split(":")
         if len(parts) > 1:
             link = parts[1].strip().split("@")[0]
-            if link.startswith(PREFIX):
+            if link.startswith(PREFIX) and not owner_alive(link):
                 sh("ip", "link", "del", link, check=False)
 
 
@@ -120,7 +145,7 @@ class Hosts:
     count: int
     net: str = "10.252.0"  # a /24 that exists only on our bridge
     port: int = PORT
-    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    tag: str = field(default_factory=new_tag)
     daemons: list[Dshd] = field(default_factory=list)
     _made: list[tuple[str, str]] = field(default_factory=list)  # ("ns"|"link", name)
     _starts: dict[int, int] = field(default_factory=dict)  # host -> dshd started there
@@ -258,6 +283,34 @@ class Hosts:
         daemon = Dshd(i, self.address(i), process, log)
         self.daemons.append(daemon)
         return daemon
+
+    def listed_cluster(self) -> Path:
+        """A cluster file that lists every host."""
+        path = self.directory / "cluster"
+        path.write_text("".join(f"{self.address(i)}\n" for i in self.numbers))
+        return path
+
+    def start_listed(self, *args: str) -> list[Dshd]:
+        """A dshd in every host (the default interval unless ``args`` say otherwise),
+        every one in the cluster file; returns once every host shows every other up."""
+        cluster = self.listed_cluster()
+        daemons = [self.run_dshd(i, "-f", str(cluster), "--no-key", "-v", *args)
+                   for i in self.numbers]  # fmt: skip
+        for daemon in daemons:
+            self.wait_answering(daemon)
+        wait_for(lambda: self.all_see(self.numbers), 30, "every host up everywhere", poll=0.2)
+        return daemons
+
+    def reset(self) -> None:
+        """The bed as opened: every dshd stopped (with the tail of its log if it
+        still ran: a test that failed) and no nftables rules."""
+        for daemon in self.daemons:
+            if daemon.running():
+                print(f"--- host {daemon.host}'s log:\n{daemon.tail(15)}")
+            daemon.stop()
+        self.daemons.clear()
+        for i in self.numbers:
+            self.clear(i)
 
     def wait_answering(self, daemon: Dshd, timeout: float = 15) -> None:
         def answering() -> bool:

@@ -21,7 +21,11 @@ class Tmux:
             raise RuntimeError("tmux is not installed (contrib/install-deps installs it)")
         self.socket = f"dsh-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.columns, self.rows = columns, rows
-        self.env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+        # COLUMNS and LINES would override the window's size in what runs there
+        # (shutil.get_terminal_size reads them first): pytest-xdist's workers
+        # have COLUMNS=80 LINES=24.
+        drop = ("TMUX", "TMUX_PANE", "COLUMNS", "LINES")
+        self.env = {k: v for k, v in os.environ.items() if k not in drop}
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
