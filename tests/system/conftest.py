@@ -1,12 +1,8 @@
 """Fixtures that start real processes: dshd clusters on loopback addresses, and
 the session's cluster of dshd plus real sshd that dsh runs commands on.
 
-The suite runs on two pytest-xdist workers (setup.cfg: ``-n 2 --dist
-loadgroup``). The system tests share fixed loopback addresses and ports, so
-they are one group, run one after another on one worker; the unit tests go
-to the other, and after them the two minutes at 30 % loss
-(test_membership_loss.py: its own namespaces and subnet, mostly waiting),
-which would otherwise add their time to everything else's.
+They share fixed loopback addresses and ports, so they run one after
+another on one pytest-xdist worker (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -20,19 +16,6 @@ from support.dshd import Cluster, ClusterFactory
 from support.mux import log_tail, stop_mux
 from support.prometheus import Prometheus
 from support.ssh_cluster import PATH_ENV, PATHS, SshCluster
-
-
-SYSTEM = Path(__file__).parent
-ALONGSIDE = {"test_membership_loss.py"}  # shares nothing with the other system tests
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = Path(item.path)
-        if SYSTEM in path.parents:
-            group = path.stem if path.name in ALONGSIDE else "system"
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
