@@ -659,7 +659,7 @@ class GossipNode:
                 self._refuting[key] = left - 1
         if self._urgent_needed:  # for two intervals: some nine polls, its retransmissions
             self._urgent_needed, self._urgent_until = False, now + 2 * self.interval
-        forward, self._forward = self._forward, False
+        forward, self._forward = self._forward, False  # if the shell did not flush()
         if not self._broadcasts and not self._answer and not self._probe:
             return []
         state = self._own_state(self._sample, wall_ms, now)
@@ -676,6 +676,22 @@ class GossipNode:
         # Changes only, no load of members heard lately: a poll's datagrams are
         # probes, answers and urgent news, and the filler made them 330 bytes
         # instead of 150 (at 30 % loss a third of a node's traffic, simulator).
+        return self._datagrams(state, targets, now, fill=False)
+
+    def flush(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
+        """After datagrams came in: what must go on at once, not at the next poll.
+
+        Above the threshold, a down or left heard from others, once, to FORWARD
+        random members (a hot rumour). Waiting for the next poll cost a
+        quarter interval per hop, half a second of the time until the last
+        of 100 nodes showed a crash (simulator). Usually nothing."""
+        if not self._forward or self._sample is None:
+            return []
+        self._forward = False
+        if self.full_mesh() or not self._broadcasts:
+            return []
+        state = self._own_state(self._sample, wall_ms, now)
+        targets = self._random_members(m.FORWARD, exclude=set())
         return self._datagrams(state, targets, now, fill=False)
 
     def leave(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:

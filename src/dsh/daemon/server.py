@@ -394,11 +394,13 @@ class Daemon:
             try:
                 data, source = self._gossip.recvfrom(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:  # e.g. ICMP port unreachable from a peer that is down
                 log.debug("gossip socket: %s", exc)
                 continue
             receive(data, source[0], now, wall_ms)
+        # A down heard from others goes on now, not at the next poll (core: flush).
+        self._send(self.node.flush(now, wall_ms))
 
     async def _ticker(self) -> None:
         # The first report goes out at once (peers learn of a restart quickly,

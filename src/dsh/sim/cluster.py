@@ -240,6 +240,9 @@ class SimCluster:
         if self.trace is not None:
             self.trace.update(struct.pack("!dii", self.now, src, i) + data)
         node.receive(data, self.names[src], self.now, self._wall_ms())
+        out = node.flush(self.now, self._wall_ms())
+        if out:
+            self._send(i, out)
 
     def _poll(self, i: int, generation: int) -> None:
         node = self.nodes[i]

@@ -115,6 +115,7 @@ class Net:
             else:
                 assert data is not None
                 node.receive(data, what[5:], when, wall)
+                self._send(name, node.flush(when, wall))
         self.now = until
 
     def states(self, observer: str) -> dict[str, str]:
@@ -386,7 +387,10 @@ def test_a_member_whose_datagrams_to_its_monitors_are_lost_is_never_down() -> No
     assert all(net.nodes[o].events["declared_down"] == 0 for o in net.nodes)
 
 
-def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once() -> None:
+@pytest.mark.parametrize("first", ["flush", "poll"])
+def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once(first: str) -> None:
+    # The shells flush() after every batch of datagrams in; a poll sends what
+    # no flush did (a shell that does not flush loses a quarter interval only).
     net = Net(100, seed=20)
     net.run(30.0)
     gone = net.members[31]
@@ -395,16 +399,19 @@ def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once() 
     peer, sender = node.table.get(gone), node.table.get(net.members[61])
     assert peer is not None and sender is not None
     now = net.now
+    wall = EPOCH_MS + int(now * 1000)
+    assert node.flush(now, wall) == []  # nothing hot before
     node._take_news(News(peer.id, peer.order[0], peer.order[1], Kind.DOWN, 0.0), sender, now)
     assert node.member_state(gone, now) == "down"
-    sent = node.poll(now + 0.01, EPOCH_MS + int(now * 1000) + 10)
+    sent = getattr(node, first)(now + 0.01, wall + 10)
     assert len(sent) == m.FORWARD
     for data, _ in sent:
         news = decode(data).news
         assert [n.kind for n in news if n.member == peer.id] == [Kind.DOWN]
-        # a poll's datagrams carry changes, not the load of members heard lately
+        # these datagrams carry changes, not the load of members heard lately
         assert all(n.kind != Kind.ALIVE for n in news)
-    assert len(node.poll(now + 0.02, EPOCH_MS + int(now * 1000) + 20)) < m.FORWARD
+    assert node.flush(now + 0.015, wall + 15) == []
+    assert len(node.poll(now + 0.02, wall + 20)) < m.FORWARD
 
 
 def loaded(seed: int) -> tuple[Net, GossipNode, list[Peer]]:
