@@ -162,7 +162,7 @@ class GossipNode:
         self._urgent_until = -math.inf
         self._urgent_needed = False
         # Above the threshold, a down or left heard from others goes once to
-        # FORWARD random members at the next poll (a hot rumour): on the ticks
+        # FORWARD random members as it arrives (flush; a hot rumour): on the ticks
         # alone it took 5 s at 1,000 members to reach every node (simulator).
         self._forward = False
 
