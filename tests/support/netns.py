@@ -224,7 +224,11 @@ class Hosts:
         self._made.clear()
 
     def __enter__(self) -> Hosts:
-        return self.open()
+        try:
+            return self.open()
+        except BaseException:
+            self.close()  # what open() made before it failed
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.close()

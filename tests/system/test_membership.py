@@ -33,12 +33,8 @@ DOWN_WITHIN = 5.0  # s after a SIGKILL (the issue's bound at the default interva
 
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    hosts = Hosts(tmp_path_factory.mktemp("membership"), N, net="10.252.0")
-    try:
-        hosts.open()
+    with Hosts(tmp_path_factory.mktemp("membership"), N, net="10.252.0") as hosts:
         yield hosts
-    finally:
-        hosts.close()
 
 
 @pytest.fixture

@@ -36,13 +36,11 @@ POLL = 0.5  # s between two status polls of one host
 
 @pytest.fixture
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
-    bed = Hosts(tmp_path_factory.mktemp("membership_loss"), N, net="10.253.0")
-    try:
-        bed.open()
-        yield bed
-    finally:
-        bed.reset()
-        bed.close()
+    with Hosts(tmp_path_factory.mktemp("membership_loss"), N, net="10.253.0") as bed:
+        try:
+            yield bed
+        finally:
+            bed.reset()  # the tails of the logs of daemons still running: a failure
 
 
 @dataclass
