@@ -659,16 +659,14 @@ class GossipNode:
                 self._refuting[key] = left - 1
         if self._urgent_needed:  # for two intervals: some nine polls, its retransmissions
             self._urgent_needed, self._urgent_until = False, now + 2 * self.interval
-        forward, self._forward = self._forward, False  # if the shell did not flush()
+        hot = self.flush(now, wall_ms)  # nothing, where the shell flushed after its reads
         if not self._broadcasts and not self._answer and not self._probe:
-            return []
+            return hot
         state = self._own_state(self._sample, wall_ms, now)
         if self.full_mesh():
             targets = self._everyone()
         elif self._broadcasts and now < self._urgent_until:
             targets = self._random_members(self.fanout, exclude=set(self._answer))
-        elif self._broadcasts and forward:
-            targets = self._random_members(m.FORWARD, exclude=set(self._answer))
         else:
             targets = []
         targets.extend(k for k in sorted(self._answer) if k not in targets)
@@ -676,7 +674,7 @@ class GossipNode:
         # Changes only, no load of members heard lately: a poll's datagrams are
         # probes, answers and urgent news, and the filler made them 330 bytes
         # instead of 150 (at 30 % loss a third of a node's traffic, simulator).
-        return self._datagrams(state, targets, now, fill=False)
+        return hot + self._datagrams(state, targets, now, fill=False)
 
     def flush(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """After datagrams came in: what must go on at once, not at the next poll.

@@ -239,10 +239,9 @@ class SimCluster:
             self.net.delivered(i, data)
         if self.trace is not None:
             self.trace.update(struct.pack("!dii", self.now, src, i) + data)
-        node.receive(data, self.names[src], self.now, self._wall_ms())
-        out = node.flush(self.now, self._wall_ms())
-        if out:
-            self._send(i, out)
+        wall_ms = self._wall_ms()
+        node.receive(data, self.names[src], self.now, wall_ms)
+        self._send(i, node.flush(self.now, wall_ms))
 
     def _poll(self, i: int, generation: int) -> None:
         node = self.nodes[i]

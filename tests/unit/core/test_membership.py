@@ -389,7 +389,7 @@ def test_a_member_whose_datagrams_to_its_monitors_are_lost_is_never_down() -> No
 
 @pytest.mark.parametrize("first", ["flush", "poll"])
 def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once(first: str) -> None:
-    # The shells flush() after every batch of datagrams in; a poll sends what
+    # The shells flush() after every batch of datagrams in; a poll flushes what
     # no flush did (a shell that does not flush loses a quarter interval only).
     net = Net(100, seed=20)
     net.run(30.0)
