@@ -36,7 +36,14 @@ Definitions (src/dsh/sim/metrics.py):
   node's age at the asker, for each best-node answer.
 * placement: the chosen node's true load before the job, as a percentile of
   the true loads of all running nodes (0 = least loaded; above 1,000 nodes
-  against a random 1,000).
+  against a random 1,000), and how much more load it carried than the node
+  at the 10th percentile, in jobs (one job adds 1.0 at first). Questions come
+  at 0.05 N a second (at most 50) unless ``--best-rate``.
+* ``--reference S``: the same runs with every node's best-node answers
+  scored by the true loads of S seconds ago instead of the reports it holds
+  (0: the loads of the moment), everything else unchanged: what the d-choices
+  rule could do with perfect information of that age. A yardstick; no
+  daemon can do it.
 """
 
 from __future__ import annotations
@@ -80,7 +87,8 @@ def scenario_for(size: int, loss: int, args: argparse.Namespace) -> Scenario:
         seed=args.seed,
         crash_every=crash_every,
         restart_after=args.restart_after,
-        best_rate=min(50.0, 0.05 * size),
+        best_rate=args.best_rate or min(50.0, 0.05 * size),
+        reference=args.reference,
     )
 
 
@@ -167,8 +175,9 @@ def age_table(results: list[Result]) -> list[str]:
 def placement_table(results: list[Result]) -> list[str]:
     lines = [
         "| N | loss | answers | chosen node's true-load percentile: median / p90 "
-        "| chosen in the best 10 % | no answer / a stopped node |",
-        "|---|---|---|---|---|---|",
+        "| chosen in the best 10 % | load above the 10th-percentile node, jobs: median / p90 "
+        "| no answer / a stopped node |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         p, sc = r.placement, r.scenario
@@ -177,7 +186,7 @@ def placement_table(results: list[Result]) -> list[str]:
         )
         lines.append(
             f"| {sc.size:,} | {sc.loss:.0%} | {p.asked:,} | {pair(p.percentiles, 0.5, 0.9, 0)} "
-            f"| {best10:.0%} | {p.no_answer} / {p.dead_answer} |"
+            f"| {best10:.0%} | {pair(p.excess, 0.5, 0.9, 2)} | {p.no_answer} / {p.dead_answer} |"
         )
     return lines
 
@@ -209,6 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--crash-every", type=float, help="virtual s (default 30 at N <= 10, else 10)")
     p.add_argument("--restart-after", type=float, default=25.0, help="virtual s after a crash")
+    p.add_argument(
+        "--best-rate",
+        type=float,
+        help="best-node questions per virtual s, whole cluster (default 0.05 N, at most 50)",
+    )
+    p.add_argument(
+        "--reference",
+        type=float,
+        metavar="SECONDS",
+        help="a yardstick, not dshd: answer from every node's true load SECONDS old "
+        "instead of the reports (src/dsh/sim/reference.py)",
+    )
     p.add_argument("--profile", action="store_true", help="print where the time goes (stderr)")
     args = p.parse_args(argv)
     profiler = cProfile.Profile() if args.profile else None
@@ -246,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     print(f"Reproduce: `{command}` (seed {args.seed}; interval 1.5 s, jitter 10 %, maxloops 3)\n")
+    if args.reference is not None:
+        print(
+            f"**A yardstick, not dshd:** best-node answers scored by true loads "
+            f"{args.reference:g} s old instead of the reports the nodes hold.\n"
+        )
     for title, table in (
         ("Detection after a crash", detection_table(results)),
         ("False alarms of running nodes", false_table(results)),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import random
 import struct
+from array import array
 from dataclasses import dataclass
 
 from ..core.cluster import NodeSpec
@@ -27,6 +28,7 @@ from ..core.wire import Usage
 from . import core_api
 from .load import LoadModel, TrueLoads
 from .network import DELIVER, EventQueue, LinkProfile, Network
+from .reference import SNAPSHOT_EVERY, LoadHistory
 
 # Timer kinds in the queue, beside network.DELIVER.
 TICK = 1  # the node's interval timer fires
@@ -34,6 +36,7 @@ RUN_TICK = 2  # a slow node's tick, once its stall is over
 POLL = 3  # the node's I/4 timer
 LOAD_STEP = 4  # every node's background load moves (node -1)
 LATE = 5  # a datagram a stalled node reads once its stall is over
+SNAPSHOT = 6  # every node's true load is recorded for the yardstick (node -1)
 
 NEVER = float("inf")
 EPOCH_MS = 1_800_000_000_000  # virtual time 0 on every node's wall clock
@@ -83,7 +86,10 @@ class SimCluster:
         link: LinkProfile | None = None,
         load_model: LoadModel | None = None,
         trace: bool = False,
+        reference: float | None = None,
     ) -> None:
+        """``reference``: None for dshd; a number of seconds for the yardstick of
+        reference.py, whose nodes score members by their true loads that old."""
         self.seed = seed
         self.config = config or NodeConfig()
         self.rng = self.random("cluster")
@@ -105,6 +111,10 @@ class SimCluster:
         self.events = 0
         self.trace = hashlib.blake2b(digest_size=16) if trace else None
         self.queue.push(self.loads.model.step, LOAD_STEP, -1)
+        self.reference = reference
+        self.history = LoadHistory(reference) if reference else None
+        if self.history is not None:
+            self.queue.push(0.0, SNAPSHOT, -1)
 
     def random(self, label: str) -> random.Random:
         """A generator of its own for each purpose: adding draws to one leaves the others."""
@@ -141,8 +151,9 @@ class SimCluster:
         incarnation = EPOCH_MS + int(self.now * 1000) + self.lives[i]
         rng = self.random(f"node:{i}:{self.lives[i]}")
         self.started_at[i] = self.now
+        truth = None if self.reference is None else self._reference_load
         self.nodes[i] = core_api.new_node(
-            self.specs, self.names[i], self.shared, c, incarnation, rng
+            self.specs, self.names[i], self.shared, c, incarnation, rng, truth
         )
         self.reports[i].new_life(incarnation)
         g = self.generation[i]
@@ -190,6 +201,15 @@ class SimCluster:
         self.loads.place_job(chosen, self.now)
         return chosen
 
+    def _reference_load(self, name: str) -> float:
+        """The yardstick's view of ``name``: its true load, ``reference`` s ago."""
+        i = self.index[name]
+        if self.history is not None:
+            load = self.history.at(i, self.now)
+            if load is not None:
+                return load
+        return self.loads.value(i, self.now)
+
     def report_age(self, observer: int, member: int) -> float | None:
         """How old the freshest load of ``member`` that ``observer`` holds is, in
         virtual seconds since ``member`` sampled it; None if it holds none of this life."""
@@ -215,6 +235,11 @@ class SimCluster:
                 self._poll(i, src)
             elif kind in (TICK, RUN_TICK):
                 self._tick(i, src, kind == RUN_TICK)
+            elif kind == SNAPSHOT:
+                assert self.history is not None
+                value = self.loads.value
+                self.history.record(at, array("d", (value(j, at) for j in range(self.size))))
+                queue.push(at + SNAPSHOT_EVERY, SNAPSHOT, -1)
             else:
                 self.loads.advance(at)
                 queue.push(at + self.loads.model.step, LOAD_STEP, -1)

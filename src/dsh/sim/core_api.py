@@ -19,6 +19,7 @@ from ..core.cluster import NodeSpec
 from ..core.gossip import GossipNode
 from ..core.roster import Roster
 from ..core.score import score_load
+from .reference import ExactLoadNode, Truth
 
 if TYPE_CHECKING:
     from .cluster import NodeConfig
@@ -46,8 +47,10 @@ def new_node(
     config: NodeConfig,
     incarnation: int,
     rng: random.Random,
+    truth: Truth | None = None,
 ) -> GossipNode:
-    return GossipNode(
+    """dshd's core as the daemon builds it; with ``truth``, the yardstick of reference.py."""
+    node = (GossipNode if truth is None else ExactLoadNode)(
         specs,
         name,
         score_load,
@@ -63,6 +66,10 @@ def new_node(
         roster=shared.roster,
         addresses=shared.addresses,
     )
+    if isinstance(node, ExactLoadNode):
+        assert truth is not None
+        node.truth = truth
+    return node
 
 
 def held_order(node: GossipNode, name: str) -> tuple[int, int] | None:

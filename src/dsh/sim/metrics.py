@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from .cluster import SimCluster
@@ -217,6 +218,10 @@ class Placement:
     """Where best-node answers send jobs, against the true loads of all running nodes."""
 
     percentiles: list[float] = field(default_factory=list)  # 0: the least loaded node
+    # the chosen node's true load above the 10th-percentile node's, in jobs
+    # (negative: below it); where most nodes carry nearly the same load, the
+    # percentile says little and this says how much worse the pick was
+    excess: list[float] = field(default_factory=list)
     asked: int = 0
     no_answer: int = 0
     dead_answer: int = 0  # a node that is not running
@@ -250,5 +255,8 @@ class Placement:
         else:
             others = [i for i in live if i != chosen]
         value = cluster.loads.value
-        lower = sum(1 for i in others if value(i, now) < load - 1e-12)
+        loads = sorted(value(i, now) for i in others)
+        lower = bisect_left(loads, load - 1e-12)
         self.percentiles.append(100.0 * lower / max(1, len(others)))
+        if loads:
+            self.excess.append((load - percentile(loads, 0.1)) / cluster.loads.model.job)

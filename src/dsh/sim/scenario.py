@@ -38,6 +38,9 @@ class Scenario:
     config: NodeConfig = field(default_factory=NodeConfig)
     duplicate: float = 0.0
     tail: float = 0.0
+    # None: best-node answers from dshd's reports; seconds: from the true loads
+    # that old instead (reference.py's yardstick, not something dshd can do)
+    reference: float | None = None
 
 
 @dataclass
@@ -71,7 +74,7 @@ Progress = Callable[[float, SimCluster], None]
 def run(sc: Scenario, progress: Progress | None = None) -> Result:
     """Run ``sc``; ``progress(now, cluster)`` is called every 10 virtual seconds."""
     link = LinkProfile(loss=sc.loss, duplicate=sc.duplicate, tail=sc.tail)
-    cluster = SimCluster(sc.size, seed=sc.seed, config=sc.config, link=link)
+    cluster = SimCluster(sc.size, seed=sc.seed, config=sc.config, link=link, reference=sc.reference)
     rng = cluster.random("scenario")
     detection = DetectionWatch(cluster, cluster.random("detection"), sc.detection_observers)
     false = FalseAlarms.sample(cluster, sc.pair_budget, sc.settle, cluster.random("pairs"))
