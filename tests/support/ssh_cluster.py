@@ -59,8 +59,10 @@ class SshCluster:
                 "--ssh-config", str(self.ssh_config)]  # fmt: skip
 
 
-def default_sigint() -> None:
-    """preexec_fn for a process a test will send SIGINT: pytest may run with
-    SIGINT ignored (started with & by a script, as CI can be), and dsh, like
-    any command, leaves a signal ignored at its start ignored."""
+def default_signals() -> None:
+    """preexec_fn for a process a test will send SIGINT or SIGHUP: pytest may run
+    with SIGINT ignored (started with & by a script, as CI can be) or SIGHUP
+    ignored (under nohup), and dsh, like any command, leaves a signal ignored
+    at its start ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

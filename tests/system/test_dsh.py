@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.dshd import ClusterFactory, pid_alive
 from support.paths import DSH, PY, WAITFILE
-from support.ssh_cluster import LOCAL, R1, R2, SshCluster, default_sigint
+from support.ssh_cluster import LOCAL, R1, R2, SshCluster, default_signals
 from support.waiting import wait_for
 
 
@@ -367,7 +367,7 @@ def test_signal_reaches_the_remote_command_and_its_children(
     script = "sleep 300 & echo $! > child.pid; echo $$ > shell.pid; wait"
     proc = subprocess.Popen(
         [PY, DSH, *ssh_cluster.dsh_args(), "sh", "-c", script],
-        stdin=subprocess.DEVNULL, cwd=tmp_path, env=env, preexec_fn=default_sigint,
+        stdin=subprocess.DEVNULL, cwd=tmp_path, env=env, preexec_fn=default_signals,
     )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.dshd import pid_alive
 from support.paths import DSH, PY
-from support.ssh_cluster import SshCluster, default_sigint
+from support.ssh_cluster import SshCluster, default_signals
 from support.waiting import wait_for
 
 
@@ -63,7 +63,7 @@ def test_ctrl_c_stops_a_shell_loop_around_dsh(
         proc = subprocess.Popen(
             ["bash", "-c", f"for i in 1 2 3; do {command}; done; echo after"],
             stdout=stdout, stdin=subprocess.DEVNULL, cwd=tmp_path, env=dsh_env,
-            start_new_session=True, preexec_fn=default_sigint,
+            start_new_session=True, preexec_fn=default_signals,
         )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "started").read_text().strip(), 30, "first command started")
@@ -87,7 +87,7 @@ def test_ctrl_c_reaches_a_command_that_does_not_read_its_stdin(
     feeder = subprocess.Popen(["head", "-c", "50000000", "/dev/zero"], stdout=subprocess.PIPE)
     proc = subprocess.Popen(
         dsh_cmd(ssh_cluster, "sh", "-c", "echo $$ > shell.pid; exec sleep 300"),
-        stdin=feeder.stdout, cwd=tmp_path, env=dsh_env, preexec_fn=default_sigint,
+        stdin=feeder.stdout, cwd=tmp_path, env=dsh_env, preexec_fn=default_signals,
     )  # fmt: skip
     assert feeder.stdout is not None
     feeder.stdout.close()
@@ -124,7 +124,7 @@ def test_each_ctrl_c_arrives_exactly_once(
     proc = subprocess.Popen(
         dsh_cmd(ssh_cluster, "sh", "-c", TRAPPING), cwd=tmp_path, env=dsh_env,
         stdin=subprocess.PIPE if stdin == "input-between" else subprocess.DEVNULL,
-        preexec_fn=default_sigint,
+        preexec_fn=default_signals,
     )  # fmt: skip
     try:
         wait_for(lambda: (tmp_path / "shell.pid").read_text().strip(), 30, "remote started")

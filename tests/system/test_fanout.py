@@ -15,7 +15,7 @@ import pytest
 from support.dshd import Cluster
 from support.mux import log_tail, stop_mux
 from support.paths import DSH, PY
-from support.ssh_cluster import default_sigint
+from support.ssh_cluster import default_signals
 from support.sshd import Sshd, common_free_port, make_client_keys, write_ssh_config
 from support.waiting import wait_for
 
@@ -167,7 +167,7 @@ def test_ctrl_c_reaches_every_remote_command(
     proc = subprocess.Popen(
         dsh_argv(fan_cluster, "-w", ALL, "sh", "-c", f"echo started; sleep {length}"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env,
-        stdin=subprocess.DEVNULL, preexec_fn=default_sigint,
+        stdin=subprocess.DEVNULL, preexec_fn=default_signals,
     )  # fmt: skip
 
     def running() -> int:
