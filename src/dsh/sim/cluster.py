@@ -112,6 +112,7 @@ class SimCluster:
         self.trace = hashlib.blake2b(digest_size=16) if trace else None
         self.queue.push(self.loads.model.step, LOAD_STEP, -1)
         self.reference = reference
+        # reference 0 reads the loads of the moment: no snapshots to keep
         self.history = LoadHistory(reference) if reference else None
         if self.history is not None:
             self.queue.push(0.0, SNAPSHOT, -1)
@@ -202,7 +203,8 @@ class SimCluster:
         return chosen
 
     def _reference_load(self, name: str) -> float:
-        """The yardstick's view of ``name``: its true load, ``reference`` s ago."""
+        """The yardstick's view of ``name``: its true load, ``reference`` s ago
+        (its load now while the run, or the node, is younger than that)."""
         i = self.index[name]
         if self.history is not None:
             load = self.history.at(i, self.now)
