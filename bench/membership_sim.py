@@ -44,6 +44,9 @@ Definitions (src/dsh/sim/metrics.py):
   (0: the loads of the moment), everything else unchanged: what the d-choices
   rule could do with perfect information of that age. A yardstick; no
   daemon can do it.
+* ``--ask-best K``: how many of its candidates a best-node question asks
+  for their load now (src/dsh/core/bids.py); 0 answers from the reports
+  alone, as dshd did before. The questions' datagrams are in the traffic.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src")]
 
+from dsh.core.bids import ASK_BEST  # noqa: E402
+from dsh.sim.cluster import NodeConfig  # noqa: E402
 from dsh.sim.metrics import percentile  # noqa: E402
 from dsh.sim.scenario import Result, Scenario, run, summary  # noqa: E402
 
@@ -89,6 +94,7 @@ def scenario_for(size: int, loss: int, args: argparse.Namespace) -> Scenario:
         restart_after=args.restart_after,
         best_rate=args.best_rate or min(50.0, 0.05 * size),
         reference=args.reference,
+        config=NodeConfig(ask_best=ASK_BEST if args.ask_best is None else args.ask_best),
     )
 
 
@@ -229,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="a yardstick, not dshd: answer from every node's true load SECONDS old "
         "instead of the reports (src/dsh/sim/reference.py)",
+    )
+    p.add_argument(
+        "--ask-best",
+        type=int,
+        metavar="K",
+        help=f"candidates each best-node question asks for its load now (default {ASK_BEST};"
+        " 0: answer from the reports alone, dshd before bids.py)",
     )
     p.add_argument("--profile", action="store_true", help="print where the time goes (stderr)")
     args = p.parse_args(argv)

@@ -172,3 +172,59 @@ def test_version_2_and_this_release_see_each_other_up(
 def test_the_version_2_release_is_really_version_2(version_2_dshd: str) -> None:
     wire = Path(version_2_dshd).parent / "src" / "dsh" / "core" / "wire.py"
     assert "\nVERSION = 2 " in wire.read_text()
+
+
+# The last release that sends version 3 at most and asks no one before a
+# best-node answer (issue 15's main before core/bids.py).
+VERSION_3_RELEASE = "e5e2109"
+SPARSE = [f"127.0.0.{i}" for i in range(54, 59)]  # above --fanout-above 2
+
+
+@pytest.fixture(scope="module")
+def version_3_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return released_dshd(VERSION_3_RELEASE, tmp_path_factory.mktemp("version-3-release"))
+
+
+def test_version_3_and_this_release_answer_best_node_questions_above_the_threshold(
+    make_cluster: ClusterFactory, version_3_dshd: str, tmp_path: Path
+) -> None:
+    # One daemon of the release before best-node questions among four of
+    # this one, keyed, above the full-mesh threshold: everyone stays up, the
+    # new ones keep answering, and the old one is asked at most a few times
+    # before the others know it by its own reports.
+    cluster = make_cluster(SPARSE)
+    key = tmp_path / "key"
+    generate_key_file(str(key))
+    for node in cluster.nodes.values():
+        node.key_file = key
+        node.extra_args = ["--fanout-above", "2"]
+    old = cluster.nodes[SPARSE[0]]
+    old.program = version_3_dshd
+    cluster.start()
+    wait_for(cluster.all_up, 20, "the version-3 and the new daemons all up everywhere")
+    new = [cluster.nodes[n] for n in SPARSE[1:]]
+    for node in new:
+        for _ in range(4):
+            assert node.best() in SPARSE
+    assert old.best() in SPARSE  # the old release answers from its reports
+    asked = sum(sum(n.counters()["questions"].values()) for n in new)
+    assert asked == 16
+    # The new daemons bid for each other; the old one drops what it cannot
+    # read (states of version 4 before a daemon heard it, ASKs), and then no more.
+    assert sum(n.counters()["bids"]["answered"] for n in new) > 0
+    assert "questions" not in old.counters()
+    malformed = old.counters()["datagrams"]["malformed"]
+    accepted = old.counters()["datagrams"]["accepted"]
+    for node in new:
+        for _ in range(4):
+            node.best()
+    wait_for(lambda: old.counters()["datagrams"]["accepted"] >= accepted + 10, 15,
+             "ten more reports at the old node")  # fmt: skip
+    assert old.counters()["datagrams"]["malformed"] - malformed <= 3 * len(new), old.status_text()
+    assert old.counters()["datagrams"]["bad_auth"] == 0
+    assert cluster.all_up()
+
+
+def test_the_version_3_release_is_really_version_3(version_3_dshd: str) -> None:
+    wire = Path(version_3_dshd).parent / "src" / "dsh" / "core" / "wire.py"
+    assert "\nVERSION = 3 " in wire.read_text()

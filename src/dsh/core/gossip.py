@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import AuthError, WireError
+from . import bids as b
 from . import membership as m
 from .addresses import AddressBook, normalize_address
 from .auth import Sealer, is_sealed
@@ -40,7 +41,20 @@ from .table import (
     PeerTable,
     Suspicion,
 )
-from .wire import VERSION, Kind, News, State, Usage, decode, encode_state
+from .wire import (
+    ASKS_FROM,
+    VERSION,
+    Ask,
+    Bid,
+    Claim,
+    Kind,
+    News,
+    State,
+    Usage,
+    decode_message,
+    encode_message,
+    encode_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +132,7 @@ class GossipNode:
         discovery: bool = False,
         roster: Roster | None = None,
         addresses: AddressBook | None = None,
+        ask_best: int = b.ASK_BEST,
     ) -> None:
         self.roster = roster if roster is not None else Roster(specs)
         self.table = PeerTable(self.roster, self_name, extra_reports, extra_ttl,
@@ -165,6 +180,19 @@ class GossipNode:
         # FORWARD random members as it arrives (flush; a hot rumour): on the ticks
         # alone it took 5 s at 1,000 members to reach every node (simulator).
         self._forward = False
+        # Best-node questions (bids.py): candidates asked per question (0: never
+        # ask), the questions in flight, the bids to send at the next flush, and
+        # the claims counted lately (a replayed one must not count twice).
+        self.ask_best = ask_best
+        # Others' questions this node bid on, and the jobs claimed on it (status, /metrics).
+        self.bids: Counter[str] = Counter({"answered": 0, "claimed": 0})
+        self._questions: dict[int, b.Question] = {}
+        self._bids_out: list[tuple[bytes, str]] = []
+        self._claims: dict[tuple[str, int], float] = {}
+        # Members asked that did not bid, in a row, and since when: one known
+        # only from others' news may run an older release that never answers.
+        self._unanswered: dict[str, tuple[int, float]] = {}
+        self._load_now: float | None = None  # refresh(): fresher than the tick's sample
 
     @property
     def name(self) -> str:
@@ -250,7 +278,7 @@ class GossipNode:
         elif is_sealed(data):
             return BAD_AUTH
         try:
-            state = decode(data)
+            state = decode_message(data)
         except WireError:
             return MALFORMED
         name_key = state.name.lower().rstrip(".")
@@ -262,6 +290,11 @@ class GossipNode:
             and abs(wall_ms - state.sent_ms) > self.replay_window_ms
         ):
             return REPLAYED
+        if not isinstance(state, State):
+            # Discovery learns a member from its reports, not from a question.
+            if key is None:
+                return NOT_MEMBER
+            return self._take_message(state, key, address, now, wall_ms)
         if key is None:
             outcome = self._discover(state, name_key, address)
             if outcome is not None:
@@ -279,6 +312,40 @@ class GossipNode:
                 self._watchers[name_key] = now + 2 * self.suspect_after
         for news in state.news:
             self._take_news(news, peer, now)
+        return ACCEPTED
+
+    def _take_message(self, message: Ask | Bid | Claim, key: str, address: str, now: float,
+                      wall_ms: int | None) -> str:  # fmt: skip
+        """A best-node question, its answer or a claim, from member ``key`` (bids.py)."""
+        me = self.table.me
+        if isinstance(message, Ask):
+            sample = self._sample
+            if sample is None or len(self._bids_out) >= b.MAX_QUESTIONS:
+                return STALE  # nothing to bid yet; or a flood of questions
+            load = sample.load if self._load_now is None else self._load_now
+            bid = Bid(self.name, message.nonce, wall_ms or 0, sample.ncpu, load,
+                      sample.load1, me.extra, sample.mem_avail)  # fmt: skip
+            self._bids_out.append((self._sealed(encode_message(bid)), address))
+            self.bids["answered"] += 1
+            return ACCEPTED
+        if isinstance(message, Bid):
+            question = self._questions.get(message.nonce)
+            if question is None:
+                return STALE  # answered already (the timeout), or never asked
+            spec = self.table.spec(key)
+            assert spec is not None
+            view = NodeView(load=message.load, load1=message.load1, ncpu=message.ncpu,
+                            mem_avail=message.mem_avail, loadscale=spec.loadscale,
+                            memscale=spec.memscale, extra=message.promised)  # fmt: skip
+            return ACCEPTED if question.take(key, self.score_fn(view)) else STALE
+        claim = (key, message.nonce)
+        if claim in self._claims:
+            return STALE
+        if len(self._claims) >= b.CLAIM_MEMORY:
+            del self._claims[next(iter(self._claims))]
+        self._claims[claim] = now
+        self.table.add_extra(me, max(0.0, min(message.amount, 64.0)), now, b.PROMISE_KEEP)
+        self.bids["claimed"] += 1
         return ACCEPTED
 
     def _discover(self, state: State, key: str, address: str) -> str | None:
@@ -611,6 +678,13 @@ class GossipNode:
         self.table.unheard_hold_places = now - self._first_tick < m.UNHEARD_GRACE * self.interval
         self._last_tick = now
         self._sample = sample
+        self._load_now = None
+        # Jobs promised to this node (its own picks, others' claims) live two
+        # of its samples (this and refresh's), as others' extras live two of
+        # their reports: by then the load shows them.
+        self.table.count_report(self.table.me, now)
+        self._claims = {c: t for c, t in self._claims.items()
+                        if now - t <= self.replay_window_ms / 1000}  # fmt: skip
         state = self._own_state(sample, wall_ms, now)
         self.table.expire(now)
         self._judge(now)
@@ -644,6 +718,13 @@ class GossipNode:
                 continue
             out.append(key)
         return out
+
+    def refresh(self, load: float, now: float) -> None:
+        """This node's load measured since the last tick or refresh (the daemon's
+        poller): what its bids say until the next tick. A sample as a tick's
+        is: jobs promised to this node live two of them (and PROMISE_KEEP)."""
+        self._load_now = load
+        self.table.count_report(self.table.me, now)
 
     def poll(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """Between ticks: spread waiting membership news at once (it cannot wait an
@@ -683,14 +764,15 @@ class GossipNode:
         random members (a hot rumour). Waiting for the next poll cost a
         quarter interval per hop, half a second of the time until the last
         of 100 nodes showed a crash (simulator). Usually nothing."""
+        bids, self._bids_out = self._bids_out, []
         if not self._forward or self._sample is None:
-            return []
+            return bids
         self._forward = False
         if self.full_mesh() or not self._broadcasts:
-            return []
+            return bids
         state = self._own_state(self._sample, wall_ms, now)
         targets = self._random_members(m.FORWARD, exclude=set())
-        return self._datagrams(state, targets, now, fill=False)
+        return bids + self._datagrams(state, targets, now, fill=False)
 
     def leave(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """Stopping: a datagram saying so, twice, to every member (at most 64 above
@@ -771,7 +853,9 @@ class GossipNode:
     def _encoded(self, state: State, version: int | None = None) -> bytes:
         """``state`` on the wire at ``version`` (wire.encode_state's default
         without one), sealed if we have a key."""
-        datagram = encode_state(state, version)
+        return self._sealed(encode_state(state, version))
+
+    def _sealed(self, datagram: bytes) -> bytes:
         return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
 
     def _datagrams(self, state: State, targets: list[str], now: float,
@@ -877,8 +961,91 @@ class GossipNode:
             # (p90 of the true-load percentile 61 -> 48, simulator).
             tied.append(min(((s, p) for s, p in scored if p is not tied[0]), key=lambda t: t[0])[1])
         chosen = tied[0] if len(tied) == 1 else self.rng.choice(tied)
-        self.table.add_extra(chosen, self.extraload, now)
+        keep = b.PROMISE_KEEP if chosen is self.table.me else 0.0
+        self.table.add_extra(chosen, self.extraload, now, keep)
         return chosen.spec.name
+
+    def ask(self, now: float, wall_ms: int, choices: int = 32) -> b.Question | None:
+        """Above the threshold: a best-node question to the ``ask_best`` best of
+        ``choices`` fresh members drawn at random (bids.py). The shell sends its
+        ``datagrams``, feeds the bids to ``receive`` and calls ``answer`` when
+        it is ``complete`` or ASK_TIMEOUT has passed (sending ``again()`` after
+        ASK_AGAIN_AFTER if it is not complete by then). None: answer with
+        ``best`` at once (full mesh, or no candidate that answers questions)."""
+        if self.ask_best <= 0 or self.full_mesh():
+            return None
+        candidates = self.candidates(now)
+        if len(candidates) > choices:
+            candidates = self.rng.sample(candidates, choices)
+        scored = [(self._score(p), p) for p in candidates]
+        scored.sort(key=lambda t: t[0] if t[0] == t[0] else math.inf)
+        me = self.table.me
+        top = scored[: self.ask_best]
+        asked = [p for _, p in top if p is not me and self._answers_asks(p, now)]
+        if not asked:
+            return None
+        while len(self._questions) >= b.MAX_QUESTIONS:  # a shell that never answers
+            del self._questions[next(iter(self._questions))]
+        nonce = self.rng.getrandbits(32)
+        while nonce in self._questions:
+            nonce = self.rng.getrandbits(32)
+        # The report-based answer, should no bid come: either of the best two,
+        # as best() does (the extra load is added when the question is answered).
+        low = [p for _, p in top[:2]]
+        fallback = low[0] if len(low) == 1 else self.rng.choice(low)
+        question = b.Question(nonce, now, {p.spec.key for p in asked}, fallback.spec.key)
+        if any(p is me for _, p in top):
+            # This node's own load now, without a datagram.
+            question.bids[me.spec.key] = self._score(me)
+        ask = self._sealed(encode_message(Ask(self.name, nonce, wall_ms)))
+        for peer in asked:
+            addresses = self.book.get(peer.spec.key)
+            if addresses:
+                question.datagrams.append((ask, addresses[0]))
+                question.asks[peer.spec.key] = (ask, addresses[0])
+        self._questions[nonce] = question
+        return question
+
+    def _answers_asks(self, peer: Peer, now: float) -> bool:
+        """Whether to ask ``peer``: its own reports say it speaks version 4; or,
+        known only from others' news (most members, above the threshold), it
+        has not left MAX_UNANSWERED questions in a row unanswered lately."""
+        if peer.state is not None and peer.state.version >= ASKS_FROM:
+            return True
+        if peer.state is not None:
+            return False  # an older release
+        missed, since = self._unanswered.get(peer.spec.key, (0, now))
+        return missed < b.MAX_UNANSWERED or now - since >= b.UNANSWERED_FOR
+
+    def answer(self, question: b.Question, now: float,
+               wall_ms: int) -> tuple[str | None, list[tuple[bytes, str]]]:  # fmt: skip
+        """The answer to ``question``: the least loaded bidder (or, without bids,
+        the report-based choice), with the job counted against it; and the
+        CLAIM that tells it so."""
+        self._questions.pop(question.nonce, None)
+        for waited in question.waiting:
+            missed, since = self._unanswered.get(waited, (0, now))
+            fresh = now - since < b.UNANSWERED_FOR  # an old tally is forgotten
+            self._unanswered[waited] = ((missed if fresh else 0) + 1, now)
+        if len(self._unanswered) > 4 * b.CLAIM_MEMORY:
+            self._unanswered = {k: v for k, v in self._unanswered.items()
+                                if now - v[1] < b.UNANSWERED_FOR}  # fmt: skip
+        for bidder in question.bids:
+            self._unanswered.pop(bidder, None)
+        key = question.choice(self.rng.random())
+        peer = None if key is None else self.table.peers.get(key)
+        if peer is None or (peer is not self.table.me and peer.status != ALIVE):
+            return self.best(now), []  # it went down while we asked
+        keep = b.PROMISE_KEEP if peer is self.table.me else 0.0
+        self.table.add_extra(peer, self.extraload, now, keep)
+        out: list[tuple[bytes, str]] = []
+        addresses = self.book.get(peer.spec.key)
+        speaks = peer.state.version if peer.state is not None else 0
+        answers = key in question.bids or speaks >= ASKS_FROM
+        if peer is not self.table.me and answers and addresses:
+            claim = Claim(self.name, question.nonce, wall_ms, self.extraload)
+            out += [(self._sealed(encode_message(claim)), addresses[0])] * b.CLAIM_COPIES
+        return peer.spec.name, out
 
     def status_rows(self, now: float) -> list[StatusRow]:
         rows = []

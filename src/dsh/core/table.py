@@ -16,6 +16,7 @@ Rules of this file:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .cluster import NodeSpec
@@ -38,12 +39,15 @@ class Extra:
 
     It lasts until the node has sent ``reports_left`` more reports (by then a
     report sampled after the job started has arrived, so the job shows in the
-    node's own load) or until ``expires_at``, whichever comes first.
+    node's own load) or until ``expires_at``, whichever comes first; but not
+    before ``kept_until`` (jobs promised to this node itself, whose samples
+    come four times an interval: a job takes a while to start over SSH).
     """
 
     amount: float
     expires_at: float
     reports_left: int
+    kept_until: float = -math.inf
 
 
 @dataclass(slots=True)
@@ -247,9 +251,9 @@ class PeerTable:
 
     # -- extra load ---------------------------------------------------------------
 
-    def add_extra(self, peer: Peer, amount: float, now: float) -> None:
+    def add_extra(self, peer: Peer, amount: float, now: float, keep: float = 0.0) -> None:
         if amount > 0:
-            peer.extras.append(Extra(amount, now + self.extra_ttl, self.extra_reports))
+            peer.extras.append(Extra(amount, now + self.extra_ttl, self.extra_reports, now + keep))
             self.with_extras.add(peer.spec.key)
 
     def count_report(self, peer: Peer, now: float) -> None:
@@ -257,7 +261,8 @@ class PeerTable:
         if peer.extras:
             for extra in peer.extras:
                 extra.reports_left -= 1
-            peer.extras = [e for e in peer.extras if e.reports_left > 0 and e.expires_at > now]
+            peer.extras = [e for e in peer.extras if e.expires_at > now
+                           and (e.reports_left > 0 or now < e.kept_until)]  # fmt: skip
 
     def expire(self, now: float) -> None:
         """Drop extra load past its time limit (for peers that stopped reporting)."""

@@ -46,6 +46,20 @@ and, after the name, news of other members (gossip.py)::
       tail     8s  ALIVE: ncpu H, load x 100 H, available memory MiB I;
                    SUSPECT: the suspecting member's id; DOWN, LEFT: zeros
 
+Version 4 sends the same state datagram as version 3. A node that sends it
+also answers the best-node question, three small messages (gossip.py, "Asking
+before choosing")::
+
+    ASK      nonce I, sent_ms Q, namelen B, name           how loaded are you now?
+    BID      nonce I, sent_ms Q, ncpu H, load I, load1 I,  the answer: the last
+             promised I, avail Q, namelen B, name          sample, and the jobs
+                                                           promised to it since (x 1000)
+    CLAIM    nonce I, sent_ms Q, amount I, namelen B, name  a job is on its way to you
+
+``nonce`` ties a BID to its ASK and makes a CLAIM count once; ``name`` is the
+sender's. A node of an older release drops them as an unknown type, and is
+not asked.
+
 A rolling upgrade: ``decode`` takes every version; a daemon sends each peer
 the version that peer last sent (gossip.py), the newest to a peer not heard
 yet, so a daemon of an older release, which drops the newer versions, is
@@ -62,8 +76,9 @@ from enum import IntEnum
 from ..errors import WireError
 
 MAGIC = b"\xd5h"
-VERSION = 3  # what this daemon sends unless a peer speaks an older one
-VERSIONS = (1, 2, 3)  # what it decodes
+VERSION = 4  # what this daemon sends unless a peer speaks an older one
+VERSIONS = (1, 2, 3, 4)  # what it decodes
+ASKS_FROM = 4  # the first version whose senders answer ASK
 MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 1,294 bytes
 MAX_NEWS = 30  # news entries a datagram may carry (gossip.py sends at most 6)
 
@@ -72,19 +87,26 @@ class MessageType(IntEnum):
     """Append-only: these numbers are on the wire."""
 
     STATE = 1
-    SEALED = 2  # a STATE datagram sealed with the cluster key (auth.py)
+    SEALED = 2  # a datagram sealed with the cluster key (auth.py)
+    ASK = 3  # version 4 on: how loaded are you now? (a best-node question)
+    BID = 4  # the answer to an ASK
+    CLAIM = 5  # the asker chose this node: a job is on its way
 
 
 FLAG_DRAINED = 0x01
 FLAG_LEAVING = 0x02  # version 3 on: the node is stopping and says so
 FLAG_PROBE = 0x04  # version 3 on: the sender has no fresh news of the receiver; answer
 _KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING | FLAG_PROBE}
+_KNOWN_FLAGS[4] = _KNOWN_FLAGS[3]
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
 _USAGE = struct.Struct("!HHHHQQQQQQ")
 _NEWS = struct.Struct("!8sQIBH8s")
 _ALIVE_TAIL = struct.Struct("!HHI")
+_ASK = struct.Struct("!IQB")
+_BID = struct.Struct("!IQHIIIQB")
+_CLAIM = struct.Struct("!IQIB")
 _SHARE = 10000  # CPU shares on the wire: units of 0.01 %
 MIB = 1024 * 1024
 
@@ -165,6 +187,42 @@ class State:
     def order(self) -> tuple[int, int]:
         """Reports compare by (incarnation, seq): later is greater."""
         return (self.incarnation, self.seq)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """How loaded are you now? One best-node question to one candidate."""
+
+    name: str  # the asker
+    nonce: int
+    sent_ms: int
+
+
+@dataclass(frozen=True)
+class Bid:
+    """The answer: the bidder's last sample and the jobs promised to it since."""
+
+    name: str  # the bidder
+    nonce: int  # the ASK's
+    sent_ms: int
+    ncpu: int
+    load: float
+    load1: float
+    promised: float  # extra load of jobs claimed since (the extra-load rule)
+    mem_avail: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The asker chose the receiver: a job of ``amount`` load is on its way."""
+
+    name: str  # the asker
+    nonce: int  # the question's; a replayed claim counts once
+    sent_ms: int
+    amount: float
+
+
+Message = State | Ask | Bid | Claim
 
 
 def _milli(value: float) -> int:
@@ -249,8 +307,66 @@ def encode_state(state: State, version: int | None = None) -> bytes:
     )
 
 
+def encode_message(message: Ask | Bid | Claim) -> bytes:
+    """An ASK, BID or CLAIM datagram (version 4)."""
+    name = message.name.encode("utf-8")
+    if not 1 <= len(name) <= 255:
+        raise ValueError(f"node name must be 1..255 bytes, got {len(name)}")
+    if isinstance(message, Ask):
+        body = _ASK.pack(message.nonce, message.sent_ms, len(name))
+        mtype = MessageType.ASK
+    elif isinstance(message, Bid):
+        body = _BID.pack(message.nonce, message.sent_ms, max(1, min(0xFFFF, message.ncpu)),
+                         _milli(message.load), _milli(message.load1), _milli(message.promised),
+                         max(0, message.mem_avail), len(name))  # fmt: skip
+        mtype = MessageType.BID
+    else:
+        body = _CLAIM.pack(message.nonce, message.sent_ms, _milli(message.amount), len(name))
+        mtype = MessageType.CLAIM
+    return _HEADER.pack(MAGIC, ASKS_FROM, mtype) + body + name
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode any datagram (a state, ASK, BID or CLAIM) or raise WireError."""
+    if len(data) >= _HEADER.size and data[3] in (MessageType.ASK, MessageType.BID,
+                                                 MessageType.CLAIM):  # fmt: skip
+        return _decode_small(data)
+    return decode(data)
+
+
+def _decode_small(data: bytes) -> Ask | Bid | Claim:
+    magic, version, mtype = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise WireError("bad magic")
+    if version not in VERSIONS or version < ASKS_FROM:
+        raise WireError(f"message type {mtype} in version {version}")
+    layout = {MessageType.ASK: _ASK, MessageType.BID: _BID, MessageType.CLAIM: _CLAIM}[mtype]
+    if len(data) < _HEADER.size + layout.size:
+        raise WireError(f"short message ({len(data)} bytes)")
+    fields = layout.unpack_from(data, _HEADER.size)
+    namelen = fields[-1]
+    if namelen == 0:
+        raise WireError("empty name")
+    if len(data) != _HEADER.size + layout.size + namelen:
+        raise WireError(f"length {len(data)} does not match name length {namelen}")
+    try:
+        name = data[_HEADER.size + layout.size :].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("name is not UTF-8") from None
+    if mtype == MessageType.ASK:
+        nonce, sent_ms, _ = fields
+        return Ask(name, nonce, sent_ms)
+    if mtype == MessageType.CLAIM:
+        nonce, sent_ms, amount, _ = fields
+        return Claim(name, nonce, sent_ms, amount / 1000)
+    nonce, sent_ms, ncpu, load, load1, promised, avail, _ = fields
+    if ncpu == 0:
+        raise WireError("zero CPUs")
+    return Bid(name, nonce, sent_ms, ncpu, load / 1000, load1 / 1000, promised / 1000, avail)
+
+
 def decode(data: bytes) -> State:
-    """Decode one datagram or raise WireError saying why not."""
+    """Decode one state datagram or raise WireError saying why not."""
     if len(data) < _HEADER.size:
         raise WireError(f"short datagram ({len(data)} bytes)")
     magic, version, mtype = _HEADER.unpack_from(data)

@@ -319,6 +319,8 @@ class Own:
     graphite: Mapping[str, float] | None = None  # sent, dropped, buffered; None: no [graphite]
     membership: Mapping[str, int] | None = None  # GossipNode.events: suspected, refuted, ...
     health: int = 0  # GossipNode.health: Lifeguard's local health, 0 = fine
+    questions: Mapping[str, int] | None = None  # TcpPorts.questions: all_bids, some_bids, ...
+    bids: Mapping[str, int] | None = None  # GossipNode.bids: answered, claimed
 
 
 def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float) -> None:
@@ -339,6 +341,10 @@ def _add_own(out: _Families, own: Own, states: Iterable[SensorState], now: float
         ("dsh_membership_events_total", "Membership events seen by this dshd: suspicions, "
          "refutations, downs, departures, rejoins, found and forgotten members.",
          own.membership or {}, "event"),
+        ("dsh_best_node_questions_total", "Best-node questions this dshd asked of its best "
+         "candidates, by how many bids came in time.", own.questions or {}, "outcome"),
+        ("dsh_bids_total", "Other daemons' best-node questions: answered with a bid, and jobs "
+         "claimed on this node.", own.bids or {}, "kind"),
     ):  # fmt: skip
         for key, count in sorted(counts.items()):
             out.add(name, COUNTER, help, {label: key}, float(count))

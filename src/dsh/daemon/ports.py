@@ -5,6 +5,10 @@ Rules of this file: no client can hold the loop. A client that may not ask
 the answer is computed at connect time and written at once, since the client
 never sends anything; only a client that does not take its answer waits, for
 at most ``client_timeout``. Each outcome is a counter in the status dump.
+
+Above the full-mesh threshold a best-node answer first asks the best few
+candidates for their load now (core/bids.py): the client's answer waits for
+their bids, at most ASK_TIMEOUT (50 ms), while the loop goes on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 
 from .. import __version__
 from ..core.access import allowed, parse_allow
+from ..core.bids import ASK_AGAIN_AFTER, ASK_TIMEOUT, Question
 from ..core.gossip import GossipNode
 from ..core.membership import MONITORS, backstop, suspicion_timeout, t_min
 from ..core.status import format_status
@@ -28,6 +33,9 @@ from .config import DaemonConfig
 LISTEN_BACKLOG = 4096
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Send = Callable[[list[tuple[bytes, str]]], None]
+# How best-node questions ended (the status dump, dsh_best_node_questions_total).
+QUESTION_OUTCOMES = ("all_bids", "some_bids", "no_bids")
 
 
 async def listen_on(addresses: tuple[str, ...], port: int, handler: Handler,
@@ -64,9 +72,14 @@ def denied(writer: asyncio.StreamWriter, allowed: Callable[[str], bool],
 class TcpPorts:
     """The status and best-node servers and their counters."""
 
-    def __init__(self, config: DaemonConfig, node: GossipNode) -> None:
+    def __init__(self, config: DaemonConfig, node: GossipNode, send: Send | None = None) -> None:
+        """``send``: how datagrams go out (the gossip socket); without it the
+        best-node port answers from the reports alone, asking no one."""
         self.config = config
         self.node = node
+        self._send = send
+        self.questions = Counter({k: 0 for k in QUESTION_OUTCOMES})
+        self._asking: dict[int, tuple[Question, asyncio.Future[None]]] = {}
         self._allow = parse_allow(config.allow)
         # Clients by outcome, and "none": best-node answers that named no node (NONE).
         self.counters = Counter({"served": 0, "denied": 0, "busy": 0, "timeout": 0, "none": 0})
@@ -80,9 +93,13 @@ class TcpPorts:
     async def listen(self) -> list[asyncio.Server]:
         """Both ports on every ``--listen`` address (all if none); errors are DshErrors."""
         servers = []
+
+        async def status() -> str:
+            return self.status_text()
+
         for port, answer in (
-            (self.config.status_port, self.status_text),
-            (self.config.best_port, self.best_text),
+            (self.config.status_port, status),
+            (self.config.best_port, self.best_answer),
         ):
             servers += await listen_on(self.config.listen, port, self._handler(answer))
         return servers
@@ -103,6 +120,8 @@ class TcpPorts:
                 "datagrams": dict(self.node.counters),
                 "membership": dict(self.node.events),
                 "tcp": dict(self.counters),
+                "questions": dict(self.questions),
+                "bids": dict(self.node.bids),
             },
         )
 
@@ -118,7 +137,43 @@ class TcpPorts:
                 f" health {node.health}")  # fmt: skip
 
     def best_text(self) -> str:
-        best = self.node.best(time.monotonic())
+        """The answer from the reports alone, at once."""
+        return self._named(self.node.best(time.monotonic()))
+
+    async def best_answer(self) -> str:
+        """The best-node port's answer: asking first where the node asks (bids.py)."""
+        question = None
+        if self._send is not None:
+            question = self.node.ask(time.monotonic(), time.time_ns() // 10**6)
+        if question is None:
+            return self.best_text()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._asking[question.nonce] = (question, waiter)
+        assert self._send is not None
+        self._send(question.datagrams)
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), ASK_AGAIN_AFTER)
+            except TimeoutError:
+                self._send(question.again())
+                await asyncio.wait_for(waiter, ASK_TIMEOUT - ASK_AGAIN_AFTER)
+        except TimeoutError:
+            pass  # a bid lost twice, or a node too busy to answer: the others decide
+        finally:
+            self._asking.pop(question.nonce, None)
+        self.questions["all_bids" if question.complete
+                       else "some_bids" if question.bids else "no_bids"] += 1  # fmt: skip
+        best, claim = self.node.answer(question, time.monotonic(), time.time_ns() // 10**6)
+        self._send(claim)
+        return self._named(best)
+
+    def bids_in(self) -> None:
+        """After datagrams came in: wake the answers whose last bid came."""
+        for question, waiter in self._asking.values():
+            if question.complete and not waiter.done():
+                waiter.set_result(None)
+
+    def _named(self, best: str | None) -> str:
         if best is None:
             self.counters["none"] += 1
             return "NONE\n"
@@ -128,7 +183,7 @@ class TcpPorts:
     def allowed(self, address: str) -> bool:
         return allowed(address, self._allow, lambda a: self.node.member_at(a) is not None)
 
-    def _handler(self, answer: Callable[[], str]) -> Handler:
+    def _handler(self, answer: Callable[[], Awaitable[str]]) -> Handler:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             if denied(writer, self.allowed, self.counters):
                 return
@@ -140,7 +195,7 @@ class TcpPorts:
             try:
                 # The answer usually fits the socket buffer, so a client that
                 # never reads costs nothing.
-                writer.write(answer().encode())
+                writer.write((await answer()).encode())
                 writer.write_eof()
                 if writer.transport.get_write_buffer_size():
                     # Only a client whose socket buffer is full waits here (and

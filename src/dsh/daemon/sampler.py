@@ -11,6 +11,11 @@ The first term reacts within one interval and is smooth; the second makes an
 overloaded node (make -j64 on 8 CPUs) look as loaded as it is. The 1-minute
 load average is reported too, for people and for the ``loadavg`` score.
 
+Between two samples, ``load_now`` measures the same over the time since the
+last sample or ``load_now`` (the poller calls it four times an interval):
+what this node bids when another daemon asks how loaded it is now
+(core/bids.py).
+
 The usage (wire.Usage: CPU modes, disk and network rates, swap) is measured
 over the same interval, for the cluster views (status columns, dsh_node_*
 metrics, dsh top). Network counts every interface but loopback: traffic a
@@ -26,6 +31,9 @@ import psutil
 
 from ..core.gossip import Sample
 from ..core.wire import Usage
+
+# Seconds of CPU time accounting that load_now needs: 20 clock ticks at USER_HZ 100.
+MIN_WINDOW = 0.2
 
 
 def _running_tasks() -> int:
@@ -81,6 +89,7 @@ class Sampler:
         self._last = psutil.cpu_times()
         self._last_io = _io_bytes()
         self._last_at = time.monotonic()
+        self._peeked, self._peeked_at = self._last, self._last_at
 
     def _busy_cpus(self, now: Any, last: Any) -> float:
         total = float(sum(now) - sum(last))
@@ -97,6 +106,7 @@ class Sampler:
         times, at, io = psutil.cpu_times(), time.monotonic(), _io_bytes()
         last, last_at, last_io = self._last, self._last_at, self._last_io
         self._last, self._last_at, self._last_io = times, at, io
+        self._peeked, self._peeked_at = times, at
         elapsed = max(at - last_at, 1e-3)
         dread, dwrite, rx, tx = (max(0, a - b) / elapsed for a, b in zip(io, last_io, strict=True))
         return Sample(
@@ -107,3 +117,13 @@ class Sampler:
             mem_total=memory.total,
             usage=Usage(*cpu_shares(times, last), dread, dwrite, rx, tx, swap.used, swap.total),
         )
+
+    def load_now(self) -> float | None:
+        """The effective load since the last sample or call, None within
+        MIN_WINDOW of it (a few clock ticks of CPU time say nothing)."""
+        times, at = psutil.cpu_times(), time.monotonic()
+        if at - self._peeked_at < MIN_WINDOW:
+            return None
+        last, self._peeked, self._peeked_at = self._peeked, times, at
+        waiting = max(0, _running_tasks() - self.ncpu)
+        return round(self._busy_cpus(times, last) + waiting, 3)

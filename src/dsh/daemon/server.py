@@ -101,7 +101,7 @@ class Daemon:
             discovery=bool(discovery),
         )
         self.discovery = discovery
-        self.ports = TcpPorts(config, self.node)
+        self.ports = TcpPorts(config, self.node, self._send)
         self.control = ControlSocket(config, self.node, announce=self.tick)
         for spec in specs:
             self.node.set_addresses(spec.name, resolved.get(spec.key, ()))
@@ -147,7 +147,7 @@ class Daemon:
         graphite = self.graphite.counters if self.graphite is not None else None
         return Own(self.node.name, self.node.counters, self.ports.counters, self.http.counters,
                    self.ports.best_answers, graphite, self.node.events,
-                   self.node.health)  # fmt: skip
+                   self.node.health, self.ports.questions, self.node.bids)  # fmt: skip
 
     # -- start -----------------------------------------------------------------
 
@@ -399,8 +399,10 @@ class Daemon:
                 log.debug("gossip socket: %s", exc)
                 continue
             receive(data, source[0], now, wall_ms)
-        # A down heard from others goes on now, not at the next poll (core: flush).
+        # A down heard from others goes on now, not at the next poll, and so do
+        # bids for others' best-node questions (core: flush).
         self._send(self.node.flush(now, wall_ms))
+        self.ports.bids_in()
 
     async def _ticker(self) -> None:
         # The first report goes out at once (peers learn of a restart quickly,
@@ -421,7 +423,11 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.interval / 4)
             try:
-                self._send(self.node.poll(time.monotonic(), time.time_ns() // 10**6))
+                now = time.monotonic()
+                load = self.sampler.load_now()
+                if load is not None:  # what this node bids until the next tick
+                    self.node.refresh(load, now)
+                self._send(self.node.poll(now, time.time_ns() // 10**6))
             except Exception:
                 log.exception("poll failed")
 

@@ -19,8 +19,10 @@ import hashlib
 import random
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.bids import ASK_AGAIN_AFTER, ASK_BEST, ASK_TIMEOUT, Question
 from ..core.cluster import NodeSpec
 from ..core.gossip import GossipNode, Sample
 from ..core.score import GIB
@@ -37,6 +39,8 @@ POLL = 3  # the node's I/4 timer
 LOAD_STEP = 4  # every node's background load moves (node -1)
 LATE = 5  # a datagram a stalled node reads once its stall is over
 SNAPSHOT = 6  # every node's true load is recorded for the yardstick (node -1)
+ANSWER = 7  # a best-node question's wait is over (ASK_TIMEOUT): answer it
+ASK_AGAIN = 8  # ASK_AGAIN_AFTER: the ASKs again, to those that have not bid
 
 NEVER = float("inf")
 EPOCH_MS = 1_800_000_000_000  # virtual time 0 on every node's wall clock
@@ -54,6 +58,7 @@ class NodeConfig:
     fanout: int = 2
     extraload: float = 1.0
     extra_reports: int = 2
+    ask_best: int = ASK_BEST  # candidates a best-node question asks (0: none, as before)
     ncpu: int = 8
     mem_total: int = 16 * GIB
     mem_avail: int = 8 * GIB
@@ -112,6 +117,11 @@ class SimCluster:
         self.trace = hashlib.blake2b(digest_size=16) if trace else None
         self.queue.push(self.loads.model.step, LOAD_STEP, -1)
         self.reference = reference
+        # Best-node questions in flight: id -> (asker, its generation, question,
+        # what to call with the answer); and the ids each asker waits on.
+        self._questions: dict[int, tuple[int, int, Question, Callable[[int | None], None]]] = {}
+        self._waiting: dict[int, list[int]] = {}
+        self._question_ids = 0
         # reference 0 reads the loads of the moment: no snapshots to keep
         self.history = LoadHistory(reference) if reference else None
         if self.history is not None:
@@ -202,6 +212,53 @@ class SimCluster:
         self.loads.place_job(chosen, self.now)
         return chosen
 
+    def ask(self, asker: int, done: Callable[[int | None], None]) -> None:
+        """Ask ``asker`` for the best node as dshd's best-node port does: its
+        question goes out on the network, and ``done`` gets the node (a job
+        placed there) when every bid is in or ASK_TIMEOUT has passed; at once
+        where the node asks nobody."""
+        node = self.nodes[asker]
+        assert node is not None
+        question = node.ask(self.now, self._wall_ms())
+        if question is None:
+            done(self.best(asker))
+            return
+        self._question_ids += 1
+        qid = self._question_ids
+        self._questions[qid] = (asker, self.generation[asker], question, done)
+        self._waiting.setdefault(asker, []).append(qid)
+        self._send(asker, question.datagrams)
+        self.queue.push(self.now + ASK_AGAIN_AFTER, ASK_AGAIN, asker, b"", qid)
+        self.queue.push(self.now + ASK_TIMEOUT, ANSWER, asker, b"", qid)
+
+    def _ask_again(self, asker: int, qid: int) -> None:
+        entry = self._questions.get(qid)
+        if entry is None or self.nodes[asker] is None or entry[1] != self.generation[asker]:
+            return  # answered already, or the asker crashed
+        self._send(asker, entry[2].again())
+
+    def _answer(self, qid: int) -> None:
+        entry = self._questions.pop(qid, None)
+        if entry is None:
+            return  # answered when its last bid came
+        asker, generation, question, done = entry
+        waiting = self._waiting[asker]
+        waiting.remove(qid)
+        if not waiting:
+            del self._waiting[asker]
+        node = self.nodes[asker]
+        if node is None or generation != self.generation[asker]:
+            done(None)  # the asker crashed while it waited: dsh got no answer
+            return
+        name, out = node.answer(question, self.now, self._wall_ms())
+        self._send(asker, out)
+        if name is None:
+            done(None)
+            return
+        chosen = self.index[name]
+        self.loads.place_job(chosen, self.now)
+        done(chosen)
+
     def _reference_load(self, name: str) -> float:
         """The yardstick's view of ``name``: its true load, ``reference`` s ago
         (its load now while the run, or the node, is younger than that)."""
@@ -237,6 +294,13 @@ class SimCluster:
                 self._poll(i, src)
             elif kind in (TICK, RUN_TICK):
                 self._tick(i, src, kind == RUN_TICK)
+            elif kind == ASK_AGAIN:
+                self._ask_again(i, src)
+            elif kind == ANSWER:
+                if self.now < self.stalled_until[i]:  # its event loop is stuck
+                    queue.push(self.stalled_until[i], ANSWER, i, b"", src)
+                else:
+                    self._answer(src)
             elif kind == SNAPSHOT:
                 assert self.history is not None
                 value = self.loads.value
@@ -269,6 +333,10 @@ class SimCluster:
         wall_ms = self._wall_ms()
         node.receive(data, self.names[src], self.now, wall_ms)
         self._send(i, node.flush(self.now, wall_ms))
+        if i in self._waiting:  # a bid for one of its questions, maybe the last
+            for qid in list(self._waiting[i]):
+                if self._questions[qid][2].complete:
+                    self._answer(qid)
 
     def _poll(self, i: int, generation: int) -> None:
         node = self.nodes[i]
@@ -279,6 +347,7 @@ class SimCluster:
             # a stalled event loop runs its overdue timer once, when the stall ends
             self.queue.push(self.stalled_until[i] + interval, POLL, i, b"", generation)
             return
+        node.refresh(self.loads.value(i, self.now), self.now)
         self._send(i, node.poll(self.now, self._wall_ms()))
         self.queue.push(self.now + interval, POLL, i, b"", generation)
 

@@ -65,6 +65,8 @@ def new_node(
         fanout=config.fanout,
         roster=shared.roster,
         addresses=shared.addresses,
+        # the yardstick is the d-choices rule alone: it reads true loads, asks no one
+        ask_best=config.ask_best if truth is None else 0,
     )
     if isinstance(node, ExactLoadNode):
         assert truth is not None

@@ -235,10 +235,21 @@ class Placement:
         ages: LoadAges,
         rng: random.Random,
     ) -> None:
-        """Ask ``asker``; rank its answer among ``live`` (the running nodes)."""
+        """Ask ``asker``; rank its answer, when it comes, among ``live`` (the
+        running nodes when it was asked)."""
         self.asked += 1
+        cluster.ask(asker, lambda chosen: self._answered(cluster, asker, chosen, live, ages, rng))
+
+    def _answered(
+        self,
+        cluster: SimCluster,
+        asker: int,
+        chosen: int | None,
+        live: list[int],
+        ages: LoadAges,
+        rng: random.Random,
+    ) -> None:
         now = cluster.now
-        chosen = cluster.best(asker)
         if chosen is None:
             self.no_answer += 1
             return

@@ -33,7 +33,7 @@ from dsh.core.gossip import (
 )
 from dsh.core.membership import suspicion_timeout, t_min
 from dsh.core.score import GIB, NodeView, score_load
-from dsh.core.wire import State, Usage, decode, encode_state
+from dsh.core.wire import VERSION, State, Usage, decode, encode_state
 
 CLUSTER = """\
 newton.foo.bar 1.0 1.0
@@ -708,16 +708,16 @@ def sent_versions(node: GossipNode, now: float) -> dict[str, int]:
 def test_each_peer_is_sent_the_version_it_last_sent() -> None:
     a, b, c = "127.0.0.1", "127.0.0.2", "127.0.0.3"
     node = make_node(f"{a}\n{b}\n{c}\n")
-    assert sent_versions(node, 1.0) == {b: 3, c: 3}  # not heard yet: the newest
+    assert sent_versions(node, 1.0) == {b: VERSION, c: VERSION}  # not heard yet: the newest
     old = report(b, seq=1)  # a state without usage encodes as version 1
     assert decode(old).version == 1
     assert node.receive(old, b, 1.5) == ACCEPTED
-    assert sent_versions(node, 2.0) == {b: 1, c: 3}  # b runs a release before version 2
+    assert sent_versions(node, 2.0) == {b: 1, c: VERSION}  # b runs a release before version 2
     rows = {r.name: r for r in node.status_rows(2.0)}
     assert rows[b].state == "up" and rows[b].usage is None
     upgraded = report(b, seq=1, incarnation=EPOCH_MS + 1, usage=USAGE)  # b restarted, upgraded
     assert node.receive(upgraded, b, 2.5) == ACCEPTED
-    assert sent_versions(node, 3.0) == {b: 3, c: 3}
+    assert sent_versions(node, 3.0) == {b: VERSION, c: VERSION}
     assert {r.name: r for r in node.status_rows(3.0)}[b].usage == USAGE
 
 

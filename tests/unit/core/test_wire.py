@@ -8,7 +8,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dsh.core.wire import MAX_DATAGRAM, MAX_NEWS, Kind, News, State, Usage, decode, encode_state
+from dsh.core.wire import (
+    MAX_DATAGRAM,
+    MAX_NEWS,
+    Ask,
+    Bid,
+    Claim,
+    Kind,
+    News,
+    State,
+    Usage,
+    decode,
+    decode_message,
+    encode_message,
+    encode_state,
+)
 from dsh.errors import WireError
 
 # The layout as wire.py's docstring documents it, spelled out here on purpose
@@ -365,7 +379,7 @@ def test_version_3_hand_packed_decodes_with_its_news() -> None:
         News(ID, 7, 9, Kind.SUSPECT, 0.0, suspector=b"suspectr"),
         News(ID, 7, 10, Kind.DOWN, 6553.5),
     )
-    assert encode_state(state) == packed3(news=alive + suspect + down, count=3, flags=2)
+    assert encode_state(state, 3) == packed3(news=alive + suspect + down, count=3, flags=2)
     assert len(packed3(news=alive, count=1)) == 108 + len(b"newton") + 1 + 31
 
 
@@ -421,3 +435,76 @@ def test_version_3_round_trip(state: State, usage: Usage, news: list[News], leav
 @given(st.binary(max_size=1400))
 def test_any_bytes_after_a_version_3_header_decode_or_raise_wire_error(tail: bytes) -> None:
     _decodes_or_wire_error(MAGIC + b"\x03\x01" + tail)
+
+
+# -- version 4: the same state; ASK, BID and CLAIM --------------------------------
+
+DOC_ASK = struct.Struct("!2sBBIQB")
+DOC_BID = struct.Struct("!2sBBIQHIIIQB")
+DOC_CLAIM = struct.Struct("!2sBBIQIB")
+
+
+def test_version_4_state_is_version_3_with_another_number() -> None:
+    v3 = packed3(flags=4)
+    v4 = v3[:2] + b"\x04" + v3[3:]
+    state = decode(v4)
+    assert state.version == 4 and state.probe
+    assert decode(v3) == state
+    assert encode_state(state) == v4  # the newest by default
+    assert decode_message(v4) == state
+
+
+def test_small_messages_hand_packed_decode_to_their_fields() -> None:
+    ask = DOC_ASK.pack(MAGIC, 4, 3, 0xDEADBEEF, 1_700_000_000_123, 6) + b"newton"
+    assert decode_message(ask) == Ask("newton", 0xDEADBEEF, 1_700_000_000_123)
+    bid = DOC_BID.pack(MAGIC, 4, 4, 7, 99, 8, 2500, 1250, 3000, 8 * 2**30, 4) + b"gali"
+    assert decode_message(bid) == Bid("gali", 7, 99, 8, 2.5, 1.25, 3.0, 8 * 2**30)
+    claim = DOC_CLAIM.pack(MAGIC, 4, 5, 7, 99, 1000, 2) + b"ke"
+    assert decode_message(claim) == Claim("ke", 7, 99, 1.0)
+    for message, data in ((Ask("newton", 0xDEADBEEF, 1_700_000_000_123), ask),
+                          (Bid("gali", 7, 99, 8, 2.5, 1.25, 3.0, 8 * 2**30), bid),
+                          (Claim("ke", 7, 99, 1.0), claim)):  # fmt: skip
+        assert encode_message(message) == data
+        with pytest.raises(WireError):
+            decode(data)  # the state decoder takes states only
+
+
+BAD_SMALL = [
+    ("in version 3", DOC_ASK.pack(MAGIC, 3, 3, 1, 2, 1) + b"n"),
+    ("unknown version", DOC_ASK.pack(MAGIC, 9, 3, 1, 2, 1) + b"n"),
+    ("bad magic", DOC_ASK.pack(b"xx", 4, 3, 1, 2, 1) + b"n"),
+    ("empty name", DOC_ASK.pack(MAGIC, 4, 3, 1, 2, 0)),
+    ("name longer than said", DOC_ASK.pack(MAGIC, 4, 3, 1, 2, 1) + b"nn"),
+    ("name shorter than said", DOC_ASK.pack(MAGIC, 4, 3, 1, 2, 3) + b"n"),
+    ("short", DOC_ASK.pack(MAGIC, 4, 3, 1, 2, 1)[:10]),
+    ("zero CPUs", DOC_BID.pack(MAGIC, 4, 4, 1, 2, 0, 0, 0, 0, 0, 1) + b"n"),
+    ("not UTF-8", DOC_CLAIM.pack(MAGIC, 4, 5, 1, 2, 3, 1) + b"\xff"),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in BAD_SMALL], ids=[w for w, _ in BAD_SMALL])
+def test_strict_decode_rejects_small_messages(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_message(data)
+
+
+@settings(max_examples=300)
+@given(st.sampled_from([3, 4, 5]), st.binary(max_size=80))
+def test_any_bytes_after_a_small_message_header_decode_or_raise_wire_error(
+    mtype: int, tail: bytes
+) -> None:
+    try:
+        decode_message(MAGIC + bytes([4, mtype]) + tail)
+    except WireError:
+        pass
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**63), st.integers(1, 0xFFFF),
+       st.floats(0, 1000), st.floats(0, 1000), st.integers(0, 2**40))  # fmt: skip
+def test_bid_round_trip(nonce: int, sent_ms: int, ncpu: int, load: float, promised: float,
+                        avail: int) -> None:  # fmt: skip
+    got = decode_message(encode_message(Bid("n", nonce, sent_ms, ncpu, load, load, promised,
+                                            avail)))  # fmt: skip
+    assert isinstance(got, Bid)
+    assert (got.nonce, got.sent_ms, got.ncpu, got.mem_avail) == (nonce, sent_ms, ncpu, avail)
+    assert abs(got.load - load) <= 0.0005 and abs(got.promised - promised) <= 0.0005

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from support.gossip_node import PEER, SELF, make_node
 
+from dsh.core.gossip import GossipNode, Sample
+from dsh.core.score import GIB
+from dsh.core.wire import Usage
 from dsh.daemon.config import DaemonConfig
 from dsh.daemon.ports import TcpPorts
 
@@ -84,3 +88,82 @@ def test_members_and_cidrs_may_ask() -> None:
     assert ports.allowed("::ffff:127.0.0.2")  # a member, as an IPv6 socket sees it
     assert not ports.allowed("127.0.0.3") and not ports.allowed("198.51.100.1")
     assert not ports.allowed("not an address")
+
+
+# -- best-node questions (core/bids.py) through the port -------------------------------
+
+THREE = "127.0.0.1\n127.0.0.2\n127.0.0.3\n"
+EPOCH_MS = 1_700_000_000_000
+
+
+def _sparse_pair() -> tuple[GossipNode, GossipNode]:
+    """Two nodes of three above the full-mesh threshold, each holding the other's report."""
+    a, b = (make_node(THREE, name=n, seed=i) for i, n in enumerate((SELF, PEER)))
+    for node in (a, b):
+        node.fanout_above = 1
+    idle = Sample(ncpu=4, load=0.0, load1=0.0, mem_avail=GIB, mem_total=2 * GIB,
+                  usage=Usage(0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0))  # fmt: skip
+    now = time.monotonic()
+    for node in (a, b):
+        node.tick(idle, now, EPOCH_MS)
+    for node, other in ((a, b), (b, a)):
+        state = node.table.me.state
+        assert state is not None
+        other.receive(node._encoded(state), node.name, now)
+    return a, b
+
+
+def test_the_best_port_asks_and_answers_once_the_bids_are_in() -> None:
+    a, b = _sparse_pair()
+
+    async def run() -> None:
+        sent: list[tuple[bytes, str]] = []
+        ports = TcpPorts(LOCAL, a, sent.extend)
+
+        def deliver() -> None:  # what the gossip socket and the peer do, by hand
+            for data, address in sent[:]:
+                if address == PEER:
+                    b.receive(data, SELF, time.monotonic())
+            sent.clear()
+            for data, _ in b.flush(time.monotonic(), EPOCH_MS):
+                a.receive(data, PEER, time.monotonic())
+            ports.bids_in()
+
+        [server, best_server] = await ports.listen()
+        try:
+            port = best_server.sockets[0].getsockname()[1]
+            asked = asyncio.ensure_future(_ask(port))
+            while not sent:
+                await asyncio.sleep(0.001)
+            deliver()  # the ASK reaches the peer, its bid comes back
+            assert (await asked).decode().strip() in (SELF, PEER)
+            assert ports.questions == {"all_bids": 1, "some_bids": 0, "no_bids": 0}
+            # nobody answers: the wait ends at ASK_TIMEOUT and the reports decide
+            sent.clear()
+            assert (await _ask(port)).decode().strip() in (SELF, PEER)
+            assert ports.questions["no_bids"] + ports.questions["some_bids"] == 1
+            assert "# questions all_bids=1 " in ports.status_text()
+        finally:
+            for s in (server, best_server):
+                s.close()
+
+    asyncio.run(run())
+
+
+def test_without_a_socket_the_best_port_asks_no_one() -> None:
+    a, _ = _sparse_pair()
+
+    async def scenario(ports: TcpPorts, status: int, best: int) -> None:
+        assert (await _ask(best)).decode().strip() in (SELF, PEER)
+        assert ports.questions == {"all_bids": 0, "some_bids": 0, "no_bids": 0}
+
+    async def run() -> None:
+        ports = TcpPorts(LOCAL, a)
+        servers = await ports.listen()
+        try:
+            await scenario(ports, *(s.sockets[0].getsockname()[1] for s in servers))
+        finally:
+            for s in servers:
+                s.close()
+
+    asyncio.run(run())

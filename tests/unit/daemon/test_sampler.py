@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections import namedtuple
 
 import psutil
@@ -45,3 +47,15 @@ def test_a_real_sample_has_usage_within_bounds() -> None:
     assert all(0.0 <= s <= 1.0 for s in shares) and sum(shares) <= 1.0 + 1e-9
     assert min(u.disk_read, u.disk_write, u.net_receive, u.net_transmit) >= 0.0
     assert u.swap_total == psutil.swap_memory().total and 0 <= u.swap_used <= u.swap_total
+
+
+def test_load_now_needs_a_window_and_sees_this_process_busy() -> None:
+    sampler = Sampler()
+    sampler.sample()
+    assert sampler.load_now() is None  # within MIN_WINDOW of the sample: nothing to say
+    until = time.monotonic() + 0.3
+    while time.monotonic() < until:  # one CPU busy for the whole window
+        pass
+    load = sampler.load_now()
+    assert load is not None and 0.5 <= load <= sampler.ncpu + (os.cpu_count() or 1) * 64
+    assert sampler.load_now() is None  # the window starts again
