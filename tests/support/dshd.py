@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dsh.core.status import ClusterView, parse_status
+from dsh.daemon.keys import generate_key_file
 
 from .paths import DSHD, PY
 from .waiting import wait_for
@@ -176,6 +177,14 @@ class Cluster:
         self.port = port or free_udp_tcp_port(names)
         self.http_port = self.port + 2
         self.nodes = {name: Node(name, self) for name in names}
+
+    def keyed_above_threshold(self, key: Path, fanout_above: int = 2) -> None:
+        """Every daemon sealed with a new key at ``key`` and above the full-mesh
+        threshold (as in a cluster of hundreds), before ``start``."""
+        generate_key_file(str(key))
+        for node in self.nodes.values():
+            node.key_file = key
+            node.extra_args = [*node.extra_args, "--fanout-above", str(fanout_above)]
 
     def write(self, lines: list[str]) -> None:
         self.cluster_file.write_text("".join(line + "\n" for line in lines))

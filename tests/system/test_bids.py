@@ -8,18 +8,12 @@ from pathlib import Path
 from support.dshd import Cluster, ClusterFactory
 from support.waiting import wait_for
 
-from dsh.daemon.keys import generate_key_file
-
 NODES = [f"127.0.0.{i}" for i in range(91, 96)]
 
 
 def sparse_cluster(make_cluster: ClusterFactory, tmp_path: Path) -> Cluster:
     cluster = make_cluster(NODES)
-    key = tmp_path / "key"
-    generate_key_file(str(key))
-    for node in cluster.nodes.values():
-        node.key_file = key
-        node.extra_args = ["--fanout-above", "2"]
+    cluster.keyed_above_threshold(tmp_path / "key")
     cluster.start()
     wait_for(cluster.all_up, 20, "five daemons up everywhere")
     return cluster

@@ -193,11 +193,7 @@ def test_version_3_and_this_release_answer_best_node_questions_above_the_thresho
     # new ones keep answering, and the old one is asked at most a few times
     # before the others know it by its own reports.
     cluster = make_cluster(SPARSE)
-    key = tmp_path / "key"
-    generate_key_file(str(key))
-    for node in cluster.nodes.values():
-        node.key_file = key
-        node.extra_args = ["--fanout-above", "2"]
+    cluster.keyed_above_threshold(tmp_path / "key")
     old = cluster.nodes[SPARSE[0]]
     old.program = version_3_dshd
     cluster.start()

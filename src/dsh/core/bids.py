@@ -45,7 +45,9 @@ CLAIM_COPIES = 2  # a CLAIM lost lets the next askers pile onto the node; it cou
 # (Two samples without this minimum: 77 % of picks in the best 10 % in the
 # simulator, whose jobs load their node at once; two ticks: 72 %.)
 PROMISE_KEEP = 0.5
-MAX_QUESTIONS = 64  # open at once; beyond that the oldest is answered without its bids
+# Open at once (dshd's best-node port serves at most 256 clients at a time);
+# beyond that the oldest is answered without its bids.
+MAX_QUESTIONS = 256
 CLAIM_MEMORY = 4096  # claims remembered (for the replay window) before the oldest is dropped
 # A member known only from others' news is asked unless it left this many
 # questions in a row unanswered within UNANSWERED_FOR seconds (an older release
@@ -63,6 +65,7 @@ class Question:
     waiting: set[str]  # member keys whose bid has not come
     fallback: str | None  # key of the report-based answer (asks nobody if it stays)
     bids: dict[str, float] = field(default_factory=dict)  # key -> score of its bid
+    own: tuple[str, float] | None = None  # the asker's key and score, if a candidate
     datagrams: list[tuple[bytes, str]] = field(default_factory=list)  # the ASKs to send
     asks: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> its ASK
 
@@ -83,11 +86,15 @@ class Question:
         return True
 
     def choice(self, pick: float) -> str | None:
-        """The least loaded bidder; ``pick`` in [0, 1) breaks ties. Without bids
-        the report-based answer."""
+        """The least loaded bidder, the asker among them if it was a candidate;
+        ``pick`` in [0, 1) breaks ties. Without a bid from another node the
+        report-based answer (the asker alone would always choose itself)."""
         if not self.bids:
             return self.fallback
-        scores = {k: (s if s == s else float("inf")) for k, s in self.bids.items()}  # NaN
+        bids = dict(self.bids)
+        if self.own is not None:
+            bids[self.own[0]] = self.own[1]
+        scores = {k: (s if s == s else float("inf")) for k, s in bids.items()}  # NaN
         low = min(scores.values())
         tied = sorted(k for k, s in scores.items() if s <= low + 1e-9)
         return tied[min(len(tied) - 1, int(pick * len(tied)))]

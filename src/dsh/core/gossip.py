@@ -43,6 +43,7 @@ from .table import (
 )
 from .wire import (
     ASKS_FROM,
+    NEWS_FROM,
     VERSION,
     Ask,
     Bid,
@@ -164,7 +165,7 @@ class GossipNode:
         self._watchers: dict[str, float] = {}  # members that probed us -> until when to send
         self._refuting: dict[str, int] = {}  # members told we live -> datagrams still to send
         self._tell: dict[str, set[str]] = {}  # member -> suspicions only it is told of, next send
-        self._older: set[str] = set()  # members that speak an older datagram version
+        self._older: set[str] = set()  # members of a release that judges by silence (wire < 3)
         self._suspecting: set[str] = set()  # members suspected, for their deadlines
         self._sample: Sample | None = None
         self._last_tick: float | None = None
@@ -189,6 +190,7 @@ class GossipNode:
         self._questions: dict[int, b.Question] = {}
         self._bids_out: list[tuple[bytes, str]] = []
         self._claims: dict[tuple[str, int], float] = {}
+        self._asks_seen: dict[tuple[str, int], int] = {}  # (asker, nonce) -> bids sent
         # Members asked that did not bid, in a row, and since when: one known
         # only from others' news may run an older release that never answers.
         self._unanswered: dict[str, tuple[int, float]] = {}
@@ -320,8 +322,14 @@ class GossipNode:
         me = self.table.me
         if isinstance(message, Ask):
             sample = self._sample
-            if sample is None or len(self._bids_out) >= b.MAX_QUESTIONS:
-                return STALE  # nothing to bid yet; or a flood of questions
+            if sample is None or self.drained or me.drained:
+                return STALE  # nothing to bid yet; or it takes no jobs
+            asked = (key, message.nonce)
+            if len(self._bids_out) >= b.MAX_QUESTIONS or self._asks_seen.get(asked, 0) >= 2:
+                return STALE  # a flood; or a question replayed (it may come twice)
+            if len(self._asks_seen) >= b.CLAIM_MEMORY:
+                del self._asks_seen[next(iter(self._asks_seen))]
+            self._asks_seen[asked] = self._asks_seen.get(asked, 0) + 1
             load = sample.load if self._load_now is None else self._load_now
             bid = Bid(self.name, message.nonce, wall_ms or 0, sample.ncpu, load,
                       sample.load1, me.extra, sample.mem_avail)  # fmt: skip
@@ -394,7 +402,10 @@ class GossipNode:
             self._answer.update(k for k in self.table.walk(peer.spec.key, m.MONITORS, 1)
                                 if k != self.key)  # fmt: skip
         peer.state, peer.heard_at = state, now
-        if state.version < VERSION:
+        # Releases before version 3 have no news: they judge a member by its
+        # own reports alone, so it must send them one every interval.
+        # (Version 3 has news and is sparse like this one.)
+        if state.version < NEWS_FROM:
             self._older.add(peer.spec.key)
         else:
             self._older.discard(peer.spec.key)
@@ -683,8 +694,11 @@ class GossipNode:
         # of its samples (this and refresh's), as others' extras live two of
         # their reports: by then the load shows them.
         self.table.count_report(self.table.me, now)
+        # Twice the replay window: a sender whose clock runs ahead may have its
+        # claim replayed that much later and still pass the window.
         self._claims = {c: t for c, t in self._claims.items()
-                        if now - t <= self.replay_window_ms / 1000}  # fmt: skip
+                        if now - t <= 2 * self.replay_window_ms / 1000}  # fmt: skip
+        self._asks_seen.clear()  # a question is answered within milliseconds, not a tick
         state = self._own_state(sample, wall_ms, now)
         self.table.expire(now)
         self._judge(now)
@@ -902,6 +916,10 @@ class GossipNode:
         if not peer.known:
             return None
         ncpu, load, load1, avail = peer.load_view()
+        if peer is self.table.me and self._load_now is not None:
+            # Its own load as fresh as its bids: the jobs it promised itself
+            # last only two of these samples (refresh).
+            load = self._load_now
         return NodeView(
             load=load,
             load1=load1,
@@ -993,16 +1011,19 @@ class GossipNode:
         # as best() does (the extra load is added when the question is answered).
         low = [p for _, p in top[:2]]
         fallback = low[0] if len(low) == 1 else self.rng.choice(low)
-        question = b.Question(nonce, now, {p.spec.key for p in asked}, fallback.spec.key)
+        question = b.Question(nonce, now, set(), fallback.spec.key)
         if any(p is me for _, p in top):
             # This node's own load now, without a datagram.
-            question.bids[me.spec.key] = self._score(me)
+            question.own = (me.spec.key, self._score(me))
         ask = self._sealed(encode_message(Ask(self.name, nonce, wall_ms)))
         for peer in asked:
             addresses = self.book.get(peer.spec.key)
             if addresses:
                 question.datagrams.append((ask, addresses[0]))
                 question.asks[peer.spec.key] = (ask, addresses[0])
+                question.waiting.add(peer.spec.key)
+        if not question.waiting:
+            return None
         self._questions[nonce] = question
         return question
 
@@ -1022,7 +1043,8 @@ class GossipNode:
         """The answer to ``question``: the least loaded bidder (or, without bids,
         the report-based choice), with the job counted against it; and the
         CLAIM that tells it so."""
-        self._questions.pop(question.nonce, None)
+        if self._questions.pop(question.nonce, None) is None:
+            question.waiting.clear()  # evicted (a burst): its bids were refused, not lost
         for waited in question.waiting:
             missed, since = self._unanswered.get(waited, (0, now))
             fresh = now - since < b.UNANSWERED_FOR  # an old tally is forgotten

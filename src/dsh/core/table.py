@@ -253,7 +253,8 @@ class PeerTable:
 
     def add_extra(self, peer: Peer, amount: float, now: float, keep: float = 0.0) -> None:
         if amount > 0:
-            peer.extras.append(Extra(amount, now + self.extra_ttl, self.extra_reports, now + keep))
+            kept = now + keep if keep > 0 else -math.inf  # a relayed report may predate now
+            peer.extras.append(Extra(amount, now + self.extra_ttl, self.extra_reports, kept))
             self.with_extras.add(peer.spec.key)
 
     def count_report(self, peer: Peer, now: float) -> None:

@@ -78,6 +78,7 @@ from ..errors import WireError
 MAGIC = b"\xd5h"
 VERSION = 4  # what this daemon sends unless a peer speaks an older one
 VERSIONS = (1, 2, 3, 4)  # what it decodes
+NEWS_FROM = 3  # the first version with news of other members
 ASKS_FROM = 4  # the first version whose senders answer ASK
 MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 1,294 bytes
 MAX_NEWS = 30  # news entries a datagram may carry (gossip.py sends at most 6)

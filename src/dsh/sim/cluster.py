@@ -21,6 +21,7 @@ import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 from ..core.bids import ASK_AGAIN_AFTER, ASK_BEST, ASK_TIMEOUT, Question
 from ..core.cluster import NodeSpec
@@ -41,6 +42,13 @@ LATE = 5  # a datagram a stalled node reads once its stall is over
 SNAPSHOT = 6  # every node's true load is recorded for the yardstick (node -1)
 ANSWER = 7  # a best-node question's wait is over (ASK_TIMEOUT): answer it
 ASK_AGAIN = 8  # ASK_AGAIN_AFTER: the ASKs again, to those that have not bid
+JOB_START = 9  # a placed job starts and loads its node
+
+# Seconds from a best-node answer to the job loading its node: dsh's mux and
+# the executor's fork (tens of ms), a new SSH channel (hundreds).
+JOB_START_DELAY = 0.1
+# Seconds of CPU accounting a load measure between ticks needs (daemon/sampler.py).
+MIN_WINDOW = 0.2
 
 NEVER = float("inf")
 EPOCH_MS = 1_800_000_000_000  # virtual time 0 on every node's wall clock
@@ -71,6 +79,16 @@ class NodeConfig:
     @property
     def extra_ttl(self) -> float:
         return (self.extra_reports + 1) * self.interval * (1 + self.jitter)
+
+
+def _mean(trace: list[tuple[float, float]]) -> float:
+    """The time-weighted mean of a load measured at the points of ``trace``
+    (linear between them); the last point's value for a single point."""
+    span = trace[-1][0] - trace[0][0]
+    if span <= 0:
+        return trace[-1][1]
+    area = sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in pairwise(trace))
+    return area / span
 
 
 def node_name(i: int) -> str:
@@ -112,6 +130,10 @@ class SimCluster:
         self.stalled_until = [0.0] * size
         self.started_at = [NEVER] * size  # virtual time of the current life's start
         self.reports: list[core_api.ReportTimes] = [core_api.ReportTimes() for _ in range(size)]
+        # Each node's true load at its last tick and the measures since: what
+        # its sampler averages over (the CPU time of the interval), not the load
+        # of the instant.
+        self.measured: list[list[tuple[float, float]]] = [[] for _ in range(size)]
         self.now = 0.0
         self.events = 0
         self.trace = hashlib.blake2b(digest_size=16) if trace else None
@@ -167,6 +189,7 @@ class SimCluster:
             self.specs, self.names[i], self.shared, c, incarnation, rng, truth
         )
         self.reports[i].new_life(incarnation)
+        self.measured[i] = []
         g = self.generation[i]
         self.queue.push(self.now + self.rng.uniform(0, c.interval), TICK, i, b"", g)
         self.queue.push(self.now + self.rng.uniform(0, c.interval / 4), POLL, i, b"", g)
@@ -209,7 +232,7 @@ class SimCluster:
         if name is None:
             return None
         chosen = self.index[name]
-        self.loads.place_job(chosen, self.now)
+        self.queue.push(self.now + JOB_START_DELAY, JOB_START, chosen)
         return chosen
 
     def ask(self, asker: int, done: Callable[[int | None], None]) -> None:
@@ -256,7 +279,7 @@ class SimCluster:
             done(None)
             return
         chosen = self.index[name]
-        self.loads.place_job(chosen, self.now)
+        self.queue.push(self.now + JOB_START_DELAY, JOB_START, chosen)
         done(chosen)
 
     def _reference_load(self, name: str) -> float:
@@ -295,7 +318,12 @@ class SimCluster:
             elif kind in (TICK, RUN_TICK):
                 self._tick(i, src, kind == RUN_TICK)
             elif kind == ASK_AGAIN:
-                self._ask_again(i, src)
+                if self.now < self.stalled_until[i]:  # its event loop is stuck
+                    queue.push(self.stalled_until[i], ASK_AGAIN, i, b"", src)
+                else:
+                    self._ask_again(i, src)
+            elif kind == JOB_START:
+                self.loads.place_job(i, at)
             elif kind == ANSWER:
                 if self.now < self.stalled_until[i]:  # its event loop is stuck
                     queue.push(self.stalled_until[i], ANSWER, i, b"", src)
@@ -347,7 +375,11 @@ class SimCluster:
             # a stalled event loop runs its overdue timer once, when the stall ends
             self.queue.push(self.stalled_until[i] + interval, POLL, i, b"", generation)
             return
-        node.refresh(self.loads.value(i, self.now), self.now)
+        trace = self.measured[i]
+        if trace and self.now - trace[-1][0] >= MIN_WINDOW:
+            v0, v = trace[-1][1], self.loads.value(i, self.now)
+            trace.append((self.now, v))
+            node.refresh((v0 + v) / 2, self.now)  # the mean since, as the sampler measures
         self._send(i, node.poll(self.now, self._wall_ms()))
         self.queue.push(self.now + interval, POLL, i, b"", generation)
 
@@ -363,7 +395,11 @@ class SimCluster:
             self.queue.push(self.now + lag, RUN_TICK, i, b"", generation)
             return
         c = self.config
-        load = self.loads.value(i, self.now)
+        now_load = self.loads.value(i, self.now)
+        trace = self.measured[i]
+        trace.append((self.now, now_load))
+        load = _mean(trace)
+        self.measured[i] = [(self.now, now_load)]
         sample = Sample(c.ncpu, load, load, c.mem_avail, c.mem_total, USAGE)
         self._send(i, node.tick(sample, self.now, self._wall_ms()))
         self.reports[i].note(node, self.now)

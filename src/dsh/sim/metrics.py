@@ -259,8 +259,8 @@ class Placement:
         age = cluster.report_age(asker, chosen)
         if age is not None:
             ages.chosen.append(age)
-        # the job is placed: rank the load the chosen node had before it
-        load = cluster.loads.value(chosen, now) - cluster.loads.model.job
+        # the job loads its node a moment later (JOB_START_DELAY): rank the load now
+        load = cluster.loads.value(chosen, now)
         if len(live) > self.rank_sample:
             others = [i for i in rng.sample(live, self.rank_sample + 1) if i != chosen]
         else:

@@ -728,3 +728,18 @@ def test_a_version_1_receiver_accepts_what_it_is_sent() -> None:
     node.receive(report(b), b, 0.5)
     ((data, _),) = node.tick(sample_with_usage(), 1.0, EPOCH_MS)
     assert data[2] == 1 and len(data) == 52 + len(a)
+
+
+def test_only_releases_before_news_are_sent_a_report_every_tick() -> None:
+    # 40 members, above the threshold: a node sends to 2 monitors, 2 random
+    # members, and every member of a release that judges by silence alone
+    # (versions 1 and 2); a version-3 member has news and is sparse as we are.
+    names = [f"127.0.1.{i}" for i in range(1, 41)]
+    node = make_node("".join(f"{n}\n" for n in names), name=names[0])
+    v2, v3 = names[20], names[30]
+    for member, version in ((v2, 2), (v3, 3)):
+        state = decode(report(member, usage=USAGE))
+        assert node.receive(encode_state(state, version), member, 0.5) == ACCEPTED
+    sent = [{a for _, a in node.tick(sample_with_usage(), 1.0 + k, EPOCH_MS)} for k in range(20)]
+    assert all(v2 in s for s in sent)
+    assert sum(v3 in s for s in sent) < 20

@@ -10,7 +10,7 @@ from support.gossip_node import PEER, SELF, make_node
 
 from dsh.core.gossip import GossipNode, Sample
 from dsh.core.score import GIB
-from dsh.core.wire import Usage
+from dsh.core.wire import Ask, Usage, decode_message
 from dsh.daemon.config import DaemonConfig
 from dsh.daemon.ports import TcpPorts
 
@@ -138,6 +138,8 @@ def test_the_best_port_asks_and_answers_once_the_bids_are_in() -> None:
             deliver()  # the ASK reaches the peer, its bid comes back
             assert (await asked).decode().strip() in (SELF, PEER)
             assert ports.questions == {"all_bids": 1, "some_bids": 0, "no_bids": 0}
+            # woken by the bid, not by the timeout: nothing was asked again
+            assert not [d for d, _ in sent if isinstance(decode_message(d), Ask)], sent
             # nobody answers: the wait ends at ASK_TIMEOUT and the reports decide
             sent.clear()
             assert (await _ask(port)).decode().strip() in (SELF, PEER)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from statistics import fmean
 
 from dsh.sim.cluster import SimCluster
 from dsh.sim.load import LoadModel
@@ -73,5 +74,6 @@ def test_exact_loads_place_better_than_reports_and_the_two_measures_agree() -> N
         assert len(percentiles) == len(excess) > 400
         # below the 10th percentile <=> at most the 10th-percentile node's load
         assert all((p < 10) == (e <= 1e-9) for p, e in zip(percentiles, excess, strict=True))
-    assert percentile(exact[0], 0.5) < percentile(reports[0], 0.5)
+    # (the mean: at 40 nodes percentiles come in steps of 2.6, and medians may tie)
+    assert fmean(exact[0]) < fmean(reports[0])
     assert percentile(exact[1], 0.9) < percentile(reports[1], 0.9)
