@@ -52,6 +52,18 @@ class Nodes:
             for name in NAMES:
                 node.set_addresses(name, (name,))
 
+    @classmethod
+    def started(cls) -> Nodes:
+        """Four nodes that have each heard every other's report of LOADS."""
+        net = cls()
+        net.tick_all(LOADS, 1.0)
+        return net
+
+    def ask(self, asker: str, now: float) -> Question:
+        question = self.nodes[asker].ask(now, wall(now))
+        assert question is not None, f"{asker} asks no one"
+        return question
+
     @staticmethod
     def _node(specs: list[NodeSpec], name: str, seed: int, sealer: Sealer | None) -> GossipNode:
         return GossipNode(specs, name, score_load, interval=1.5, suspect_after=3.3,
@@ -92,11 +104,9 @@ def plain(data: bytes) -> object:
 
 
 def test_the_least_loaded_bidder_is_chosen_and_told() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     a = net.nodes[A]
-    question = a.ask(1.1, wall(1.1))
-    assert question is not None
+    question = net.ask(A, 1.1)
     assert {addr for _, addr in question.datagrams} == {B, C, D}  # A is itself: no datagram
     asks = {decode_message(d) for d, _ in question.datagrams}
     assert asks == {Ask(A, question.nonce, wall(1.1))}
@@ -132,8 +142,7 @@ def test_a_job_claimed_by_another_asker_counts_at_once() -> None:
     net.tick_all({A: 3.0, B: 0.0, C: 1.5, D: 2.0}, 1.0)
     d = net.nodes[D]
     for t in (1.1, 1.2):  # D sends two jobs to B, the least loaded by 1.5 and then 0.5
-        question = d.ask(t, wall(t))
-        assert question is not None
+        question = net.ask(D, t)
         net.bids_for(D, question, t)
         name, out = d.answer(question, t, wall(t))
         assert name == B
@@ -142,8 +151,7 @@ def test_a_job_claimed_by_another_asker_counts_at_once() -> None:
     a = net.nodes[A]
     held = a.view(a.table.peers[B])
     assert held is not None and (held.load, held.extra) == (0.0, 0.0)  # A's reports: idle
-    question = a.ask(1.3, wall(1.3))
-    assert question is not None
+    question = net.ask(A, 1.3)
     net.bids_for(A, question, 1.3)
     assert question.bids[B] == pytest.approx(bid_score(0.0, 2.0))
     assert question.bids[C] == pytest.approx(bid_score(1.5, 0.0))
@@ -152,11 +160,9 @@ def test_a_job_claimed_by_another_asker_counts_at_once() -> None:
 
 
 def test_without_bids_the_answer_is_the_report_based_one() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     a = net.nodes[A]
-    question = a.ask(1.1, wall(1.1))
-    assert question is not None
+    question = net.ask(A, 1.1)
     # Every ASK lost. A's own score is in the question, but alone it would
     # always win (its own load against nothing): the held loads decide.
     assert question.own is not None and not question.bids
@@ -171,10 +177,8 @@ def test_without_bids_the_answer_is_the_report_based_one() -> None:
 
 
 def test_bids_from_the_unasked_and_twice_are_stale() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
-    question = net.nodes[A].ask(1.1, wall(1.1))
-    assert question is not None
+    net = Nodes.started()
+    question = net.ask(A, 1.1)
     forged = Bid(A, question.nonce, wall(1.1), 4, 0.0, 0.0, 0.0, GIB)
     c = net.nodes[C]
     assert c.receive(forged_from(forged, B), B, 1.1) == STALE  # C asked nobody
@@ -192,8 +196,7 @@ def forged_from(bid: Bid, name: str) -> bytes:
 
 
 def test_members_of_an_older_release_are_not_asked_nor_claimed() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     a = net.nodes[A]
 
     def restart_old(member: str, load: float, now: float) -> None:
@@ -204,8 +207,7 @@ def test_members_of_an_older_release_are_not_asked_nor_claimed() -> None:
 
     restart_old(B, 0.0, 1.5)
     restart_old(C, 1.0, 1.5)
-    question = a.ask(1.6, wall(1.6))
-    assert question is not None
+    question = net.ask(A, 1.6)
     assert {addr for _, addr in question.datagrams} == {D}
     # D's bid lost: the fallback answers; say it is B, the least loaded by its report
     question.fallback = B
@@ -226,8 +228,7 @@ def test_a_full_mesh_answers_without_asking() -> None:
 def test_sealed_questions_work_and_old_ones_are_replays() -> None:
     net = Nodes(sealed=True)
     net.tick_all(LOADS, 1.0)
-    question = net.nodes[A].ask(1.1, wall(1.1))
-    assert question is not None
+    question = net.ask(A, 1.1)
     assert isinstance(plain(question.datagrams[0][0]), Ask)
     net.bids_for(A, question, 1.1)
     assert question.complete
@@ -241,12 +242,10 @@ def test_sealed_questions_work_and_old_ones_are_replays() -> None:
 
 
 def test_a_fresher_load_between_ticks_is_what_a_node_bids() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     b = net.nodes[B]
     b.refresh(3.5, 1.4)  # a build started on B since its tick
-    question = net.nodes[A].ask(1.5, wall(1.5))
-    assert question is not None
+    question = net.ask(A, 1.5)
     net.bids_for(A, question, 1.5)
     assert question.bids[B] == pytest.approx(bid_score(3.5, 0.0))
     name, _ = net.nodes[A].answer(question, 1.5, wall(1.5))
@@ -254,8 +253,7 @@ def test_a_fresher_load_between_ticks_is_what_a_node_bids() -> None:
 
 
 def test_promised_jobs_last_two_samples_of_the_node_and_half_a_second() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     b = net.nodes[B]
     for nonce, at in ((7, 1.1), (8, 1.3)):
         assert b.receive(encode_message(Claim(A, nonce, wall(at), 1.0)), A, at) == ACCEPTED
@@ -270,11 +268,9 @@ def test_promised_jobs_last_two_samples_of_the_node_and_half_a_second() -> None:
 
 
 def test_those_that_have_not_bid_are_asked_again() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     a = net.nodes[A]
-    question = a.ask(1.1, wall(1.1))
-    assert question is not None
+    question = net.ask(A, 1.1)
     assert sorted(question.again()) == sorted(question.datagrams)  # every ASK lost
     b = net.nodes[B]
     [(ask_b, _)] = [d for d in question.datagrams if d[1] == B]
@@ -287,8 +283,7 @@ def test_those_that_have_not_bid_are_asked_again() -> None:
 
 
 def test_a_member_known_only_from_news_is_asked_until_it_leaves_three_unanswered() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     a = net.nodes[A]
     a.table.peers[D].state = None  # as if A knew D only from others' news
     a.table.peers[D].relayed = (4, 2.0, 8 * GIB)
@@ -310,27 +305,23 @@ def test_a_member_known_only_from_news_is_asked_until_it_leaves_three_unanswered
 
 
 def test_a_drained_node_does_not_bid_and_a_member_without_address_is_not_waited_for() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
+    net = Nodes.started()
     b = net.nodes[B]
     b.drained = True  # dshd --drain: its reports say so, but news of it does not
-    question = net.nodes[A].ask(1.1, wall(1.1))
-    assert question is not None
+    question = net.ask(A, 1.1)
     [(ask_b, _)] = [d for d in question.datagrams if d[1] == B]
     assert b.receive(ask_b, A, 1.1, wall(1.1)) == STALE
     assert b.flush(1.1, wall(1.1)) == []
     a = net.nodes[A]
     a.set_addresses(D, ())  # D's name stopped resolving
-    question = a.ask(1.2, wall(1.2))
-    assert question is not None and D not in question.waiting
+    question = net.ask(A, 1.2)
+    assert D not in question.waiting
     assert {to for _, to in question.datagrams} == {B, C}
 
 
 def test_a_replayed_question_is_answered_at_most_twice() -> None:
-    net = Nodes()
-    net.tick_all(LOADS, 1.0)
-    question = net.nodes[A].ask(1.1, wall(1.1))
-    assert question is not None
+    net = Nodes.started()
+    question = net.ask(A, 1.1)
     [(ask_b, _)] = [d for d in question.datagrams if d[1] == B]
     b = net.nodes[B]
     outcomes = [b.receive(ask_b, A, 1.1, wall(1.1)) for _ in range(4)]
