@@ -66,8 +66,12 @@ class Question:
     fallback: str | None  # key of the report-based answer (asks nobody if it stays)
     bids: dict[str, float] = field(default_factory=dict)  # key -> score of its bid
     own: tuple[str, float] | None = None  # the asker's key and score, if a candidate
-    datagrams: list[tuple[bytes, str]] = field(default_factory=list)  # the ASKs to send
     asks: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # key -> its ASK
+
+    @property
+    def datagrams(self) -> list[tuple[bytes, str]]:
+        """The ASKs to send, one per member asked."""
+        return list(self.asks.values())
 
     def again(self) -> list[tuple[bytes, str]]:
         """The ASKs once more, to the members whose bid has not come (ASK_AGAIN_AFTER)."""

@@ -1019,7 +1019,6 @@ class GossipNode:
         for peer in asked:
             addresses = self.book.get(peer.spec.key)
             if addresses:
-                question.datagrams.append((ask, addresses[0]))
                 question.asks[peer.spec.key] = (ask, addresses[0])
                 question.waiting.add(peer.spec.key)
         if not question.waiting:

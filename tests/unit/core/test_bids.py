@@ -87,9 +87,9 @@ class Nodes:
                     assert state is not None
                     self.nodes[other].receive(node._encoded(state), name, now, wall(now))
 
-    def bids_for(self, asker: str, question: Question, now: float) -> None:
+    def bids_for(self, asker: str, datagrams: list[tuple[bytes, str]], now: float) -> None:
         """The ASKs reach their nodes, which bid; the bids reach the asker."""
-        for data, address in question.datagrams:
+        for data, address in datagrams:
             assert self.nodes[address].receive(data, asker, now, wall(now)) == ACCEPTED
             for bid, to in self.nodes[address].flush(now, wall(now)):
                 assert to == asker
@@ -111,7 +111,7 @@ def test_the_least_loaded_bidder_is_chosen_and_told() -> None:
     asks = {decode_message(d) for d, _ in question.datagrams}
     assert asks == {Ask(A, question.nonce, wall(1.1))}
     assert not question.complete
-    net.bids_for(A, question, 1.1)
+    net.bids_for(A, question.datagrams, 1.1)
     assert question.complete and set(question.bids) == {B, C, D}
     assert question.own is not None and question.own[0] == A  # its own, without a datagram
     name, out = a.answer(question, 1.1, wall(1.1))
@@ -143,7 +143,7 @@ def test_a_job_claimed_by_another_asker_counts_at_once() -> None:
     d = net.nodes[D]
     for t in (1.1, 1.2):  # D sends two jobs to B, the least loaded by 1.5 and then 0.5
         question = net.ask(D, t)
-        net.bids_for(D, question, t)
+        net.bids_for(D, question.datagrams, t)
         name, out = d.answer(question, t, wall(t))
         assert name == B
         net.deliver(D, out, t)
@@ -152,7 +152,7 @@ def test_a_job_claimed_by_another_asker_counts_at_once() -> None:
     held = a.view(a.table.peers[B])
     assert held is not None and (held.load, held.extra) == (0.0, 0.0)  # A's reports: idle
     question = net.ask(A, 1.3)
-    net.bids_for(A, question, 1.3)
+    net.bids_for(A, question.datagrams, 1.3)
     assert question.bids[B] == pytest.approx(bid_score(0.0, 2.0))
     assert question.bids[C] == pytest.approx(bid_score(1.5, 0.0))
     name, _ = a.answer(question, 1.3, wall(1.3))
@@ -230,7 +230,7 @@ def test_sealed_questions_work_and_old_ones_are_replays() -> None:
     net.tick_all(LOADS, 1.0)
     question = net.ask(A, 1.1)
     assert isinstance(plain(question.datagrams[0][0]), Ask)
-    net.bids_for(A, question, 1.1)
+    net.bids_for(A, question.datagrams, 1.1)
     assert question.complete
     name, out = net.nodes[A].answer(question, 1.1, wall(1.1))
     assert name == B
@@ -246,7 +246,7 @@ def test_a_fresher_load_between_ticks_is_what_a_node_bids() -> None:
     b = net.nodes[B]
     b.refresh(3.5, 1.4)  # a build started on B since its tick
     question = net.ask(A, 1.5)
-    net.bids_for(A, question, 1.5)
+    net.bids_for(A, question.datagrams, 1.5)
     assert question.bids[B] == pytest.approx(bid_score(3.5, 0.0))
     name, _ = net.nodes[A].answer(question, 1.5, wall(1.5))
     assert name == C
@@ -278,7 +278,7 @@ def test_those_that_have_not_bid_are_asked_again() -> None:
     [(bid, _)] = b.flush(1.11, wall(1.11))
     assert a.receive(bid, B, 1.11, wall(1.11)) == ACCEPTED
     assert {to for _, to in question.again()} == {C, D}
-    net.bids_for(A, Question(0, 0.0, set(), None, datagrams=question.again()), 1.12)
+    net.bids_for(A, question.again(), 1.12)
     assert question.complete
 
 
