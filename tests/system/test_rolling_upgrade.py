@@ -224,3 +224,64 @@ def test_version_3_and_this_release_answer_best_node_questions_above_the_thresho
 def test_the_version_3_release_is_really_version_3(version_3_dshd: str) -> None:
     wire = Path(version_3_dshd).parent / "src" / "dsh" / "core" / "wire.py"
     assert "\nVERSION = 3 " in wire.read_text()
+
+
+# The last release that sends version 4 at most: every datagram with its usage,
+# in the layout of version 3 (issue 15's main before version 5's compact layout).
+VERSION_4_RELEASE = "1dc982f"
+SPARSE_4 = [f"127.0.0.{i}" for i in range(101, 106)]
+
+
+@pytest.fixture(scope="module")
+def version_4_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return released_dshd(VERSION_4_RELEASE, tmp_path_factory.mktemp("version-4-release"))
+
+
+def test_version_4_and_this_release_keep_usage_and_bids_above_the_threshold(
+    make_cluster: ClusterFactory, version_4_dshd: str, tmp_path: Path
+) -> None:
+    # One daemon of the release before the compact layout among four of this
+    # one, keyed, above the threshold: all stay up, each side shows the other's
+    # usage (this release's brief datagrams go to its own kind only), the old
+    # one bids for the new ones' questions, and it drops at most the first
+    # version-5 datagram or two of each new daemon.
+    cluster = make_cluster(SPARSE_4)
+    cluster.keyed_above_threshold(tmp_path / "key")
+    old = cluster.nodes[SPARSE_4[0]]
+    old.program = version_4_dshd
+    cluster.start()
+    wait_for(cluster.all_up, 20, "the version-4 and the new daemons all up everywhere")
+    new = [cluster.nodes[n] for n in SPARSE_4[1:]]
+
+    def usage_everywhere() -> bool:
+        for viewer in [old, *new]:
+            text = viewer.status_text()
+            for name in SPARSE_4:
+                if name != viewer.name and "-" in usage_cells(text, name):
+                    return False
+        return True
+
+    wait_for(usage_everywhere, 20, "every daemon showing every other's usage")
+    answered = old.counters()["bids"]["answered"]
+    for node in new:
+        for _ in range(4):
+            assert node.best() in SPARSE_4
+    assert old.counters()["bids"]["answered"] > answered  # asked, and it answered
+    malformed = old.counters()["datagrams"]["malformed"]
+    accepted = old.counters()["datagrams"]["accepted"]
+    states: set[str | None] = set()
+
+    def ten_more() -> bool:
+        states.update(n.state_of(old.name) for n in new)
+        return old.counters()["datagrams"]["accepted"] >= accepted + 10
+
+    wait_for(ten_more, 15, "ten more reports at the old node")
+    assert old.counters()["datagrams"]["malformed"] == malformed, old.status_text()
+    assert states == {"up"}, states
+    assert old.counters()["datagrams"]["bad_auth"] == 0
+    assert usage_everywhere()  # brief datagrams among the new ones keep the last usage
+
+
+def test_the_version_4_release_is_really_version_4(version_4_dshd: str) -> None:
+    wire = Path(version_4_dshd).parent / "src" / "dsh" / "core" / "wire.py"
+    assert "\nVERSION = 4 " in wire.read_text()

@@ -401,6 +401,9 @@ class GossipNode:
             self._broadcasts.put(peer.spec.key, Kind.ALIVE)
             self._answer.update(k for k in self.table.walk(peer.spec.key, m.MONITORS, 1)
                                 if k != self.key)  # fmt: skip
+        if state.brief and peer.state is not None:
+            # Between its reports the member leaves its usage out: the last stands.
+            state = dataclasses.replace(state, usage=peer.state.usage)
         peer.state, peer.heard_at = state, now
         # Releases before version 3 have no news: they judge a member by its
         # own reports alone, so it must send them one every interval.
@@ -878,7 +881,8 @@ class GossipNode:
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
         # one not heard yet gets ours. Each version is encoded (and sealed) once.
         # A member we probe gets the probe flag (version 3 only; an older one
-        # answers every interval anyway).
+        # answers every interval anyway). Without ``fill`` (between ticks) the
+        # datagram is brief too, in version 5: no usage, which the tick carries.
         datagrams: dict[tuple[int, bool], bytes] = {}
         out = []
         probes = self._probe
@@ -899,12 +903,13 @@ class GossipNode:
                 members = {e.member for e in extra}
                 mine = extra + [n for n in news if n.member not in members]
                 full = dataclasses.replace(state, news=tuple(mine[: m.NEWS_PER_DATAGRAM]),
-                                           probe=probe)  # fmt: skip
+                                           probe=probe, brief=not fill)  # fmt: skip
                 out.append((self._encoded(full, version), addresses[0]))
                 continue
             datagram = datagrams.get((version, probe))
             if datagram is None:
-                full = dataclasses.replace(state, news=news, probe=probe) if version >= 3 else state
+                full = (dataclasses.replace(state, news=news, probe=probe, brief=not fill)
+                        if version >= 3 else state)  # fmt: skip
                 datagram = datagrams[version, probe] = self._encoded(full, version)
             out.append((datagram, addresses[0]))
         probes.clear()

@@ -34,7 +34,7 @@ MONITORS = 2  # above it: ring successors a member sends to, which may suspect i
 FORWARD = 6  # above it: random members a down or left heard from others goes to at once
 # (4 had left the last 1 % of 1,000 nodes at 30 % loss 5.5 s after the crash, p99; 6: 4.8)
 RELAY_SHARE = 0.25  # above it: of the nodes that hear a new incarnation, the share passing it on
-NEWS_PER_DATAGRAM = 6  # at most; 31 bytes each (wire.py)
+NEWS_PER_DATAGRAM = 6  # at most; 28 bytes each, 20 for a down or left member (wire.py)
 ALPHA = 0.25  # t_min in intervals per decade of members (memberlist: 4 probe intervals)
 MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default)
 EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down to t_min

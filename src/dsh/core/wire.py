@@ -60,6 +60,32 @@ before choosing")::
 sender's. A node of an older release drops them as an unknown type, and is
 not asked.
 
+Version 5 says the same in fewer bytes, and may leave the usage out: 250
+instead of 304 for a report with six news entries and a 9-byte name, 50
+instead of 118 for a probe without news::
+
+    magic 2s, version B (5), type B
+    incarn   6   48 bits (H then I): ms since the epoch reach 2^48 in the year 10889
+    seq      I
+    sent_ms  6   48 bits
+    flags    B   bits 0-2 as in version 3; bit 3: brief, no usage in this datagram
+    ncpu H, load I, load1 I  as in version 1
+    avail    I   available memory, MiB
+    total    I   total memory, MiB
+    namelen  B, name
+    usage    32  unless brief: the four shares as in version 2 (4 x H); disk
+                 read, write, net receive, transmit as float32 bytes/s (4 x f);
+                 swap used, total in MiB (2 x I)
+    nnews    B   0..MAX_NEWS entries:
+      id 8s, incarn 6 (48 bits), seq I,
+      kind_age H  kind in the top 2 bits, age in 0.1 s in the low 14 (at most
+                  1,638.3 s: older news says "at least that old")
+      tail     8s ALIVE and SUSPECT only, as in version 3; DOWN and LEFT have none
+
+A brief datagram is what a node sends between its reports (probes, their
+answers, urgent news): its usage is the one of its last full report, which
+the receiver keeps.
+
 A rolling upgrade: ``decode`` takes every version; a daemon sends each peer
 the version that peer last sent (gossip.py), the newest to a peer not heard
 yet, so a daemon of an older release, which drops the newer versions, is
@@ -76,10 +102,11 @@ from enum import IntEnum
 from ..errors import WireError
 
 MAGIC = b"\xd5h"
-VERSION = 4  # what this daemon sends unless a peer speaks an older one
-VERSIONS = (1, 2, 3, 4)  # what it decodes
+VERSION = 5  # what this daemon sends unless a peer speaks an older one
+VERSIONS = (1, 2, 3, 4, 5)  # what it decodes
 NEWS_FROM = 3  # the first version with news of other members
 ASKS_FROM = 4  # the first version whose senders answer ASK
+COMPACT_FROM = 5  # the first version of the compact layout, with brief datagrams
 MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 1,294 bytes
 MAX_NEWS = 30  # news entries a datagram may carry (gossip.py sends at most 6)
 
@@ -97,8 +124,10 @@ class MessageType(IntEnum):
 FLAG_DRAINED = 0x01
 FLAG_LEAVING = 0x02  # version 3 on: the node is stopping and says so
 FLAG_PROBE = 0x04  # version 3 on: the sender has no fresh news of the receiver; answer
+FLAG_BRIEF = 0x08  # version 5 on: no usage here; the sender's last full report's stands
 _KNOWN_FLAGS = {1: FLAG_DRAINED, 2: FLAG_DRAINED, 3: FLAG_DRAINED | FLAG_LEAVING | FLAG_PROBE}
 _KNOWN_FLAGS[4] = _KNOWN_FLAGS[3]
+_KNOWN_FLAGS[5] = _KNOWN_FLAGS[3] | FLAG_BRIEF
 
 _HEADER = struct.Struct("!2sBB")
 _STATE = struct.Struct("!QIQBHIIQQB")
@@ -108,6 +137,14 @@ _ALIVE_TAIL = struct.Struct("!HHI")
 _ASK = struct.Struct("!IQB")
 _BID = struct.Struct("!IQHIIIQB")
 _CLAIM = struct.Struct("!IQIB")
+_STATE5 = struct.Struct("!HIIHIBHIIIIB")  # version 5: 48-bit times, memory in MiB
+_USAGE5 = struct.Struct("!HHHHffffII")  # version 5: rates as float32, swap in MiB
+_NEWS5 = struct.Struct("!8sHIIH")  # version 5: then the 8-byte tail for ALIVE and SUSPECT
+_TAIL = 8
+_AGE_BITS = 14  # version 5 news: the age's bits below the kind's two
+_MAX_AGE5 = (1 << _AGE_BITS) - 1
+_U32 = 0xFFFFFFFF
+_FLOAT32_MAX = 3.4e38
 _SHARE = 10000  # CPU shares on the wire: units of 0.01 %
 MIB = 1024 * 1024
 
@@ -183,6 +220,9 @@ class State:
     # The datagram's version: what the sender speaks. Not part of the state's
     # value: the same report reads the same in either version.
     version: int = field(default=VERSION, compare=False)
+    # Version 5: sent without its usage (``usage`` is None after decoding); the
+    # receiver keeps the usage of the sender's last full report (gossip.py).
+    brief: bool = field(default=False, compare=False)
 
     @property
     def order(self) -> tuple[int, int]:
@@ -238,10 +278,15 @@ def _rate(value: float) -> int:
     return max(0, min(0xFFFFFFFFFFFFFFFF, round(value)))
 
 
-def _encode_usage(u: Usage) -> bytes:
+def _shares(u: Usage) -> list[int]:
     shares = [_share(v) for v in (u.cpu_user, u.cpu_system, u.cpu_idle, u.cpu_iowait)]
     while sum(shares) > _SHARE:  # rounding four shares may overshoot by a unit or two
         shares[shares.index(max(shares))] -= 1
+    return shares
+
+
+def _encode_usage(u: Usage) -> bytes:
+    shares = _shares(u)
     total = _rate(u.swap_total)
     return _USAGE.pack(*shares, _rate(u.disk_read), _rate(u.disk_write), _rate(u.net_receive),
                        _rate(u.net_transmit), min(_rate(u.swap_used), total), total)  # fmt: skip
@@ -275,7 +320,8 @@ def encode_state(state: State, version: int | None = None) -> bytes:
         raise ValueError(f"node name must be 1..255 bytes, got {len(name)}")
     if version not in VERSIONS:
         raise ValueError(f"no datagram version {version}")
-    if version >= 2 and state.usage is None:
+    brief = state.brief and version >= COMPACT_FROM
+    if version >= 2 and state.usage is None and not brief:
         raise ValueError(f"version {version} needs the usage")
     if len(state.news) > MAX_NEWS:
         raise ValueError(f"at most {MAX_NEWS} news entries, got {len(state.news)}")
@@ -284,6 +330,10 @@ def encode_state(state: State, version: int | None = None) -> bytes:
         flags |= FLAG_LEAVING
     if version >= 3 and state.probe:
         flags |= FLAG_PROBE
+    if brief:
+        flags |= FLAG_BRIEF
+    if version >= COMPACT_FROM:
+        return _encode_compact(state, name, flags, version)
     return (
         _HEADER.pack(MAGIC, version, MessageType.STATE)
         + _STATE.pack(
@@ -306,6 +356,56 @@ def encode_state(state: State, version: int | None = None) -> bytes:
             else b""
         )
     )
+
+
+def _split48(value: int, what: str) -> tuple[int, int]:
+    if not 0 <= value < 1 << 48:
+        raise ValueError(f"{what} {value} does not fit in 48 bits (version 5)")
+    return value >> 32, value & _U32
+
+
+def _mib(value: int) -> int:
+    return max(0, min(_U32, value // MIB))
+
+
+def _float32(value: float) -> float:
+    # NaN and negative rates are sampler bugs; a receiver must not reject the datagram
+    return max(0.0, min(_FLOAT32_MAX, value)) if value == value else 0.0
+
+
+def _encode_compact(state: State, name: bytes, flags: int, version: int) -> bytes:
+    """Version 5 (the module's docstring)."""
+    out = [
+        _HEADER.pack(MAGIC, version, MessageType.STATE),
+        _STATE5.pack(
+            *_split48(state.incarnation, "incarnation"),
+            state.seq,
+            *_split48(state.sent_ms, "sent_ms"),
+            flags,
+            max(1, min(0xFFFF, state.ncpu)),
+            _milli(state.load),
+            _milli(state.load1),
+            _mib(state.mem_avail),
+            _mib(state.mem_total),
+            len(name),
+        ),
+        name,
+    ]
+    if not flags & FLAG_BRIEF:
+        u = state.usage
+        assert u is not None
+        total = _mib(u.swap_total)
+        out.append(_USAGE5.pack(*_shares(u), _float32(u.disk_read), _float32(u.disk_write),
+                                _float32(u.net_receive), _float32(u.net_transmit),
+                                min(_mib(u.swap_used), total), total))  # fmt: skip
+    out.append(bytes([len(state.news)]))
+    for n in state.news:
+        age = max(0, min(_MAX_AGE5, math.ceil(n.age * 10 - 1e-9)))  # rounded up, as in _encode_news
+        out.append(_NEWS5.pack(n.member, *_split48(n.incarnation, "incarnation"),
+                               n.seq & _U32, n.kind << _AGE_BITS | age))  # fmt: skip
+        if n.kind in (Kind.ALIVE, Kind.SUSPECT):
+            out.append(_encode_news(n)[-_TAIL:])
+    return b"".join(out)
 
 
 def encode_message(message: Ask | Bid | Claim) -> bytes:
@@ -379,6 +479,8 @@ def decode(data: bytes) -> State:
         raise WireError("sealed datagram, but no key configured")
     if mtype != MessageType.STATE:
         raise WireError(f"unknown message type {mtype}")
+    if version >= COMPACT_FROM:
+        return _decode_compact(data, version)
     start = _HEADER.size + _STATE.size + (_USAGE.size if version >= 2 else 0)
     if len(data) < start + 1:
         raise WireError(f"short state message ({len(data)} bytes)")
@@ -429,6 +531,100 @@ def decode(data: bytes) -> State:
         news=news,
         version=version,
     )
+
+
+def _decode_compact(data: bytes, version: int) -> State:
+    """Version 5 (the module's docstring)."""
+    at = _HEADER.size + _STATE5.size
+    if len(data) < at:
+        raise WireError(f"short state message ({len(data)} bytes)")
+    (inc_hi, inc_lo, seq, sent_hi, sent_lo, flags, ncpu, load, load1, avail, total,
+     namelen) = _STATE5.unpack_from(data, _HEADER.size)  # fmt: skip
+    if namelen == 0:
+        raise WireError("empty name")
+    if flags & ~_KNOWN_FLAGS[version]:
+        raise WireError(f"unknown flags {flags:#x}")
+    if ncpu == 0:
+        raise WireError("zero CPUs")
+    if avail > total:
+        raise WireError("available memory exceeds total")
+    if len(data) < at + namelen + 1:
+        raise WireError(f"short state message ({len(data)} bytes)")
+    try:
+        name = data[at : at + namelen].decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError("name is not UTF-8") from None
+    at += namelen
+    usage = None
+    if not flags & FLAG_BRIEF:
+        if len(data) < at + _USAGE5.size + 1:
+            raise WireError(f"short state message ({len(data)} bytes)")
+        usage = _decode_usage_compact(data, at)
+        at += _USAGE5.size
+    count = data[at]
+    at += 1
+    if count > MAX_NEWS:
+        raise WireError(f"{count} news entries (at most {MAX_NEWS})")
+    news = []
+    for _ in range(count):
+        if len(data) < at + _NEWS5.size:
+            raise WireError(f"short news entry ({len(data)} bytes)")
+        member, n_hi, n_lo, n_seq, kind_age = _NEWS5.unpack_from(data, at)
+        at += _NEWS5.size
+        kind = _KINDS[kind_age >> _AGE_BITS]  # two bits: every value is a kind
+        age = (kind_age & _MAX_AGE5) / 10
+        incarnation = n_hi << 32 | n_lo
+        if kind == Kind.DOWN or kind == Kind.LEFT:
+            news.append(News(member, incarnation, n_seq, kind, age))
+            continue
+        if len(data) < at + _TAIL:
+            raise WireError(f"short news entry ({len(data)} bytes)")
+        tail = data[at : at + _TAIL]
+        at += _TAIL
+        if kind == Kind.SUSPECT:
+            news.append(News(member, incarnation, n_seq, kind, age, suspector=tail))
+            continue
+        n_cpu, n_load, n_avail = _ALIVE_TAIL.unpack(tail)
+        if n_cpu == 0:
+            raise WireError("news of a member with zero CPUs")
+        news.append(News(member, incarnation, n_seq, kind, age, n_cpu, n_load / 100,
+                         n_avail * MIB))  # fmt: skip
+    if at != len(data):
+        raise WireError(f"length {len(data)} does not match its name, usage and news")
+    return State(
+        name=name,
+        incarnation=inc_hi << 32 | inc_lo,
+        seq=seq,
+        sent_ms=sent_hi << 32 | sent_lo,
+        ncpu=ncpu,
+        load=load / 1000,
+        load1=load1 / 1000,
+        mem_avail=avail * MIB,
+        mem_total=total * MIB,
+        drained=bool(flags & FLAG_DRAINED),
+        usage=usage,
+        leaving=bool(flags & FLAG_LEAVING),
+        probe=bool(flags & FLAG_PROBE),
+        news=tuple(news),
+        version=version,
+        brief=bool(flags & FLAG_BRIEF),
+    )
+
+
+def _decode_usage_compact(data: bytes, offset: int) -> Usage:
+    user, system, idle, iowait, dread, dwrite, rx, tx, swap_used, swap_total = _USAGE5.unpack_from(
+        data, offset
+    )
+    if user + system + idle + iowait > _SHARE:
+        raise WireError("CPU shares add up to more than 100 %")
+    for rate in (dread, dwrite, rx, tx):
+        # (copysign: -0.0 too, which would encode back as 0.0: one meaning, one datagram)
+        if not (math.isfinite(rate) and math.copysign(1.0, rate) > 0):
+            raise WireError("a rate that is negative or not finite")
+    if swap_used > swap_total:
+        raise WireError("swap used exceeds total")
+    shares = (user / _SHARE, system / _SHARE, idle / _SHARE, iowait / _SHARE)
+    return Usage(*shares, dread, dwrite, rx, tx, swap_used * MIB, swap_total * MIB)
 
 
 def _decode_news(data: bytes, offset: int) -> News:

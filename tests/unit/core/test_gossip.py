@@ -743,3 +743,28 @@ def test_only_releases_before_news_are_sent_a_report_every_tick() -> None:
     sent = [{a for _, a in node.tick(sample_with_usage(), 1.0 + k, EPOCH_MS)} for k in range(20)]
     assert all(v2 in s for s in sent)
     assert sum(v3 in s for s in sent) < 20
+
+
+def test_brief_datagrams_keep_the_last_usage_and_go_to_version_5_only() -> None:
+    # Between ticks a node leaves its usage out (version 5): the receiver keeps
+    # the usage of the sender's last full report. A version-4 peer gets it all.
+    a, b, c = "127.0.0.1", "127.0.0.2", "127.0.0.3"
+    node = make_node(f"{a}\n{b}\n{c}\n")
+    assert node.receive(report(b, usage=USAGE), b, 0.5) == ACCEPTED
+    assert node.receive(encode_state(decode(report(c, usage=USAGE)), 4), c, 0.5) == ACCEPTED
+    node.tick(sample_with_usage(), 1.0, EPOCH_MS)
+    brief = report(b, seq=2, load=3.0, usage=USAGE, brief=True)
+    assert decode(brief).brief and decode(brief).usage is None
+    assert node.receive(brief, b, 1.2) == ACCEPTED
+    row = {r.name: r for r in node.status_rows(1.2)}[b]
+    assert (row.load, row.usage) == (3.0, USAGE)  # the new load, the last usage
+    # Both probe it: the answers at the next poll are brief to b, full to c.
+    assert node.receive(report(b, seq=3, usage=USAGE, probe=True), b, 1.3) == ACCEPTED
+    probe4 = encode_state(decode(report(c, seq=2, usage=USAGE, probe=True)), 4)
+    assert node.receive(probe4, c, 1.3) == ACCEPTED
+    answers = {address: decode(data) for data, address in node.poll(1.4, EPOCH_MS)}
+    assert answers[b].brief and answers[b].usage is None and answers[b].version == 5
+    assert not answers[c].brief and answers[c].usage is not None and answers[c].version == 4
+    ticked = {address: decode(data) for data, address in node.tick(sample_with_usage(), 2.5,
+                                                                   EPOCH_MS)}  # fmt: skip
+    assert not ticked[b].brief and ticked[b].usage is not None  # a tick carries it

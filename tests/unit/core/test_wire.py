@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -213,7 +214,7 @@ def _decodes_or_wire_error(data: bytes) -> None:
         return
     # Whatever is accepted is canonical: it encodes back to the very same bytes,
     # so no two datagrams mean the same report and nothing is silently ignored.
-    assert encode_state(state) == data
+    assert encode_state(state, state.version) == data
 
 
 @settings(max_examples=200)
@@ -424,7 +425,7 @@ def news_entries(draw: st.DrawFn) -> News:
 @given(states(), usages(), st.lists(news_entries(), max_size=MAX_NEWS), st.booleans())
 def test_version_3_round_trip(state: State, usage: Usage, news: list[News], leaving: bool) -> None:
     full = State(**{**state.__dict__, "usage": usage, "news": tuple(news), "leaving": leaving})
-    data = encode_state(full)
+    data = encode_state(full, 3)
     assert len(data) == 108 + len(state.name.encode("utf-8")) + 1 + 31 * len(news)
     assert len(data) <= MAX_DATAGRAM
     back = decode(data)
@@ -450,7 +451,7 @@ def test_version_4_state_is_version_3_with_another_number() -> None:
     state = decode(v4)
     assert state.version == 4 and state.probe
     assert decode(v3) == state
-    assert encode_state(state) == v4  # the newest by default
+    assert encode_state(state, 4) == v4
     assert decode_message(v4) == state
 
 
@@ -508,3 +509,163 @@ def test_bid_round_trip(nonce: int, sent_ms: int, ncpu: int, load: float, promis
     assert isinstance(got, Bid)
     assert (got.nonce, got.sent_ms, got.ncpu, got.mem_avail) == (nonce, sent_ms, ncpu, avail)
     assert abs(got.load - load) <= 0.0005 and abs(got.promised - promised) <= 0.0005
+
+
+# -- version 5: the same in fewer bytes, and brief datagrams -------------------------
+
+DOC_STATE5 = struct.Struct("!2sBBHIIHIBHIIIIB")
+DOC_USAGE5 = struct.Struct("!HHHHffffII")
+DOC_NEWS5 = struct.Struct("!8sHIIH")
+INCARNATION = 1_700_000_000_000  # ms since the epoch: needs more than 32 bits
+MiB = 2**20
+
+
+def packed5(name: bytes = b"newton", *, flags: int = 0, usage: bytes | None = None,
+            news: bytes = b"", count: int = 0, avail: int = 3 * 1024,
+            total: int = 16 * 1024, ncpu: int = 8) -> bytes:  # fmt: skip
+    """A version-5 datagram built by hand from the documented layout."""
+    if usage is None and not flags & 0x08:
+        usage = DOC_USAGE5.pack(*SHARES, *map(float, RATES), 1, 1024)
+    head = DOC_STATE5.pack(MAGIC, 5, 1, INCARNATION >> 32, INCARNATION & U32, 7,
+                           1_700_000_123_456 >> 32, 1_700_000_123_456 & U32, flags, ncpu,
+                           2500, 1250, avail, total, len(name))  # fmt: skip
+    return head + name + (usage or b"") + bytes([count]) + news
+
+
+def alive5(incarnation: int = INCARNATION, age: int = 15) -> bytes:
+    return DOC_NEWS5.pack(ID, incarnation >> 32, incarnation & U32, 9, 0 << 14 | age) + (
+        struct.pack("!HHI", 8, 250, 4096)
+    )
+
+
+def test_version_5_hand_packed_decodes_to_the_same_report() -> None:
+    suspect = DOC_NEWS5.pack(ID, 0, 7, 9, 1 << 14) + b"suspectr"
+    down = DOC_NEWS5.pack(ID, 0, 7, 10, 2 << 14 | 0x3FFF)
+    data = packed5(news=alive5() + suspect + down, count=3, flags=2)
+    state = decode(data)
+    assert state.version == 5 and state.leaving and not state.brief
+    assert state == a_state(incarnation=INCARNATION, usage=USAGE, leaving=True)
+    assert state.news == (
+        News(ID, INCARNATION, 9, Kind.ALIVE, 1.5, 8, 2.5, 4096 * MiB),
+        News(ID, 7, 9, Kind.SUSPECT, 0.0, suspector=b"suspectr"),
+        News(ID, 7, 10, Kind.DOWN, 1638.3),
+    )
+    assert encode_state(state) == data  # the newest by default
+    assert decode(encode_state(state, 4)) == state  # and the same report in version 4
+
+
+def test_version_5_sizes() -> None:
+    usage = a_state(name="node00123", incarnation=INCARNATION, usage=USAGE)
+    news = (News(ID, INCARNATION, 9, Kind.ALIVE, 1.5, 8, 2.5, 4096 * MiB),) * 6
+    report = State(**{**usage.__dict__, "news": news})
+    assert (len(encode_state(report, 4)), len(encode_state(report))) == (304, 250)
+    probe = State(**{**usage.__dict__, "probe": True, "brief": True})
+    assert (len(encode_state(probe, 4)), len(encode_state(probe))) == (118, 50)
+    down = State(**{**probe.__dict__, "news": (News(ID, 1, 1, Kind.DOWN, 0.0),)})
+    assert len(encode_state(down)) == 50 + 1 * 20  # no tail for a down or left member
+    biggest = State(**{**report.__dict__, "name": "x" * 255, "news": news[:1] * MAX_NEWS})
+    assert len(encode_state(biggest)) == 4 + 36 + 255 + 32 + 1 + 28 * MAX_NEWS <= MAX_DATAGRAM
+
+
+def test_a_brief_datagram_has_no_usage_and_older_versions_no_brief() -> None:
+    brief = State(**{**a_state(usage=USAGE).__dict__, "brief": True})
+    back = decode(encode_state(brief))
+    assert back.brief and back.usage is None and back == a_state()
+    assert encode_state(brief) == packed5(flags=0x08)
+    assert decode(encode_state(brief, 4)).usage == USAGE  # version 4 always carries it
+    with pytest.raises(ValueError):
+        encode_state(a_state(), 5)  # neither usage nor brief
+
+
+def test_version_5_rounds_memory_to_mib_and_rates_to_float32() -> None:
+    odd = Usage(0.1, 0.2, 0.3, 0.4, 1 / 3, 1e30, float("nan"), -5.0, 3 * MiB + 1, 4 * MiB - 1)
+    state = decode(encode_state(a_state(mem_avail=MiB - 1, mem_total=MiB + 1, usage=odd)))
+    assert (state.mem_avail, state.mem_total) == (0, MiB)
+    assert state.usage is not None
+    u = state.usage
+    assert abs(u.disk_read - 1 / 3) < 1e-7 and abs(u.disk_write - 1e30) / 1e30 < 1e-7
+    assert (u.net_receive, u.net_transmit) == (0.0, 0.0)  # sampler bugs, not rejected datagrams
+    assert (u.swap_used, u.swap_total) == (3 * MiB, 3 * MiB)  # used <= total after rounding
+    with pytest.raises(ValueError):
+        encode_state(a_state(incarnation=2**48, usage=USAGE))
+
+
+NO_RATES = DOC_USAGE5.pack(*SHARES, 0, 0, 0, 0, 0, 0)
+BAD5 = [
+    ("unknown flag bit 4", packed5(flags=0x10)),
+    ("trailing byte", packed5() + b"\x00"),
+    ("no news count", packed5()[:-1]),
+    ("truncated usage", packed5()[:60]),
+    ("news count says more", packed5(count=1)),
+    ("alive without its tail", packed5(news=alive5()[:20], count=1)),
+    ("alive with zero CPUs", packed5(news=alive5()[:20] + bytes(8), count=1)),
+    ("too many entries", packed5(news=DOC_NEWS5.pack(ID, 0, 1, 1, 2 << 14) * 31, count=31)),
+    ("negative rate", packed5(usage=DOC_USAGE5.pack(*SHARES, -1.0, 0.0, 0.0, 0.0, 0, 0))),
+    ("negative zero", packed5(usage=DOC_USAGE5.pack(*SHARES, -0.0, 0.0, 0.0, 0.0, 0, 0))),
+    ("infinite rate", packed5(usage=DOC_USAGE5.pack(*SHARES, float("inf"), 0.0, 0.0, 0.0, 0, 0))),
+    ("NaN rate", packed5(usage=DOC_USAGE5.pack(*SHARES, float("nan"), 0.0, 0.0, 0.0, 0, 0))),
+    ("shares over 100 %", packed5(usage=DOC_USAGE5.pack(5000, 5000, 1, 0, 0, 0, 0, 0, 0, 0))),
+    ("swap used > total", packed5(usage=DOC_USAGE5.pack(*SHARES, 0, 0, 0, 0, 2, 1))),
+    ("avail > total", packed5(avail=2, total=1)),
+    ("zero CPUs", packed5(ncpu=0)),
+    ("empty name", packed5(b"")),
+    ("name not UTF-8", packed5(b"new\xfften")),
+    ("brief, but with usage", packed5(flags=0x08, usage=NO_RATES)),
+]
+
+
+@pytest.mark.parametrize("data", [d for _, d in BAD5], ids=[i for i, _ in BAD5])
+def test_strict_decode_rejects_version_5(data: bytes) -> None:
+    with pytest.raises(WireError):
+        decode(data)
+
+
+@st.composite
+def usages5(draw: st.DrawFn) -> Usage:
+    # what version 5 carries exactly: float32 rates, swap in MiB
+    user, system, idle, iowait = (draw(st.integers(0, 2500)) / 10000 for _ in range(4))
+    dread, dwrite, rx, tx = (draw(st.floats(0.0, 2.0**127, width=32)) for _ in range(4))
+    total = draw(st.integers(0, U32))
+    used = draw(st.integers(0, total))
+    return Usage(user, system, idle, iowait, dread, dwrite, rx, tx, used * MiB, total * MiB)
+
+
+@settings(max_examples=150)
+@given(states(), usages5(), st.lists(news_entries(), max_size=MAX_NEWS), st.booleans(),
+       st.booleans(), st.integers(0, 2**48 - 1), st.integers(0, 2**48 - 1))  # fmt: skip
+def test_version_5_round_trip(state: State, usage: Usage, news: list[News], leaving: bool,
+                              brief: bool, incarnation: int, sent_ms: int) -> None:  # fmt: skip
+    total = state.mem_total % 2**32 * MiB
+    news5 = tuple(
+        dataclasses.replace(n, incarnation=n.incarnation % 2**48, age=min(n.age, 1638.3))
+        for n in news
+    )
+    full = dataclasses.replace(state, usage=usage, news=news5, leaving=leaving, brief=brief,
+                               incarnation=incarnation, sent_ms=sent_ms, mem_total=total,
+                               mem_avail=min(state.mem_avail // MiB * MiB, total))  # fmt: skip
+    data = encode_state(full)
+    tails = sum(8 for n in news5 if n.kind in (Kind.ALIVE, Kind.SUSPECT))
+    name = len(state.name.encode("utf-8"))
+    assert len(data) == 4 + 36 + name + (0 if brief else 32) + 1 + 20 * len(news5) + tails
+    back = decode(data)
+    assert back.news == news5 and back.leaving == leaving and back.brief == brief
+    assert back == (dataclasses.replace(full, usage=None) if brief else full)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=1400))
+def test_any_bytes_after_a_version_5_header_decode_or_raise_wire_error(tail: bytes) -> None:
+    _decodes_or_wire_error(MAGIC + b"\x05\x01" + tail)
+
+
+def test_version_5_mutated_datagrams_decode_or_raise_wire_error() -> None:
+    # Every single-byte change of a report with news of every kind: each decodes
+    # to something canonical, or is rejected; nothing else escapes.
+    suspect = DOC_NEWS5.pack(ID, 0, 7, 9, 1 << 14) + b"suspectr"
+    good = packed5(news=alive5() + suspect + DOC_NEWS5.pack(ID, 0, 7, 10, 3 << 14), count=3)
+    for i in range(len(good)):
+        for value in (0, 1, 0x7F, 0x80, 0xFF, good[i] ^ 0x08):
+            data = bytearray(good)
+            data[i] = value
+            _decodes_or_wire_error(bytes(data))
+        _decodes_or_wire_error(good[:i])
