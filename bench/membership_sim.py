@@ -29,7 +29,8 @@ Definitions (src/dsh/sim/metrics.py):
   or a fixed random sample of 10,000 (observer, member) pairs; the count
   per pair-hour times N - 1: what all observers of one node show per hour.
 * traffic: datagrams and bytes (UDP payload; add 28 bytes per datagram for
-  IPv4 + UDP headers) sent per running node per second, after the warm-up.
+  IPv4 + UDP headers, and 36 for the envelope of a cluster key) sent per
+  running node per second, after the warm-up.
 * age of load: for random (observer, member) pairs, seconds since the member
   sampled the freshest load the observer holds of it; "up" only for pairs the
   observer shows ``up`` (the ones placement may use); "chosen": the chosen
@@ -64,6 +65,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "src")]
 
+from dsh.core import auth  # noqa: E402
 from dsh.core.bids import ASK_BEST  # noqa: E402
 from dsh.sim.cluster import NodeConfig  # noqa: E402
 from dsh.sim.metrics import percentile  # noqa: E402
@@ -74,6 +76,9 @@ LOSSES = (0, 10, 20, 30)
 # Virtual minutes measured per size: the big clusters cost more per virtual second.
 MINUTES = {10: 30.0, 100: 20.0, 1000: 5.0, 10_000: 2.0}
 HEADERS = 28  # IPv4 + UDP bytes per datagram
+# What a cluster key adds to every datagram (core/auth.py): the envelope's
+# header and the tag. The simulated nodes send unsealed; the sizes are exact.
+SEALED = auth.HEADER_BYTES + auth.TAG_BYTES
 
 
 def say(text: str) -> None:
@@ -149,15 +154,17 @@ def false_table(results: list[Result]) -> list[str]:
 def traffic_table(results: list[Result]) -> list[str]:
     lines = [
         "| N | loss | datagrams sent per node per s | bytes sent per node per s (UDP payload) "
-        "| with IPv4 + UDP headers | datagrams received per node per s |",
-        "|---|---|---|---|---|---|",
+        "| with IPv4 + UDP headers | and sealed with a cluster key "
+        "| datagrams received per node per s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         sc = r.scenario
         wire = r.bytes_per_node_s + HEADERS * r.sent_per_node_s
+        sealed = wire + SEALED * r.sent_per_node_s
         lines.append(
             f"| {sc.size:,} | {sc.loss:.0%} | {r.sent_per_node_s:.2f} | {r.bytes_per_node_s:,.0f} "
-            f"| {wire:,.0f} | {r.received_per_node_s:.2f} |"
+            f"| {wire:,.0f} | {sealed:,.0f} | {r.received_per_node_s:.2f} |"
         )
     return lines
 

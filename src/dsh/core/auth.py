@@ -36,6 +36,7 @@ _SEALED_START = MAGIC + bytes([SEALED_VERSION])
 _HEADER = struct.Struct("!2sBB4s12s")
 NONCE_BYTES = 12
 TAG_BYTES = 16
+HEADER_BYTES = _HEADER.size  # with TAG_BYTES, what sealing adds to a datagram: 36 bytes
 
 
 def key_id(key: bytes) -> bytes:

@@ -161,6 +161,7 @@ class GossipNode:
         self._broadcasts = m.Broadcasts()
         self._recent: deque[str] = deque(maxlen=RECENT)
         self._answer: set[str] = set()  # members to send to at the next poll
+        self._probed_by: set[str] = set()  # members that probed us: answered at the flush
         self._probe: set[str] = set()  # members to ask for an answer at the next poll
         self._watchers: dict[str, float] = {}  # members that probed us -> until when to send
         self._refuting: dict[str, int] = {}  # members told we live -> datagrams still to send
@@ -307,9 +308,12 @@ class GossipNode:
         if not self._take_report(peer, state, now):
             return STALE
         if state.probe:
-            # It has no fresh news of us: answer at the next poll, and send it our
-            # ticks for a while (it takes itself for one of our monitors).
-            self._answer.add(name_key)
+            # It has no fresh news of us: answer at once (flush), and send it our
+            # ticks for a while (it takes itself for one of our monitors). At the
+            # next poll, a quarter interval later, the prober had often probed
+            # again: 0.73 probes and 0.53 answers a node a second at 200 members
+            # and 30 % loss (simulator), a fifth of the traffic that loss adds.
+            self._probed_by.add(name_key)
             if not self.full_mesh():
                 self._watchers[name_key] = now + 2 * self.suspect_after
         for news in state.news:
@@ -777,19 +781,25 @@ class GossipNode:
     def flush(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """After datagrams came in: what must go on at once, not at the next poll.
 
-        Above the threshold, a down or left heard from others, once, to FORWARD
-        random members (a hot rumour). Waiting for the next poll cost a
-        quarter interval per hop, half a second of the time until the last
-        of 100 nodes showed a crash (simulator). Usually nothing."""
-        bids, self._bids_out = self._bids_out, []
-        if not self._forward or self._sample is None:
-            return bids
-        self._forward = False
-        if self.full_mesh() or not self._broadcasts:
-            return bids
+        The answers to probes (brief reports to the members that probed), the
+        bids for others' questions, and above the threshold a down or left
+        heard from others, once, to FORWARD random members (a hot rumour).
+        Waiting for the next poll cost a quarter interval per hop, half a
+        second of the time until the last of 100 nodes showed a crash
+        (simulator). Usually nothing."""
+        out, self._bids_out = self._bids_out, []
+        if self._sample is None:
+            return out
+        targets = sorted(self._probed_by)  # sorted: set order follows PYTHONHASHSEED
+        self._probed_by.clear()
+        if self._forward:
+            self._forward = False
+            if not self.full_mesh() and self._broadcasts:
+                targets += self._random_members(m.FORWARD, exclude=set(targets))
+        if not targets:
+            return out
         state = self._own_state(self._sample, wall_ms, now)
-        targets = self._random_members(m.FORWARD, exclude=set())
-        return bids + self._datagrams(state, targets, now, fill=False)
+        return out + self._datagrams(state, targets, now, fill=False)
 
     def leave(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """Stopping: a datagram saying so, twice, to every member (at most 64 above

@@ -204,6 +204,10 @@ class VirtualCluster:
         self.deliveries.append(
             Delivery(self.now, dst, src, datagram.order, outcome, before, after, known)
         )
+        # What the daemon does after each batch it reads: answers to probes, at once.
+        for data, address in node.flush(self.now, EPOCH_MS + int(self.now * 1000)):
+            order = (node.incarnation, node.seq)
+            self.net.send(Datagram(data, ADDRESSES[dst], address, order), self.now)
 
     def run_until(self, end: float) -> None:
         while True:
@@ -758,11 +762,12 @@ def test_brief_datagrams_keep_the_last_usage_and_go_to_version_5_only() -> None:
     assert node.receive(brief, b, 1.2) == ACCEPTED
     row = {r.name: r for r in node.status_rows(1.2)}[b]
     assert (row.load, row.usage) == (3.0, USAGE)  # the new load, the last usage
-    # Both probe it: the answers at the next poll are brief to b, full to c.
+    # Both probe it: the answers, at once (flush), are brief to b, full to c.
     assert node.receive(report(b, seq=3, usage=USAGE, probe=True), b, 1.3) == ACCEPTED
     probe4 = encode_state(decode(report(c, seq=2, usage=USAGE, probe=True)), 4)
     assert node.receive(probe4, c, 1.3) == ACCEPTED
-    answers = {address: decode(data) for data, address in node.poll(1.4, EPOCH_MS)}
+    answers = {address: decode(data) for data, address in node.flush(1.3, EPOCH_MS)}
+    assert node.poll(1.4, EPOCH_MS) == [] and node.flush(1.4, EPOCH_MS) == []  # once
     assert answers[b].brief and answers[b].usage is None and answers[b].version == 5
     assert not answers[c].brief and answers[c].usage is not None and answers[c].version == 4
     ticked = {address: decode(data) for data, address in node.tick(sample_with_usage(), 2.5,
