@@ -139,7 +139,8 @@ _BID = struct.Struct("!IQHIIIQB")
 _CLAIM = struct.Struct("!IQIB")
 _STATE5 = struct.Struct("!HIIHIBHIIIIB")  # version 5: 48-bit times, memory in MiB
 _USAGE5 = struct.Struct("!HHHHffffII")  # version 5: rates as float32, swap in MiB
-_NEWS5 = struct.Struct("!8sHIIH")  # version 5: then the 8-byte tail for ALIVE and SUSPECT
+_NEWS5 = struct.Struct("!8sHIIH")  # version 5, DOWN and LEFT
+_NEWS5_TAILED = struct.Struct("!8sHIIH8s")  # version 5, ALIVE and SUSPECT
 _TAIL = 8
 _AGE_BITS = 14  # version 5 news: the age's bits below the kind's two
 _MAX_AGE5 = (1 << _AGE_BITS) - 1
@@ -292,20 +293,25 @@ def _encode_usage(u: Usage) -> bytes:
                        _rate(u.net_transmit), min(_rate(u.swap_used), total), total)  # fmt: skip
 
 
-def _encode_news(n: News) -> bytes:
+def _tail(n: News) -> bytes:
+    """A news entry's last 8 bytes: its load (ALIVE) or its suspector (SUSPECT)."""
     if n.kind == Kind.ALIVE:
-        tail = _ALIVE_TAIL.pack(
+        return _ALIVE_TAIL.pack(
             max(1, min(0xFFFF, n.ncpu)),
             max(0, min(0xFFFF, round(n.load * 100))),
             max(0, min(0xFFFFFFFF, n.mem_avail // MIB)),
         )
-    elif n.kind == Kind.SUSPECT:
-        tail = n.suspector
-    else:
-        tail = bytes(8)
+    return n.suspector if n.kind == Kind.SUSPECT else bytes(_TAIL)
+
+
+def _tenths(age: float, most: int) -> int:
     # Rounded up: news relayed from node to node must only ever get older.
-    age = max(0, min(0xFFFF, math.ceil(n.age * 10 - 1e-9)))
-    return _NEWS.pack(n.member, n.incarnation, n.seq & 0xFFFFFFFF, n.kind, age, tail)
+    return max(0, min(most, math.ceil(age * 10 - 1e-9)))
+
+
+def _encode_news(n: News) -> bytes:
+    return _NEWS.pack(n.member, n.incarnation, n.seq & 0xFFFFFFFF, n.kind,
+                      _tenths(n.age, 0xFFFF), _tail(n))  # fmt: skip
 
 
 def encode_state(state: State, version: int | None = None) -> bytes:
@@ -400,11 +406,15 @@ def _encode_compact(state: State, name: bytes, flags: int, version: int) -> byte
                                 min(_mib(u.swap_used), total), total))  # fmt: skip
     out.append(bytes([len(state.news)]))
     for n in state.news:
-        age = max(0, min(_MAX_AGE5, math.ceil(n.age * 10 - 1e-9)))  # rounded up, as in _encode_news
-        out.append(_NEWS5.pack(n.member, *_split48(n.incarnation, "incarnation"),
-                               n.seq & _U32, n.kind << _AGE_BITS | age))  # fmt: skip
-        if n.kind in (Kind.ALIVE, Kind.SUSPECT):
-            out.append(_encode_news(n)[-_TAIL:])
+        inc = n.incarnation
+        if not 0 <= inc < 1 << 48:
+            raise ValueError(f"incarnation {inc} does not fit in 48 bits (version 5)")
+        head = (n.member, inc >> 32, inc & _U32, n.seq & _U32,
+                n.kind << _AGE_BITS | _tenths(n.age, _MAX_AGE5))  # fmt: skip
+        if n.kind == Kind.DOWN or n.kind == Kind.LEFT:
+            out.append(_NEWS5.pack(*head))
+        else:
+            out.append(_NEWS5_TAILED.pack(*head, _tail(n)))
     return b"".join(out)
 
 
