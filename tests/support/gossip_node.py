@@ -16,6 +16,7 @@ def make_node(
     name: str = SELF,
     addresses: dict[str, str] | None = None,
     seed: int = 1,
+    incarnation: int = 1,
 ) -> GossipNode:
     """A node of ``cluster`` (cluster-file text) named ``name``; members get the
     ``addresses`` given (by default: every member its own name, an IP address)."""
@@ -29,7 +30,7 @@ def make_node(
         extraload=1.0,
         extra_reports=2,
         extra_ttl=5.0,
-        incarnation=1,
+        incarnation=incarnation,
         rng=random.Random(seed),
     )
     if addresses is None:

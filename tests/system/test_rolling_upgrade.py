@@ -243,8 +243,9 @@ def test_version_4_and_this_release_keep_usage_and_bids_above_the_threshold(
     # One daemon of the release before the compact layout among four of this
     # one, keyed, above the threshold: all stay up, each side shows the other's
     # usage (this release's brief datagrams go to its own kind only), the old
-    # one bids for the new ones' questions, and it drops at most the first
-    # version-5 datagram or two of each new daemon.
+    # one bids for the new ones' questions, and once each side has heard the
+    # other it drops nothing (before, the version-5 reports of a new daemon
+    # that has not heard it yet).
     cluster = make_cluster(SPARSE_4)
     cluster.keyed_above_threshold(tmp_path / "key")
     old = cluster.nodes[SPARSE_4[0]]

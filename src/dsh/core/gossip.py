@@ -107,7 +107,9 @@ class StatusRow:
     is_self: bool
     mem_total: int | None = None
     drained: bool = False
-    usage: Usage | None = None  # None for a node never heard, or one that sends version 1
+    # None for a node never heard, one that sends version 1, or one heard only
+    # in brief datagrams so far (version 5: its next tick brings it)
+    usage: Usage | None = None
     listed: bool = True  # False: learned by discovery, not in the cluster file
 
 
@@ -171,6 +173,7 @@ class GossipNode:
         self._sample: Sample | None = None
         self._last_tick: float | None = None
         self._first_tick: float | None = None
+        self._ticks = 0
         self.health = 0  # Lifeguard: grows when this node is late or suspected
         # Until when poll() spreads news to random members: news this node made
         # (its own suspicion or down, a refutation) cannot wait for the ticks;
@@ -408,11 +411,15 @@ class GossipNode:
         if state.brief and peer.state is not None:
             # Between its reports the member leaves its usage out: the last stands.
             state = dataclasses.replace(state, usage=peer.state.usage)
+        # A release does not change within an incarnation: an older version from
+        # it says what it thinks we speak, not what it speaks.
+        same = peer.state is not None and peer.state.incarnation == state.incarnation
+        peer.speaks = max(state.version, peer.speaks) if same else state.version
         peer.state, peer.heard_at = state, now
         # Releases before version 3 have no news: they judge a member by its
         # own reports alone, so it must send them one every interval.
         # (Version 3 has news and is sparse like this one.)
-        if state.version < NEWS_FROM:
+        if peer.speaks < NEWS_FROM:
             self._older.add(peer.spec.key)
         else:
             self._older.discard(peer.spec.key)
@@ -691,6 +698,7 @@ class GossipNode:
             self.health = min(m.MAX_HEALTH, self.health + 1) if late else max(0, self.health - 1)
         if self._first_tick is None:
             self._first_tick = now
+        self._ticks += 1
         # Members never heard of after the grace are not running: their places
         # on the ring go to the next ones (table.walk).
         self.table.unheard_hold_places = now - self._first_tick < m.UNHEARD_GRACE * self.interval
@@ -781,7 +789,8 @@ class GossipNode:
     def flush(self, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
         """After datagrams came in: what must go on at once, not at the next poll.
 
-        The answers to probes (brief reports to the members that probed), the
+        The answers to probes (reports to the members that probed, brief in
+        version 5), the
         bids for others' questions, and above the threshold a down or left
         heard from others, once, to FORWARD random members (a hot rumour).
         Waiting for the next poll cost a quarter interval per hop, half a
@@ -902,7 +911,9 @@ class GossipNode:
             if not addresses:
                 continue
             peer = self.table.peers.get(key)
-            speaks = peer.state.version if peer is not None and peer.state is not None else VERSION
+            speaks = peer.speaks if peer is not None and peer.state is not None else VERSION
+            if self._ticks <= m.ANNOUNCE_TICKS:
+                speaks = VERSION  # what we speak, to everyone, first (ANNOUNCE_TICKS)
             version = 1 if state.usage is None else min(speaks, VERSION)
             probe = key in probes and version >= 3
             told = self._tell.pop(key, None)
@@ -1045,7 +1056,7 @@ class GossipNode:
         """Whether to ask ``peer``: its own reports say it speaks version 4; or,
         known only from others' news (most members, above the threshold), it
         has not left MAX_UNANSWERED questions in a row unanswered lately."""
-        if peer.state is not None and peer.state.version >= ASKS_FROM:
+        if peer.state is not None and peer.speaks >= ASKS_FROM:
             return True
         if peer.state is not None:
             return False  # an older release
@@ -1076,7 +1087,7 @@ class GossipNode:
         self.table.add_extra(peer, self.extraload, now, keep)
         out: list[tuple[bytes, str]] = []
         addresses = self.book.get(peer.spec.key)
-        speaks = peer.state.version if peer.state is not None else 0
+        speaks = peer.speaks if peer.state is not None else 0
         answers = key in question.bids or speaks >= ASKS_FROM
         if peer is not self.table.me and answers and addresses:
             claim = Claim(self.name, question.nonce, wall_ms, self.extraload)

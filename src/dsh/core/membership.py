@@ -41,6 +41,12 @@ EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down
 RETRANSMIT_MULT = 3  # each change is sent about 3 * ceil(log10(N + 1)) times
 FORGET_AFTER = 3600.0  # seconds a member not in the cluster file stays down or left
 UNHEARD_GRACE = 10  # intervals after its start in which a node keeps unheard members' ring places
+# Ticks after its start in which a node sends its newest datagram version to
+# every member, whatever it has heard: a node upgraded in place hears the
+# others' datagrams of the old version before its first tick, and had it
+# answered in that version, each would have taken the other for the old
+# release for good (tests/system/test_rolling_upgrade.py, one run in five).
+ANNOUNCE_TICKS = 3
 # Above the threshold, a suspicion both monitors hold stands this many intervals,
 # whatever N: the refutation goes to them directly (no dissemination through
 # the cluster to wait for, which is what log N pays for), and at 30 % loss the

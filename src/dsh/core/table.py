@@ -77,6 +77,9 @@ class Peer:
     status_since: float = 0.0
     suspicion: Suspicion | None = None
     extras: list[Extra] = field(default_factory=list)
+    # The newest datagram version heard from its current incarnation: what it
+    # speaks, whatever it sends us (it sends the version it thinks we speak).
+    speaks: int = 0
 
     @property
     def extra(self) -> float:

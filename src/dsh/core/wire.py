@@ -109,6 +109,12 @@ ASKS_FROM = 4  # the first version whose senders answer ASK
 COMPACT_FROM = 5  # the first version of the compact layout, with brief datagrams
 MAX_DATAGRAM = 1400  # what a receiver reads; a state datagram is at most 1,294 bytes
 MAX_NEWS = 30  # news entries a datagram may carry (gossip.py sends at most 6)
+# The largest incarnation any version takes (ms since the epoch: the year 6429).
+# Version 5 carries 48 bits, and a node raises its own incarnation by one to
+# refute a suspicion of it: a larger one from an older release, or relayed
+# in its news, would leave this node unable to send it on, or itself unable
+# to send at all.
+MAX_INCARNATION = 1 << 47
 
 
 class MessageType(IntEnum):
@@ -145,7 +151,7 @@ _TAIL = 8
 _AGE_BITS = 14  # version 5 news: the age's bits below the kind's two
 _MAX_AGE5 = (1 << _AGE_BITS) - 1
 _U32 = 0xFFFFFFFF
-_FLOAT32_MAX = 3.4e38
+_FLOAT32_MAX = struct.unpack("!f", b"\x7f\x7f\xff\xff")[0]  # the largest finite float32
 _SHARE = 10000  # CPU shares on the wire: units of 0.01 %
 MIB = 1024 * 1024
 
@@ -213,7 +219,7 @@ class State:
     mem_avail: int
     mem_total: int
     drained: bool = False
-    usage: Usage | None = None  # None from a node that sends version 1
+    usage: Usage | None = None  # None from a node that sends version 1, or a brief datagram
     leaving: bool = False  # version 3: the node is stopping (SIGTERM)
     probe: bool = field(default=False, compare=False)  # version 3: answer me at once
     # What the sender knows of others (version 3). Not the state's value either.
@@ -449,7 +455,7 @@ def _decode_small(data: bytes) -> Ask | Bid | Claim:
     magic, version, mtype = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise WireError("bad magic")
-    if version not in VERSIONS or version < ASKS_FROM:
+    if version != ASKS_FROM:  # their one layout, whatever the state's version
         raise WireError(f"message type {mtype} in version {version}")
     layout = {MessageType.ASK: _ASK, MessageType.BID: _BID, MessageType.CLAIM: _CLAIM}[mtype]
     if len(data) < _HEADER.size + layout.size:
@@ -498,6 +504,8 @@ def decode(data: bytes) -> State:
         data, _HEADER.size
     )
     end = start + namelen
+    if incarn > MAX_INCARNATION:
+        raise WireError(f"incarnation {incarn} beyond {MAX_INCARNATION}")
     news: tuple[News, ...] = ()
     if version >= 3:
         if len(data) < end + 1:
@@ -550,6 +558,8 @@ def _decode_compact(data: bytes, version: int) -> State:
         raise WireError(f"short state message ({len(data)} bytes)")
     (inc_hi, inc_lo, seq, sent_hi, sent_lo, flags, ncpu, load, load1, avail, total,
      namelen) = _STATE5.unpack_from(data, _HEADER.size)  # fmt: skip
+    if inc_hi << 32 | inc_lo > MAX_INCARNATION:
+        raise WireError(f"incarnation {inc_hi << 32 | inc_lo} beyond {MAX_INCARNATION}")
     if namelen == 0:
         raise WireError("empty name")
     if flags & ~_KNOWN_FLAGS[version]:
@@ -584,6 +594,8 @@ def _decode_compact(data: bytes, version: int) -> State:
         kind = _KINDS[kind_age >> _AGE_BITS]  # two bits: every value is a kind
         age = (kind_age & _MAX_AGE5) / 10
         incarnation = n_hi << 32 | n_lo
+        if incarnation > MAX_INCARNATION:
+            raise WireError(f"news of incarnation {incarnation} beyond {MAX_INCARNATION}")
         if kind == Kind.DOWN or kind == Kind.LEFT:
             news.append(News(member, incarnation, n_seq, kind, age))
             continue
@@ -639,6 +651,8 @@ def _decode_usage_compact(data: bytes, offset: int) -> Usage:
 
 def _decode_news(data: bytes, offset: int) -> News:
     member, incarn, seq, number, age, tail = _NEWS.unpack_from(data, offset)
+    if incarn > MAX_INCARNATION:
+        raise WireError(f"news of incarnation {incarn} beyond {MAX_INCARNATION}")
     if number >= len(_KINDS):
         raise WireError(f"unknown news kind {number}")
     kind = _KINDS[number]  # a tuple lookup: Kind(number) costs a microsecond per entry

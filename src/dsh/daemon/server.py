@@ -400,7 +400,7 @@ class Daemon:
                 continue
             receive(data, source[0], now, wall_ms)
         # A down heard from others goes on now, not at the next poll, and so do
-        # bids for others' best-node questions (core: flush).
+        # answers to probes and bids for others' best-node questions (core: flush).
         self._send(self.node.flush(now, wall_ms))
         self.ports.bids_in()
 

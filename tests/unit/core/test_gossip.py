@@ -31,7 +31,7 @@ from dsh.core.gossip import (
     Sample,
     normalize_address,
 )
-from dsh.core.membership import suspicion_timeout, t_min
+from dsh.core.membership import ANNOUNCE_TICKS, suspicion_timeout, t_min
 from dsh.core.score import GIB, NodeView, score_load
 from dsh.core.wire import VERSION, State, Usage, decode, encode_state
 
@@ -716,6 +716,9 @@ def test_each_peer_is_sent_the_version_it_last_sent() -> None:
     old = report(b, seq=1)  # a state without usage encodes as version 1
     assert decode(old).version == 1
     assert node.receive(old, b, 1.5) == ACCEPTED
+    # Its first ANNOUNCE_TICKS ticks go out in the newest version to everyone.
+    for k in range(1, ANNOUNCE_TICKS):
+        assert sent_versions(node, 1.0 + k * 0.1) == {b: VERSION, c: VERSION}
     assert sent_versions(node, 2.0) == {b: 1, c: VERSION}  # b runs a release before version 2
     rows = {r.name: r for r in node.status_rows(2.0)}
     assert rows[b].state == "up" and rows[b].usage is None
@@ -730,8 +733,37 @@ def test_a_version_1_receiver_accepts_what_it_is_sent() -> None:
     a, b = "127.0.0.1", "127.0.0.2"
     node = make_node(f"{a}\n{b}\n")
     node.receive(report(b), b, 0.5)
+    for k in range(ANNOUNCE_TICKS):
+        node.tick(sample_with_usage(), 0.6 + k * 0.1, EPOCH_MS)
     ((data, _),) = node.tick(sample_with_usage(), 1.0, EPOCH_MS)
     assert data[2] == 1 and len(data) == 52 + len(a)
+
+
+def test_two_upgraded_daemons_never_take_each_other_for_the_old_release() -> None:
+    # b was of version 1 when a last heard it. a is upgraded in place and hears
+    # b's version-1 datagrams (b has not heard a's restart yet) before its first
+    # tick; b then hears a's. Each must end up sending the other the newest.
+    a, b = "127.0.0.1", "127.0.0.2"
+    node_a, node_b = make_node(f"{a}\n{b}\n"), make_node(f"{a}\n{b}\n", name=b)
+    assert node_b.receive(report(a, seq=1), a, 0.1) == ACCEPTED  # a's old release
+    for k in range(ANNOUNCE_TICKS):
+        node_b.tick(sample_with_usage(), 0.2 + k * 0.1, EPOCH_MS)
+    ((to_a, _),) = node_b.tick(sample_with_usage(), 0.6, EPOCH_MS)
+    assert decode(to_a).version == 1
+    upgraded = EPOCH_MS + 10_000
+    node_a = make_node(f"{a}\n{b}\n", incarnation=upgraded)
+    assert node_a.receive(to_a, b, 0.7) == ACCEPTED
+    for t in (0.8, 1.0, 1.2, 1.4, 1.6, 1.8):
+        for data, _ in node_a.tick(sample_with_usage(), t, EPOCH_MS):
+            node_b.receive(data, a, t + 0.01)
+        for data, _ in node_b.tick(sample_with_usage(), t + 0.05, EPOCH_MS):
+            node_a.receive(data, b, t + 0.06)
+    assert sent_versions(node_a, 2.0) == {b: VERSION}
+    assert sent_versions(node_b, 2.0) == {a: VERSION}
+    # And an older version from the same incarnation does not move it back.
+    node_b.receive(encode_state(decode(report(a, seq=99, incarnation=upgraded, usage=USAGE)), 1),
+                   a, 2.1)  # fmt: skip
+    assert sent_versions(node_b, 2.2) == {a: VERSION}
 
 
 def test_only_releases_before_news_are_sent_a_report_every_tick() -> None:
@@ -756,7 +788,8 @@ def test_brief_datagrams_keep_the_last_usage_and_go_to_version_5_only() -> None:
     node = make_node(f"{a}\n{b}\n{c}\n")
     assert node.receive(report(b, usage=USAGE), b, 0.5) == ACCEPTED
     assert node.receive(encode_state(decode(report(c, usage=USAGE)), 4), c, 0.5) == ACCEPTED
-    node.tick(sample_with_usage(), 1.0, EPOCH_MS)
+    for k in range(ANNOUNCE_TICKS + 1):  # past the intervals in which all get the newest
+        node.tick(sample_with_usage(), 0.6 + k * 0.1, EPOCH_MS)
     brief = report(b, seq=2, load=3.0, usage=USAGE, brief=True)
     assert decode(brief).brief and decode(brief).usage is None
     assert node.receive(brief, b, 1.2) == ACCEPTED
@@ -766,7 +799,9 @@ def test_brief_datagrams_keep_the_last_usage_and_go_to_version_5_only() -> None:
     assert node.receive(report(b, seq=3, usage=USAGE, probe=True), b, 1.3) == ACCEPTED
     probe4 = encode_state(decode(report(c, seq=2, usage=USAGE, probe=True)), 4)
     assert node.receive(probe4, c, 1.3) == ACCEPTED
-    answers = {address: decode(data) for data, address in node.flush(1.3, EPOCH_MS)}
+    flushed = node.flush(1.3, EPOCH_MS)
+    answers = {address: decode(data) for data, address in flushed}
+    assert len(flushed) == 2 and set(answers) == {b, c}  # the probers, once each
     assert node.poll(1.4, EPOCH_MS) == [] and node.flush(1.4, EPOCH_MS) == []  # once
     assert answers[b].brief and answers[b].usage is None and answers[b].version == 5
     assert not answers[c].brief and answers[c].usage is not None and answers[c].version == 4

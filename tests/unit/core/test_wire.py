@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from dsh.core.wire import (
     MAX_DATAGRAM,
+    MAX_INCARNATION,
     MAX_NEWS,
     Ask,
     Bid,
@@ -140,7 +141,7 @@ def states(draw: st.DrawFn) -> State:
     total = draw(st.integers(0, U64))
     return State(
         name=draw(names),
-        incarnation=draw(st.integers(0, U64)),
+        incarnation=draw(st.integers(0, MAX_INCARNATION)),
         seq=draw(st.integers(0, U32)),
         sent_ms=draw(st.integers(0, U64)),
         ncpu=draw(st.integers(1, 0xFFFF)),
@@ -202,9 +203,28 @@ def test_strict_decode_rejects(data: bytes) -> None:
 
 def test_limits_are_accepted() -> None:
     # The checks are exact: the values right at each limit decode.
-    state = decode(packed(b"x" * 255, ncpu=1, avail=5, total=5, load=U32, incarnation=U64))
-    assert (state.ncpu, state.mem_avail, state.load, state.incarnation) == (1, 5, U32 / 1000, U64)
+    state = decode(packed(b"x" * 255, ncpu=1, avail=5, total=5, load=U32,
+                          incarnation=MAX_INCARNATION, sent_ms=U64))  # fmt: skip
+    assert (state.ncpu, state.mem_avail, state.load) == (1, 5, U32 / 1000)
+    assert (state.incarnation, state.sent_ms) == (MAX_INCARNATION, U64)
     assert decode(packed(avail=0, total=0)).mem_total == 0
+
+
+def test_no_version_takes_an_incarnation_version_5_could_not_pass_on() -> None:
+    # Nor one that would overflow 48 bits when the node raises it by one to
+    # refute a suspicion: ms since the epoch stay below 2^47 until the year 6429.
+    assert MAX_INCARNATION + 1 < 2**48
+    with pytest.raises(WireError):
+        decode(packed(incarnation=MAX_INCARNATION + 1))
+    with pytest.raises(WireError):
+        decode(packed3(news=DOC_NEWS.pack(ID, MAX_INCARNATION + 1, 1, 2, 0, bytes(8)), count=1))
+    too_big = MAX_INCARNATION + 1
+    with pytest.raises(WireError):
+        decode(packed5(news=DOC_NEWS5.pack(ID, too_big >> 32, too_big & U32, 1, 2 << 14), count=1))
+    with pytest.raises(WireError):
+        decode(bytes(encode_state(a_state(incarnation=MAX_INCARNATION, usage=USAGE)))[:4]
+               + struct.pack("!HI", too_big >> 32, too_big & U32)
+               + encode_state(a_state(incarnation=MAX_INCARNATION, usage=USAGE))[10:])  # fmt: skip
 
 
 def _decodes_or_wire_error(data: bytes) -> None:
@@ -411,7 +431,7 @@ def test_strict_decode_rejects_version_3(data: bytes) -> None:
 def news_entries(draw: st.DrawFn) -> News:
     kind = Kind(draw(st.integers(0, 3)))
     member = draw(st.binary(min_size=8, max_size=8))
-    head = (member, draw(st.integers(0, U64)), draw(st.integers(0, U32)), kind,
+    head = (member, draw(st.integers(0, MAX_INCARNATION)), draw(st.integers(0, U32)), kind,
             draw(st.integers(0, 65535)) / 10)  # fmt: skip
     if kind == Kind.ALIVE:
         return News(*head, draw(st.integers(1, 65535)), draw(st.integers(0, 65535)) / 100,
@@ -472,6 +492,7 @@ def test_small_messages_hand_packed_decode_to_their_fields() -> None:
 
 BAD_SMALL = [
     ("in version 3", DOC_ASK.pack(MAGIC, 3, 3, 1, 2, 1) + b"n"),
+    ("in version 5", DOC_ASK.pack(MAGIC, 5, 3, 1, 2, 1) + b"n"),  # their layout is version 4's
     ("unknown version", DOC_ASK.pack(MAGIC, 9, 3, 1, 2, 1) + b"n"),
     ("bad magic", DOC_ASK.pack(b"xx", 4, 3, 1, 2, 1) + b"n"),
     ("empty name", DOC_ASK.pack(MAGIC, 4, 3, 1, 2, 0)),
@@ -590,7 +611,8 @@ def test_version_5_rounds_memory_to_mib_and_rates_to_float32() -> None:
         encode_state(a_state(incarnation=2**48, usage=USAGE))
 
 
-NO_RATES = DOC_USAGE5.pack(*SHARES, 0, 0, 0, 0, 0, 0)
+# Its first byte is 0, read as an empty news count when the brief flag says no usage.
+NO_RATES = DOC_USAGE5.pack(0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 BAD5 = [
     ("unknown flag bit 4", packed5(flags=0x10)),
     ("trailing byte", packed5() + b"\x00"),
@@ -610,7 +632,6 @@ BAD5 = [
     ("zero CPUs", packed5(ncpu=0)),
     ("empty name", packed5(b"")),
     ("name not UTF-8", packed5(b"new\xfften")),
-    ("brief, but with usage", packed5(flags=0x08, usage=NO_RATES)),
 ]
 
 
@@ -618,6 +639,22 @@ BAD5 = [
 def test_strict_decode_rejects_version_5(data: bytes) -> None:
     with pytest.raises(WireError):
         decode(data)
+
+
+def test_brief_with_usage_is_rejected_for_its_length() -> None:
+    with pytest.raises(WireError, match="length"):
+        decode(packed5(flags=0x08, usage=NO_RATES))
+    assert decode(packed5(flags=0x08)).brief  # the same without the usage
+
+
+def test_rates_beyond_float32_encode_as_its_largest_and_read_back_the_same() -> None:
+    biggest = struct.unpack("!f", b"\x7f\x7f\xff\xff")[0]
+    for rate in (float("inf"), 1e39, biggest, 3.4e38, 1 / 3):
+        data = encode_state(a_state(usage=Usage(0.1, 0.2, 0.3, 0.4, rate, 0, 0, 0, 0, 0)))
+        back = decode(data)
+        assert back.usage is not None
+        assert back.usage.disk_read == struct.unpack("!f", struct.pack("!f", min(rate, biggest)))[0]
+        assert encode_state(back) == data  # canonical: read back, the same bytes
 
 
 @st.composite
@@ -632,14 +669,11 @@ def usages5(draw: st.DrawFn) -> Usage:
 
 @settings(max_examples=150)
 @given(states(), usages5(), st.lists(news_entries(), max_size=MAX_NEWS), st.booleans(),
-       st.booleans(), st.integers(0, 2**48 - 1), st.integers(0, 2**48 - 1))  # fmt: skip
+       st.booleans(), st.integers(0, MAX_INCARNATION), st.integers(0, 2**48 - 1))  # fmt: skip
 def test_version_5_round_trip(state: State, usage: Usage, news: list[News], leaving: bool,
                               brief: bool, incarnation: int, sent_ms: int) -> None:  # fmt: skip
     total = state.mem_total % 2**32 * MiB
-    news5 = tuple(
-        dataclasses.replace(n, incarnation=n.incarnation % 2**48, age=min(n.age, 1638.3))
-        for n in news
-    )
+    news5 = tuple(dataclasses.replace(n, age=min(n.age, 1638.3)) for n in news)
     full = dataclasses.replace(state, usage=usage, news=news5, leaving=leaving, brief=brief,
                                incarnation=incarnation, sent_ms=sent_ms, mem_total=total,
                                mem_avail=min(state.mem_avail // MiB * MiB, total))  # fmt: skip
@@ -656,6 +690,16 @@ def test_version_5_round_trip(state: State, usage: Usage, news: list[News], leav
 @given(st.binary(max_size=1400))
 def test_any_bytes_after_a_version_5_header_decode_or_raise_wire_error(tail: bytes) -> None:
     _decodes_or_wire_error(MAGIC + b"\x05\x01" + tail)
+
+
+@settings(max_examples=300)
+@given(st.integers(0, 6), st.binary(max_size=200))
+def test_any_news_bytes_after_a_good_version_5_report_decode_or_raise_wire_error(
+    count: int, tail: bytes
+) -> None:
+    # Past the fixed part, so that the news decoder and the canonical check run.
+    _decodes_or_wire_error(packed5()[:-1] + bytes([count]) + tail)
+    _decodes_or_wire_error(packed5(flags=0x08)[:-1] + bytes([count]) + tail)
 
 
 def test_version_5_mutated_datagrams_decode_or_raise_wire_error() -> None:
