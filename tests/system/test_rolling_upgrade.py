@@ -13,7 +13,7 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from support.dshd import Cluster, ClusterFactory
+from support.dshd import Cluster, ClusterFactory, Node
 from support.paths import REPO
 from support.waiting import wait_for
 
@@ -180,6 +180,19 @@ VERSION_3_RELEASE = "e5e2109"
 SPARSE = [f"127.0.0.{i}" for i in range(54, 59)]  # above --fanout-above 2
 
 
+def sparse_with_one_old(make_cluster: ClusterFactory, addresses: list[str], old_dshd: str,
+                        tmp_path: Path) -> tuple[Cluster, Node, list[Node]]:  # fmt: skip
+    """The first of ``addresses`` running ``old_dshd``, the others this checkout's,
+    keyed, above the full-mesh threshold, started and all up everywhere."""
+    cluster = make_cluster(addresses)
+    cluster.keyed_above_threshold(tmp_path / "key")
+    old = cluster.nodes[addresses[0]]
+    old.program = old_dshd
+    cluster.start()
+    wait_for(cluster.all_up, 20, "the old and the new daemons all up everywhere")
+    return cluster, old, [cluster.nodes[n] for n in addresses[1:]]
+
+
 @pytest.fixture(scope="module")
 def version_3_dshd(tmp_path_factory: pytest.TempPathFactory) -> str:
     return released_dshd(VERSION_3_RELEASE, tmp_path_factory.mktemp("version-3-release"))
@@ -192,13 +205,7 @@ def test_version_3_and_this_release_answer_best_node_questions_above_the_thresho
     # this one, keyed, above the full-mesh threshold: everyone stays up, the
     # new ones keep answering, and the old one is asked at most a few times
     # before the others know it by its own reports.
-    cluster = make_cluster(SPARSE)
-    cluster.keyed_above_threshold(tmp_path / "key")
-    old = cluster.nodes[SPARSE[0]]
-    old.program = version_3_dshd
-    cluster.start()
-    wait_for(cluster.all_up, 20, "the version-3 and the new daemons all up everywhere")
-    new = [cluster.nodes[n] for n in SPARSE[1:]]
+    cluster, old, new = sparse_with_one_old(make_cluster, SPARSE, version_3_dshd, tmp_path)
     for node in new:
         for _ in range(4):
             assert node.best() in SPARSE
@@ -246,13 +253,7 @@ def test_version_4_and_this_release_keep_usage_and_bids_above_the_threshold(
     # one bids for the new ones' questions, and once each side has heard the
     # other it drops nothing (before, the version-5 reports of a new daemon
     # that has not heard it yet).
-    cluster = make_cluster(SPARSE_4)
-    cluster.keyed_above_threshold(tmp_path / "key")
-    old = cluster.nodes[SPARSE_4[0]]
-    old.program = version_4_dshd
-    cluster.start()
-    wait_for(cluster.all_up, 20, "the version-4 and the new daemons all up everywhere")
-    new = [cluster.nodes[n] for n in SPARSE_4[1:]]
+    _, old, new = sparse_with_one_old(make_cluster, SPARSE_4, version_4_dshd, tmp_path)
 
     def usage_everywhere() -> bool:
         for viewer in [old, *new]:

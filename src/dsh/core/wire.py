@@ -504,8 +504,6 @@ def decode(data: bytes) -> State:
         data, _HEADER.size
     )
     end = start + namelen
-    if incarn > MAX_INCARNATION:
-        raise WireError(f"incarnation {incarn} beyond {MAX_INCARNATION}")
     news: tuple[News, ...] = ()
     if version >= 3:
         if len(data) < end + 1:
@@ -519,14 +517,7 @@ def decode(data: bytes) -> State:
         news = tuple(_decode_news(data, end + 1 + i * _NEWS.size) for i in range(count))
     elif len(data) != end:
         raise WireError(f"length {len(data)} does not match name length {namelen}")
-    if namelen == 0:
-        raise WireError("empty name")
-    if flags & ~_KNOWN_FLAGS[version]:
-        raise WireError(f"unknown flags {flags:#x}")
-    if ncpu == 0:
-        raise WireError("zero CPUs")
-    if avail > total:
-        raise WireError("available memory exceeds total")
+    _check_state(version, incarn, flags, ncpu, avail, total, namelen)
     usage = _decode_usage(data, _HEADER.size + _STATE.size) if version >= 2 else None
     try:
         name = data[start:end].decode("utf-8")
@@ -551,15 +542,11 @@ def decode(data: bytes) -> State:
     )
 
 
-def _decode_compact(data: bytes, version: int) -> State:
-    """Version 5 (the module's docstring)."""
-    at = _HEADER.size + _STATE5.size
-    if len(data) < at:
-        raise WireError(f"short state message ({len(data)} bytes)")
-    (inc_hi, inc_lo, seq, sent_hi, sent_lo, flags, ncpu, load, load1, avail, total,
-     namelen) = _STATE5.unpack_from(data, _HEADER.size)  # fmt: skip
-    if inc_hi << 32 | inc_lo > MAX_INCARNATION:
-        raise WireError(f"incarnation {inc_hi << 32 | inc_lo} beyond {MAX_INCARNATION}")
+def _check_state(version: int, incarnation: int, flags: int, ncpu: int, avail: int, total: int,
+                 namelen: int) -> None:  # fmt: skip
+    """The checks every version's fixed fields pass (memory in bytes or MiB)."""
+    if incarnation > MAX_INCARNATION:
+        raise WireError(f"incarnation {incarnation} beyond {MAX_INCARNATION}")
     if namelen == 0:
         raise WireError("empty name")
     if flags & ~_KNOWN_FLAGS[version]:
@@ -568,6 +555,16 @@ def _decode_compact(data: bytes, version: int) -> State:
         raise WireError("zero CPUs")
     if avail > total:
         raise WireError("available memory exceeds total")
+
+
+def _decode_compact(data: bytes, version: int) -> State:
+    """Version 5 (the module's docstring)."""
+    at = _HEADER.size + _STATE5.size
+    if len(data) < at:
+        raise WireError(f"short state message ({len(data)} bytes)")
+    (inc_hi, inc_lo, seq, sent_hi, sent_lo, flags, ncpu, load, load1, avail, total,
+     namelen) = _STATE5.unpack_from(data, _HEADER.size)  # fmt: skip
+    _check_state(version, inc_hi << 32 | inc_lo, flags, ncpu, avail, total, namelen)
     if len(data) < at + namelen + 1:
         raise WireError(f"short state message ({len(data)} bytes)")
     try:
