@@ -34,8 +34,6 @@ from dsh.core.auth import Sealer  # noqa: E402
 from dsh.core.wire import MAX_INCARNATION, State, encode_state  # noqa: E402
 from dsh.daemon.keys import generate_key_file  # noqa: E402
 
-HIGHEST = MAX_INCARNATION  # a forged incarnation: beats any real one, and decodes
-
 A, B, C = "127.0.0.51", "127.0.0.52", "127.0.0.53"
 
 
@@ -64,7 +62,9 @@ def udp_flood(cluster: Cluster, seconds: float) -> tuple[int, int, bool]:
     node = cluster.nodes[A]
     before = sum(node.counters()["datagrams"].values())
     wrong = Sealer([os.urandom(32)])
-    forged = wrong.seal(encode_state(State(B, HIGHEST, 1, 0, 2, 0, 0, 0, 1)), os.urandom(12))
+    forged = wrong.seal(
+        encode_state(State(B, MAX_INCARNATION, 1, 0, 2, 0, 0, 0, 1)), os.urandom(12)
+    )
     rng = random.Random(1)
     junk = [rng.randbytes(rng.randrange(1, 300)) for _ in range(256)] + [forged] * 256
     sent, peers_up = 0, True

@@ -21,9 +21,6 @@ from support.waiting import wait_for
 from dsh.core.membership import t_min
 from dsh.core.wire import MAX_INCARNATION, State, encode_state
 
-HIGHEST = MAX_INCARNATION  # a forged incarnation: beats any real one, and decodes
-
-
 A, B, C = "127.0.0.11", "127.0.0.12", "127.0.0.13"
 
 
@@ -148,7 +145,7 @@ def test_foreign_and_garbage_datagrams_change_nothing_and_are_counted(
     wait_for(cluster.all_up, 10, "all up")
     before = _counters(cluster.nodes[A].status_text())
     forged = encode_state(
-        State(B, incarnation=HIGHEST, seq=1, sent_ms=0, ncpu=64, load=99.0, load1=99.0,
+        State(B, incarnation=MAX_INCARNATION, seq=1, sent_ms=0, ncpu=64, load=99.0, load1=99.0,
               mem_avail=0, mem_total=1)
     )  # fmt: skip
     _send_from("127.0.0.99", A, cluster.port, forged)  # a valid report, from outside

@@ -28,8 +28,6 @@ from dsh.core.auth import Sealer
 from dsh.core.wire import MAX_INCARNATION, State, encode_state
 from dsh.daemon.keys import load_keys
 
-HIGHEST = MAX_INCARNATION  # a forged incarnation: beats any real one, and decodes
-
 A, B, C, SPY = "127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.19"
 OUTSIDER = "127.0.0.99"
 
@@ -120,7 +118,9 @@ def test_sealed_cluster_gossips_and_forgeries_change_nothing(
         captured_at = time.time()  # the reports' sent_ms are at most this (same clock)
         node = cluster.nodes[A]
         before = node.counters()["datagrams"]
-        plain = encode_state(State(B, HIGHEST, 1, int(time.time() * 1000), 64, 99.0, 99.0, 0, 1))
+        plain = encode_state(
+            State(B, MAX_INCARNATION, 1, int(time.time() * 1000), 64, 99.0, 99.0, 0, 1)
+        )
         wrong = Sealer([os.urandom(32)]).seal(plain, os.urandom(12))
         with sender(B) as s:
             s.sendto(plain, (A, cluster.port))  # right format, no key: forged
@@ -206,16 +206,16 @@ def test_100k_hostile_datagrams_leave_the_daemon_up_bounded_and_counting(
         return real.seal(encode_state(State(B, 1, 1, int(time.time() * 1000), 2, 0, 0, 0, 1)),
                          os.urandom(12))  # fmt: skip
 
-    replayed = real.seal(encode_state(State(B, HIGHEST, 1, old_ms, 2, 0, 0, 0, 1)), os.urandom(12))
-    sealed = real.seal(encode_state(State(B, HIGHEST, 1, old_ms, 2, 0, 0, 0, 1)), os.urandom(12))
+    old_report = encode_state(State(B, MAX_INCARNATION, 1, old_ms, 2, 0, 0, 0, 1))
+    replayed = real.seal(old_report, os.urandom(12))
+    sealed = real.seal(old_report, os.urandom(12))
+    wrong_key = encode_state(State(B, MAX_INCARNATION, 9, old_ms, 2, 0, 0, 0, 1))
     kinds: dict[str, tuple[str, Callable[[], bytes], str]] = {
         # kind: (source, make datagram, the reason it must be counted under)
         "random": (B, lambda: rng.randbytes(rng.randrange(0, 300)), "bad_auth"),
         "truncated": (B, lambda: sealed[: rng.randrange(0, len(sealed))], "bad_auth"),
         "oversized": (B, lambda: sealed + rng.randbytes(rng.randrange(1, 9000)), "bad_auth"),
-        "wrong key": (B, lambda: wrong.seal(encode_state(State(B, HIGHEST, 9, old_ms, 2, 0, 0,
-                                                               0, 1)), os.urandom(12)),
-                      "bad_auth"),
+        "wrong key": (B, lambda: wrong.seal(wrong_key, os.urandom(12)), "bad_auth"),
         "replayed": (B, lambda: replayed, "replayed"),
         "stale": (B, stale, "stale"),
         "outsider": (OUTSIDER, lambda: rng.randbytes(64), "not_member"),

@@ -412,10 +412,7 @@ def _encode_compact(state: State, name: bytes, flags: int, version: int) -> byte
                                 min(_mib(u.swap_used), total), total))  # fmt: skip
     out.append(bytes([len(state.news)]))
     for n in state.news:
-        inc = n.incarnation
-        if not 0 <= inc < 1 << 48:
-            raise ValueError(f"incarnation {inc} does not fit in 48 bits (version 5)")
-        head = (n.member, inc >> 32, inc & _U32, n.seq & _U32,
+        head = (n.member, *_split48(n.incarnation, "incarnation"), n.seq & _U32,
                 n.kind << _AGE_BITS | _tenths(n.age, _MAX_AGE5))  # fmt: skip
         if n.kind == Kind.DOWN or n.kind == Kind.LEFT:
             out.append(_NEWS5.pack(*head))
@@ -542,11 +539,16 @@ def decode(data: bytes) -> State:
     )
 
 
+def _check_incarnation(value: int, what: str) -> int:
+    if value > MAX_INCARNATION:
+        raise WireError(f"{what} {value} beyond {MAX_INCARNATION}")
+    return value
+
+
 def _check_state(version: int, incarnation: int, flags: int, ncpu: int, avail: int, total: int,
                  namelen: int) -> None:  # fmt: skip
     """The checks every version's fixed fields pass (memory in bytes or MiB)."""
-    if incarnation > MAX_INCARNATION:
-        raise WireError(f"incarnation {incarnation} beyond {MAX_INCARNATION}")
+    _check_incarnation(incarnation, "incarnation")
     if namelen == 0:
         raise WireError("empty name")
     if flags & ~_KNOWN_FLAGS[version]:
@@ -590,9 +592,7 @@ def _decode_compact(data: bytes, version: int) -> State:
         at += _NEWS5.size
         kind = _KINDS[kind_age >> _AGE_BITS]  # two bits: every value is a kind
         age = (kind_age & _MAX_AGE5) / 10
-        incarnation = n_hi << 32 | n_lo
-        if incarnation > MAX_INCARNATION:
-            raise WireError(f"news of incarnation {incarnation} beyond {MAX_INCARNATION}")
+        incarnation = _check_incarnation(n_hi << 32 | n_lo, "news of incarnation")
         if kind == Kind.DOWN or kind == Kind.LEFT:
             news.append(News(member, incarnation, n_seq, kind, age))
             continue
@@ -648,8 +648,7 @@ def _decode_usage_compact(data: bytes, offset: int) -> Usage:
 
 def _decode_news(data: bytes, offset: int) -> News:
     member, incarn, seq, number, age, tail = _NEWS.unpack_from(data, offset)
-    if incarn > MAX_INCARNATION:
-        raise WireError(f"news of incarnation {incarn} beyond {MAX_INCARNATION}")
+    _check_incarnation(incarn, "news of incarnation")
     if number >= len(_KINDS):
         raise WireError(f"unknown news kind {number}")
     kind = _KINDS[number]  # a tuple lookup: Kind(number) costs a microsecond per entry

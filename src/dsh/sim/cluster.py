@@ -231,9 +231,7 @@ class SimCluster:
         name = node.best(self.now)
         if name is None:
             return None
-        chosen = self.index[name]
-        self.queue.push(self.now + JOB_START_DELAY, JOB_START, chosen)
-        return chosen
+        return self._place_job(name)
 
     def ask(self, asker: int, done: Callable[[int | None], None]) -> None:
         """Ask ``asker`` for the best node as dshd's best-node port does: its
@@ -278,9 +276,13 @@ class SimCluster:
         if name is None:
             done(None)
             return
+        done(self._place_job(name))
+
+    def _place_job(self, name: str) -> int:
+        """A job goes to ``name``; it loads the node JOB_START_DELAY later."""
         chosen = self.index[name]
         self.queue.push(self.now + JOB_START_DELAY, JOB_START, chosen)
-        done(chosen)
+        return chosen
 
     def _reference_load(self, name: str) -> float:
         """The yardstick's view of ``name``: its true load, ``reference`` s ago
@@ -317,18 +319,15 @@ class SimCluster:
                 self._poll(i, src)
             elif kind in (TICK, RUN_TICK):
                 self._tick(i, src, kind == RUN_TICK)
-            elif kind == ASK_AGAIN:
+            elif kind in (ASK_AGAIN, ANSWER):
                 if self.now < self.stalled_until[i]:  # its event loop is stuck
-                    queue.push(self.stalled_until[i], ASK_AGAIN, i, b"", src)
-                else:
+                    queue.push(self.stalled_until[i], kind, i, b"", src)
+                elif kind == ASK_AGAIN:
                     self._ask_again(i, src)
-            elif kind == JOB_START:
-                self.loads.place_job(i, at)
-            elif kind == ANSWER:
-                if self.now < self.stalled_until[i]:  # its event loop is stuck
-                    queue.push(self.stalled_until[i], ANSWER, i, b"", src)
                 else:
                     self._answer(src)
+            elif kind == JOB_START:
+                self.loads.place_job(i, at)
             elif kind == SNAPSHOT:
                 assert self.history is not None
                 value = self.loads.value
