@@ -50,9 +50,13 @@ def cluster(make_cluster: ClusterFactory) -> Cluster:
 def test_the_cluster_now_and_its_history(cluster: Cluster) -> None:
     def reported() -> Any:
         # Up may come first from another member's news of a node (a node's
-        # first report can go out before A listens); mem_total only from its own.
+        # first report can go out before A listens); mem_total only from its
+        # own, and the usage only from a full one (probes and their answers
+        # are brief: they leave it out).
         data = get(cluster, "/api/cluster")
-        return data if all(n["mem_total"] is not None for n in data["nodes"]) else None
+        known = all(n["mem_total"] is not None and n["cpu_user"] is not None
+                    for n in data["nodes"])  # fmt: skip
+        return data if known else None
 
     data = wait_for(reported, 10, "every node's own report at A")
     assert data["self"] == A and data["interval"] == 0.2 and isinstance(data["time"], float)

@@ -93,8 +93,15 @@ def test_old_and_new_daemons_see_each_other(
     # The old release's table: its own columns only, every node up.
     assert old_status.splitlines()[0].split()[1:] == list(COLUMNS[: COLUMNS.index("user")])
     assert cluster.nodes[OLD].counters()["datagrams"]["accepted"] > 0
-    new_status = cluster.nodes[NEW].status_text()
-    # A new node shows the old one without usage ('-') and the other new one with it.
+
+    # A new node shows the old one without usage ('-') and the other new one
+    # with it, once a full report of it has come (probes and their answers are
+    # brief: they leave it out).
+    def with_newer_usage() -> str:
+        text = cluster.nodes[NEW].status_text()
+        return text if "-" not in usage_cells(text, NEWER) else ""
+
+    new_status = wait_for(with_newer_usage, 5, "the other new node's usage at the new node")
     assert usage_cells(new_status, OLD) == ["-"] * 9
     cells = usage_cells(new_status, NEWER)
     assert len(cells) == 9 and all(c != "-" for c in cells)

@@ -93,8 +93,15 @@ def until(tmux: Tmux, test: Callable[[str], object], what: str, timeout: float =
 def test_the_live_view_in_a_real_terminal(cluster: Cluster, tmux: Tmux) -> None:
     env = " ".join(f"{k}={v}" for k, v in env_for(cluster).items() if k.startswith("DSH_"))
     tmux.start(f"env {env} {PY} {DSH} top; echo EXIT=$?; sleep 60")
-    screen = until(tmux, lambda s: {A, B, C, "cluster"} <= row_cells(s).keys(),
-                   "dsh top to show three nodes and the cluster row", 10)  # fmt: skip
+
+    def every_row(screen: str) -> bool:
+        # Every node's usage, too: a node heard only in brief datagrams (probes,
+        # their answers) so far shows '-' until its next full report.
+        if not {A, B, C, "cluster"} <= row_cells(screen).keys():
+            return False
+        return all(column(screen, name, "usr").isdigit() for name in (A, B, C))
+
+    screen = until(tmux, every_row, "dsh top to show three nodes' usage and the cluster row", 10)
     assert "3 nodes, 2 up, 1 drained" in screen
     assert row_cells(screen)[C][1] == "drain"
     assert all(len(line) <= 120 for line in screen.splitlines())
