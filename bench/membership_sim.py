@@ -30,7 +30,9 @@ Definitions (src/dsh/sim/metrics.py):
   per pair-hour times N - 1: what all observers of one node show per hour.
 * traffic: datagrams and bytes (UDP payload; add 28 bytes per datagram for
   IPv4 + UDP headers, and 36 for the envelope of a cluster key) sent per
-  running node per second, after the warm-up.
+  running node per second, after the warm-up; and of those, the best-node
+  questions' (ASK, BID, CLAIM), whose cost follows the job rate
+  (``--best-rate``) rather than N, with the gossip's share left without them.
 * age of load: for random (observer, member) pairs, seconds since the member
   sampled the freshest load the observer holds of it; "up" only for pairs the
   observer shows ``up`` (the ones placement may use); "chosen": the chosen
@@ -155,16 +157,23 @@ def traffic_table(results: list[Result]) -> list[str]:
     lines = [
         "| N | loss | datagrams sent per node per s | bytes sent per node per s (UDP payload) "
         "| with IPv4 + UDP headers | and sealed with a cluster key "
-        "| datagrams received per node per s |",
-        "|---|---|---|---|---|---|---|",
+        "| datagrams received per node per s "
+        "| of the sent, best-node questions: datagrams/s, B/s with headers "
+        "| gossip alone (without the questions): with headers, sealed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         sc = r.scenario
         wire = r.bytes_per_node_s + HEADERS * r.sent_per_node_s
         sealed = wire + SEALED * r.sent_per_node_s
+        asked = r.question_bytes_per_node_s + HEADERS * r.question_sent_per_node_s
+        gossip = wire - asked
+        gossip_sealed = gossip + SEALED * (r.sent_per_node_s - r.question_sent_per_node_s)
         lines.append(
             f"| {sc.size:,} | {sc.loss:.0%} | {r.sent_per_node_s:.2f} | {r.bytes_per_node_s:,.0f} "
-            f"| {wire:,.0f} | {sealed:,.0f} | {r.received_per_node_s:.2f} |"
+            f"| {wire:,.0f} | {sealed:,.0f} | {r.received_per_node_s:.2f} "
+            f"| {r.question_sent_per_node_s:.2f}, {asked:,.0f} "
+            f"| {gossip:,.0f}, {gossip_sealed:,.0f} |"
         )
     return lines
 

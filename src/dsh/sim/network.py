@@ -20,6 +20,10 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
+from ..core.wire import MessageType
+
+_QUESTION_TYPES = {bytes([t]) for t in (MessageType.ASK, MessageType.BID, MessageType.CLAIM)}
+
 # Event kinds in the shared queue (cluster.py adds its own timers).
 DELIVER = 0
 
@@ -44,6 +48,11 @@ class Counters:
     sent_bytes: list[int]
     received: list[int]  # delivered to the node's socket (before the core looks)
     received_bytes: list[int]
+    # Of ``sent``: the best-node questions' ASKs, BIDs and CLAIMs (all nodes),
+    # a cost per job rather than per member, so that the traffic tables can
+    # show the gossip's share on its own.
+    question_sent: int = 0
+    question_bytes: int = 0
     lost: int = 0  # copies dropped by loss
     cut: int = 0  # datagrams dropped by a partition
     duplicated: int = 0
@@ -129,6 +138,9 @@ class Network:
         c = self.counters
         c.sent[src] += 1
         c.sent_bytes[src] += len(data)
+        if data[3:4] in _QUESTION_TYPES:  # the simulated nodes send unsealed
+            c.question_sent += 1
+            c.question_bytes += len(data)
         if self._group is not None and self._group[src] != self._group[dst]:
             c.cut += 1
             return

@@ -56,6 +56,9 @@ class Result:
     sent_per_node_s: float  # datagrams
     bytes_per_node_s: float  # UDP payload
     received_per_node_s: float
+    # of sent_per_node_s and bytes_per_node_s: the best-node questions (ASK, BID, CLAIM)
+    question_sent_per_node_s: float
+    question_bytes_per_node_s: float
     events: int  # datagrams and timers the simulator handled
     core_counters: dict[str, int]
 
@@ -141,6 +144,8 @@ def run(sc: Scenario, progress: Progress | None = None) -> Result:
         sent_per_node_s=sum(c.sent) / node_seconds,
         bytes_per_node_s=sum(c.sent_bytes) / node_seconds,
         received_per_node_s=sum(c.received) / node_seconds,
+        question_sent_per_node_s=c.question_sent / node_seconds,
+        question_bytes_per_node_s=c.question_bytes / node_seconds,
         events=cluster.events,
         core_counters=counters,
     )

@@ -30,6 +30,12 @@ def test_asking_places_better_than_the_reports_alone_and_costs_datagrams() -> No
     assert best10(a.percentiles) > best10(r.percentiles)
     # every question: ASKs, BIDs, CLAIMs; and nothing of it dropped as malformed
     assert asked.sent_per_node_s > reports.sent_per_node_s
+    # counted apart (bench/membership_sim.py shows the gossip without them)
+    assert reports.question_sent_per_node_s == reports.question_bytes_per_node_s == 0
+    assert 0 < asked.question_sent_per_node_s < asked.sent_per_node_s
+    assert 0 < asked.question_bytes_per_node_s < asked.bytes_per_node_s
+    # an ASK, a BID or a CLAIM: 17-39 bytes of UDP payload and the sender's name
+    assert 25 < asked.question_bytes_per_node_s / asked.question_sent_per_node_s < 55
     assert asked.core_counters.get("malformed", 0) == 0
     assert asked.core_counters["accepted"] > reports.core_counters["accepted"]
 
