@@ -61,7 +61,6 @@ class Question:
     """One best-node question in flight: who was asked, what they bid."""
 
     nonce: int
-    asked_at: float
     waiting: set[str]  # member keys whose bid has not come
     fallback: str | None  # key of the report-based answer (asks nobody if it stays)
     bids: dict[str, float] = field(default_factory=dict)  # key -> score of its bid

@@ -1037,7 +1037,7 @@ class GossipNode:
         # as best() does (the extra load is added when the question is answered).
         low = [p for _, p in top[:2]]
         fallback = low[0] if len(low) == 1 else self.rng.choice(low)
-        question = b.Question(nonce, now, set(), fallback.spec.key)
+        question = b.Question(nonce, set(), fallback.spec.key)
         if any(p is me for _, p in top):
             # This node's own load now, without a datagram.
             question.own = (me.spec.key, self._score(me))
