@@ -717,24 +717,29 @@ class GossipNode:
         state = self._own_state(sample, wall_ms, now)
         self.table.expire(now)
         self._judge(now)
-        targets = self._everyone() if self.full_mesh() else self._sparse_targets(now)
+        spreaders: set[str] | None = None  # full mesh: every report gets the full filler
+        if self.full_mesh():
+            targets = self._everyone()
+        else:
+            targets, spreaders = self._sparse_targets(now)
         targets.extend(k for k in sorted(self._answer) if k not in targets)
         self._answer.clear()
-        return self._datagrams(state, targets, now)
+        return self._datagrams(state, targets, now, spreaders=spreaders)
 
-    def _sparse_targets(self, now: float) -> list[str]:
+    def _sparse_targets(self, now: float) -> tuple[list[str], set[str]]:
         """Above the threshold: the monitors, the members that probed us lately,
         FANOUT random members, and every member of an older release (it judges
-        by silence)."""
+        by silence); and of those, the random ones (LEAN_FILL)."""
         targets = self.table.walk(self.key, m.MONITORS, 1)
         for key, until in list(self._watchers.items()):
             if until < now or key in self.table.gone:
                 del self._watchers[key]
             elif key not in targets:
                 targets.append(key)
-        targets += self._random_members(self.fanout, exclude=set(targets))
+        spreaders = self._random_members(self.fanout, exclude=set(targets))
+        targets += spreaders
         targets += [k for k in sorted(self._older) if k not in targets and k not in self.table.gone]
-        return targets
+        return targets, set(spreaders)
 
     def _random_members(self, count: int, exclude: set[str]) -> list[str]:
         keys = self.table.ring.keys
@@ -835,20 +840,21 @@ class GossipNode:
         if self._sample is None:
             return None
         state = self._own_state(self._sample, wall_ms, now)
-        return self._encoded(dataclasses.replace(state, news=self._news(now)))
+        return self._encoded(dataclasses.replace(state, news=self._news(now)[0]))
 
     # -- datagrams out -------------------------------------------------------------
 
-    def _news(self, now: float, fill: bool = True) -> tuple[News, ...]:
+    def _news(self, now: float, fill: bool = True) -> tuple[tuple[News, ...], int]:
         """What this datagram says of others: waiting changes first, then (with
         ``fill``) the members heard of most recently (their load, and that they
-        live)."""
+        live); and how many of them are changes."""
         members = self.table.live_count()
         chosen: dict[str, News] = {}
         for key, kind in self._broadcasts.take(m.NEWS_PER_DATAGRAM, m.retransmit_limit(members)):
             news = self._news_of(key, Kind(kind), now)
             if news is not None:
                 chosen[key] = news
+        changes = len(chosen)
         fresh = self.suspect_after
         for key in reversed(self._recent) if fill else ():
             if len(chosen) >= m.NEWS_PER_DATAGRAM:
@@ -863,7 +869,7 @@ class GossipNode:
             news = self._news_of(key, Kind.ALIVE, now)
             if news is not None:
                 chosen[key] = news
-        return tuple(chosen.values())
+        return tuple(chosen.values()), changes
 
     def _news_of(self, key: str, kind: Kind, now: float) -> News | None:
         peer = self.table.peers.get(key)
@@ -895,14 +901,19 @@ class GossipNode:
         return self.sealer.seal(datagram, self.nonce()) if self.sealer is not None else datagram
 
     def _datagrams(self, state: State, targets: list[str], now: float,
-                   fill: bool = True) -> list[tuple[bytes, str]]:  # fmt: skip
-        news = self._news(now, fill)
+                   fill: bool = True,
+                   spreaders: set[str] | None = None) -> list[tuple[bytes, str]]:  # fmt: skip
+        """``state`` with news to each of ``targets``; given ``spreaders`` (a
+        tick above the threshold), the others get only LEAN_FILL of the filler."""
+        full_news, changes = self._news(now, fill)
+        lean_news = full_news[: changes + m.LEAN_FILL]
         # Each peer gets the version it speaks (a rolling upgrade, wire.py);
-        # one not heard yet gets ours. Each version is encoded (and sealed) once.
+        # one not heard yet gets ours. Each version is encoded (and sealed) once
+        # (twice, lean and full, in a tick above the threshold).
         # A member we probe gets the probe flag (version 3 only; an older one
         # answers every interval anyway). Without ``fill`` (between ticks) the
         # datagram is brief too, in version 5: no usage, which the tick carries.
-        datagrams: dict[tuple[int, bool], bytes] = {}
+        datagrams: dict[tuple[int, bool, bool], bytes] = {}
         out = []
         probes = self._probe
         targets = targets + [k for k in sorted(probes) if k not in targets]
@@ -916,6 +927,8 @@ class GossipNode:
                 speaks = VERSION  # what we speak, to everyone, first (ANNOUNCE_TICKS)
             version = 1 if state.usage is None else min(speaks, VERSION)
             probe = key in probes and version >= 3
+            lean = spreaders is not None and key not in spreaders
+            news = lean_news if lean else full_news
             told = self._tell.pop(key, None)
             if told and version >= 3:
                 # Suspicions for this member's eyes only, before the common news.
@@ -927,11 +940,11 @@ class GossipNode:
                                            probe=probe, brief=not fill)  # fmt: skip
                 out.append((self._encoded(full, version), addresses[0]))
                 continue
-            datagram = datagrams.get((version, probe))
+            datagram = datagrams.get((version, probe, lean))
             if datagram is None:
                 full = (dataclasses.replace(state, news=news, probe=probe, brief=not fill)
                         if version >= 3 else state)  # fmt: skip
-                datagram = datagrams[version, probe] = self._encoded(full, version)
+                datagram = datagrams[version, probe, lean] = self._encoded(full, version)
             out.append((datagram, addresses[0]))
         probes.clear()
         return out

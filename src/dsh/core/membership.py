@@ -35,6 +35,14 @@ FORWARD = 6  # above it: random members a down or left heard from others goes to
 # (4 had left the last 1 % of 1,000 nodes at 30 % loss 5.5 s after the crash, p99; 6: 4.8)
 RELAY_SHARE = 0.25  # above it: of the nodes that hear a new incarnation, the share passing it on
 NEWS_PER_DATAGRAM = 6  # at most; 28 bytes each, 20 for a down or left member (wire.py)
+# Above the threshold, of the members heard lately (a report's filler after the
+# changes), the FANOUT random members get up to NEWS_PER_DATAGRAM and the rest
+# (monitors, watchers, those answered) this many: the random ones are how load
+# and liveness spread, the monitors hear the same node every interval. At
+# 1,000 members and 30 % loss, 2 instead of 6 took 142 B/s off a keyed node's
+# 1,194 and placement from 67 % to 66 % in the best 10 %; 0 made 4 times the
+# false suspicions (simulator, seed 1).
+LEAN_FILL = 2
 ALPHA = 0.25  # t_min in intervals per decade of members (memberlist: 4 probe intervals)
 MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default)
 EXPECTED_CONFIRMATIONS = 2  # independent suspicions that bring the timeout down to t_min

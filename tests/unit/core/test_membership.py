@@ -265,7 +265,16 @@ def test_above_the_threshold_each_node_sends_to_a_constant_few() -> None:
     # its 2 monitors, 2 random members, and whoever it suspects or must answer
     assert m.MONITORS + m.FANOUT <= len(sent) <= m.MONITORS + m.FANOUT + 2
     assert all(len(d) <= 108 + 12 + 1 + 31 * m.NEWS_PER_DATAGRAM for d, _ in sent)
-    assert max(len(decode(d).news) for d, _ in sent) == m.NEWS_PER_DATAGRAM
+    # The full filler (members heard lately, within S) to the random members
+    # only; the monitors, who hear this node every interval, get the first
+    # LEAN_FILL of it.
+    news = {dst: decode(d).news for d, dst in sent}
+    monitors = node.table.walk(node.key, m.MONITORS, 1)
+    spreaders = [dst for dst in news if dst not in monitors]
+    assert len(monitors) == m.MONITORS and len(spreaders) == m.FANOUT  # nobody to answer
+    assert all(news[dst] == news[spreaders[0]] for dst in spreaders)
+    assert m.LEAN_FILL < len(news[spreaders[0]]) <= m.NEWS_PER_DATAGRAM
+    assert all(news[dst] == news[spreaders[0]][: m.LEAN_FILL] for dst in monitors)
 
 
 def test_above_the_threshold_a_crash_is_down_everywhere_and_nothing_else_is() -> None:
