@@ -927,7 +927,9 @@ class GossipNode:
                 speaks = VERSION  # what we speak, to everyone, first (ANNOUNCE_TICKS)
             version = 1 if state.usage is None else min(speaks, VERSION)
             probe = key in probes and version >= 3
-            lean = spreaders is not None and key not in spreaders
+            # (When the filler is short the lean news is the full: one encoding.)
+            lean = (spreaders is not None and key not in spreaders
+                    and len(lean_news) < len(full_news))  # fmt: skip
             news = lean_news if lean else full_news
             told = self._tell.pop(key, None)
             if told and version >= 3:

@@ -440,10 +440,17 @@ def encode_message(message: Ask | Bid | Claim) -> bytes:
     return _HEADER.pack(MAGIC, ASKS_FROM, mtype) + body + name
 
 
+_SMALL_TYPES = frozenset((MessageType.ASK, MessageType.BID, MessageType.CLAIM))
+
+
+def is_small_message(data: bytes) -> bool:
+    """Whether an unsealed datagram is an ASK, BID or CLAIM (a best-node question's)."""
+    return len(data) >= _HEADER.size and data[3] in _SMALL_TYPES
+
+
 def decode_message(data: bytes) -> Message:
     """Decode any datagram (a state, ASK, BID or CLAIM) or raise WireError."""
-    if len(data) >= _HEADER.size and data[3] in (MessageType.ASK, MessageType.BID,
-                                                 MessageType.CLAIM):  # fmt: skip
+    if is_small_message(data):
         return _decode_small(data)
     return decode(data)
 

@@ -20,9 +20,7 @@ import heapq
 import random
 from dataclasses import dataclass, field
 
-from ..core.wire import MessageType
-
-_QUESTION_TYPES = {bytes([t]) for t in (MessageType.ASK, MessageType.BID, MessageType.CLAIM)}
+from ..core.wire import is_small_message
 
 # Event kinds in the shared queue (cluster.py adds its own timers).
 DELIVER = 0
@@ -138,7 +136,7 @@ class Network:
         c = self.counters
         c.sent[src] += 1
         c.sent_bytes[src] += len(data)
-        if data[3:4] in _QUESTION_TYPES:  # the simulated nodes send unsealed
+        if is_small_message(data):  # the simulated nodes send unsealed
             c.question_sent += 1
             c.question_bytes += len(data)
         if self._group is not None and self._group[src] != self._group[dst]:
