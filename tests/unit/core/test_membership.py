@@ -277,6 +277,39 @@ def test_above_the_threshold_each_node_sends_to_a_constant_few() -> None:
     assert all(news[dst] == news[spreaders[0]][: m.LEAN_FILL] for dst in monitors)
 
 
+def test_above_the_threshold_the_monitors_get_the_usage_in_every_fourth_tick() -> None:
+    net = Net(100, seed=9)
+    net.run(30.0)
+    node = net.nodes[net.members[0]]
+    monitors = set(node.table.walk(node.key, m.MONITORS, 1))
+    with_usage: Counter[str] = Counter()
+    tick = node.tick
+
+    def counted(s: Sample, now: float, wall_ms: int) -> list[tuple[bytes, str]]:
+        out = tick(s, now, wall_ms)
+        with_usage["ticks"] += 1
+        for data, dst in out:
+            state = decode(data)
+            assert state.brief == (state.usage is None)
+            to = "monitor" if dst in monitors else "random"
+            with_usage[to] += state.usage is not None
+            with_usage[to + "s"] += 1
+        return out
+
+    node.tick = counted  # type: ignore[method-assign,assignment]
+    ticks = 3 * m.USAGE_EVERY
+    while with_usage["ticks"] < ticks:
+        net.run(net.now + INTERVAL / 4)
+    assert with_usage["monitors"] == ticks * m.MONITORS
+    assert with_usage["monitor"] == ticks // m.USAGE_EVERY * m.MONITORS
+    # the random members, through whom alone it goes further, get it every time
+    assert with_usage["random"] == with_usage["randoms"] == ticks * m.FANOUT
+    # and the monitors keep the usage of the last full report
+    for monitor in monitors:
+        held = net.nodes[monitor].table.get(node.name)
+        assert held is not None and held.state is not None and held.state.usage == IDLE
+
+
 def test_above_the_threshold_a_crash_is_down_everywhere_and_nothing_else_is() -> None:
     net = Net(100, seed=10)
     net.run(40.0)  # long enough for everyone to have heard of everyone
@@ -421,6 +454,35 @@ def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once(fi
         assert all(n.kind != Kind.ALIVE for n in news)
     assert node.flush(now + 0.015, wall + 15) == []
     assert len(node.poll(now + 0.02, wall + 20)) < m.FORWARD
+
+
+def test_a_down_this_node_declares_goes_at_once_to_a_few_members_too() -> None:
+    net = Net(100, seed=21)
+    net.run(30.0)
+    name = net.members[60]
+    node = net.nodes[name]
+    gone = node.table.walk(node.key, m.MONITORS, -1)[0]  # a member it monitors
+    gone_id = node.table.get(gone).id  # type: ignore[union-attr]
+    carrying: list[tuple[float, str]] = []  # (when, to) of its datagrams with the down
+    send = net._send
+
+    def watch(src: str, datagrams: list[tuple[bytes, str]]) -> None:
+        if src == name and node.events["declared_down"]:
+            for data, dst in datagrams:
+                if any(n.member == gone_id and n.kind == Kind.DOWN for n in decode(data).news):
+                    carrying.append((net.now, dst))
+        send(src, datagrams)
+
+    net._send = watch  # type: ignore[method-assign]
+    net.stop(gone)
+    net.run(net.now + 15.0)
+    assert node.events["declared_down"] == 1  # its own judgment, not heard
+    first = carrying[0][0]
+    soon = {dst for when, dst in carrying if when <= first + INTERVAL / 4 + 0.01} - {gone}
+    # FORWARD random members at the next flush or poll, besides the FANOUT of
+    # the urgent polls (and, if a tick judged, its monitors and FANOUT random;
+    # and the member itself, told of the suspicion): without it, 6 at most
+    assert len(soon) >= m.FORWARD + m.FANOUT
 
 
 def loaded(seed: int) -> tuple[Net, GossipNode, list[Peer]]:
