@@ -43,6 +43,7 @@ from .table import (
 )
 from .wire import (
     ASKS_FROM,
+    COMPACT_FROM,
     NEWS_FROM,
     VERSION,
     Ask,
@@ -940,7 +941,8 @@ class GossipNode:
             # (When the filler is short the lean news is the full: one encoding.)
             other = spreaders is not None and key not in spreaders
             lean = other and len(lean_news) < len(full_news)
-            brief = not fill or (other and others_brief)
+            # (Brief exists from version 5 on: below, one encoding either way.)
+            brief = (not fill or (other and others_brief)) and version >= COMPACT_FROM
             news = lean_news if lean else full_news
             told = self._tell.pop(key, None)
             if told and version >= 3:
@@ -950,7 +952,7 @@ class GossipNode:
                 members = {e.member for e in extra}
                 mine = extra + [n for n in news if n.member not in members]
                 full = dataclasses.replace(state, news=tuple(mine[: m.NEWS_PER_DATAGRAM]),
-                                           probe=probe, brief=not fill)  # fmt: skip
+                                           probe=probe, brief=brief)  # fmt: skip
                 out.append((self._encoded(full, version), addresses[0]))
                 continue
             datagram = datagrams.get((version, probe, lean, brief))

@@ -44,12 +44,13 @@ NEWS_PER_DATAGRAM = 6  # at most; 28 bytes each, 20 for a down or left member (w
 # false suspicions (simulator, seed 1).
 LEAN_FILL = 2
 # Above the threshold, the usage (CPU shares, disk, network, swap: 32 bytes)
-# rides in every report to the random members, who are the only way it goes
-# far, but in only every USAGE_EVERY-th one to the monitors and the others,
-# who keep the last they had (brief reports, wire.py): their view of the
-# member's usage is then at most USAGE_EVERY intervals old. 35 B/s off a
-# keyed node's 1,052 at 1,000 members and 30 % loss, nothing else moved
-# (simulator, seed 1); in none of them, 47.
+# rides in every report to the random members, but in only every
+# USAGE_EVERY-th one to the monitors and the others, who keep the last they
+# had (brief reports, wire.py). No one relays usage (news has none), so the
+# random reports are how it reaches the rest of the cluster, and the others'
+# view of it is USAGE_EVERY intervals old at most, unless a report is lost.
+# 35 B/s off a keyed node's 1,052 at 1,000 members and 30 % loss, nothing
+# else moved (simulator, seed 1); to the others never, 47.
 USAGE_EVERY = 4
 ALPHA = 0.25  # t_min in intervals per decade of members (memberlist: 4 probe intervals)
 MAX_TIMEOUT_FACTOR = 6  # a lone suspector waits 6 * t_min (memberlist's default)

@@ -294,6 +294,8 @@ def test_above_the_threshold_the_monitors_get_the_usage_in_every_fourth_tick() -
             to = "monitor" if dst in monitors else "random"
             with_usage[to] += state.usage is not None
             with_usage[to + "s"] += 1
+            if to == "monitor":  # from its first tick on: the 1st, 5th, 9th...
+                assert (state.usage is not None) == ((node._ticks - 1) % m.USAGE_EVERY == 0)
         return out
 
     node.tick = counted  # type: ignore[method-assign,assignment]
@@ -308,6 +310,16 @@ def test_above_the_threshold_the_monitors_get_the_usage_in_every_fourth_tick() -
     for monitor in monitors:
         held = net.nodes[monitor].table.get(node.name)
         assert held is not None and held.state is not None and held.state.usage == IDLE
+    # With no filler to tell them apart (the same news for all), the random
+    # members still get the usage in a tick the monitors get none.
+    while node._ticks % m.USAGE_EVERY == 0:  # the next tick is one without
+        net.run(net.now + INTERVAL / 4)
+    node._recent.clear()
+    now = net.now + 0.001
+    sent = tick(sample(), now, EPOCH_MS + int(now * 1000))
+    usage = {dst: decode(d).usage is not None for d, dst in sent}
+    assert {usage[k] for k in monitors} == {False}
+    assert {v for k, v in usage.items() if k not in monitors} == {True}
 
 
 def test_above_the_threshold_a_crash_is_down_everywhere_and_nothing_else_is() -> None:
@@ -457,32 +469,27 @@ def test_a_down_heard_from_others_goes_at_once_to_a_few_members_and_only_once(fi
 
 
 def test_a_down_this_node_declares_goes_at_once_to_a_few_members_too() -> None:
-    net = Net(100, seed=21)
+    # Its own judgment (a suspicion timed out): not only FANOUT random members
+    # at each urgent poll, but FORWARD at the next flush, as a heard down.
+    net = Net(100, seed=20)
     net.run(30.0)
-    name = net.members[60]
-    node = net.nodes[name]
-    gone = node.table.walk(node.key, m.MONITORS, -1)[0]  # a member it monitors
-    gone_id = node.table.get(gone).id  # type: ignore[union-attr]
-    carrying: list[tuple[float, str]] = []  # (when, to) of its datagrams with the down
-    send = net._send
-
-    def watch(src: str, datagrams: list[tuple[bytes, str]]) -> None:
-        if src == name and node.events["declared_down"]:
-            for data, dst in datagrams:
-                if any(n.member == gone_id and n.kind == Kind.DOWN for n in decode(data).news):
-                    carrying.append((net.now, dst))
-        send(src, datagrams)
-
-    net._send = watch  # type: ignore[method-assign]
-    net.stop(gone)
-    net.run(net.now + 15.0)
-    assert node.events["declared_down"] == 1  # its own judgment, not heard
-    first = carrying[0][0]
-    soon = {dst for when, dst in carrying if when <= first + INTERVAL / 4 + 0.01} - {gone}
-    # FORWARD random members at the next flush or poll, besides the FANOUT of
-    # the urgent polls (and, if a tick judged, its monitors and FANOUT random;
-    # and the member itself, told of the suspicion): without it, 6 at most
-    assert len(soon) >= m.FORWARD + m.FANOUT
+    gone = net.members[31]
+    ring = net.nodes[gone].table
+    node = net.nodes[ring.walk(ring.me.spec.key, m.MONITORS, 1)[0]]  # one of its monitors
+    assert gone in node.table.walk(node.key, m.MONITORS, -1)
+    peer = node.table.get(gone)
+    assert peer is not None
+    now = net.now
+    wall = EPOCH_MS + int(now * 1000)
+    assert node.flush(now, wall) == []
+    node._gone(peer, DOWN, now, mine=True)
+    assert node.events["declared_down"] == 1
+    sent = node.flush(now + 0.01, wall + 10)
+    assert len(sent) == m.FORWARD
+    for data, _ in sent:
+        news = decode(data).news
+        assert [n.kind for n in news if n.member == peer.id] == [Kind.DOWN]
+    assert node.flush(now + 0.015, wall + 15) == []  # once
 
 
 def loaded(seed: int) -> tuple[Net, GossipNode, list[Peer]]:
